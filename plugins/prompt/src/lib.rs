@@ -1,0 +1,264 @@
+//! The default prompt builder. It lays out the incident the way the seed document
+//! does (cluster metrics, detected issues, a request for recommendations), asks
+//! for JSON, and returns the JSON schema the reply must follow so the host can
+//! pass it to the model's structured-output option.
+//!
+//! Configuration keys (all optional):
+//! - `temperature`: sampling temperature hint, default 0.2.
+//! - `maxRecommendations`: how many recommendations to ask for, default 3.
+//! - `customPrompts.<name>`: extra instructions added when the incident is of the
+//!   matching type: `memoryAnalysis` (OOM kills, memory pressure),
+//!   `performanceAnalysis` (CPU pressure), `crashAnalysis` (crash loops,
+//!   restarts), `imagePullAnalysis`, `configAnalysis`, `schedulingAnalysis`,
+//!   `eventAnalysis` (warning events), and `default` for every incident.
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+
+use kubeskippy_plugin_sdk::ConfigSource;
+use kubeskippy_plugin_sdk::types::{FindingKind, Incident, PodFacts, Prompt, ResourceAmounts};
+use serde_json::{Value, json};
+
+const SYSTEM: &str = "You are a Kubernetes cluster healing expert. You analyse the state of one \
+workload and recommend the smallest safe changes that restore it. Reply with one JSON object \
+only, no prose and no markdown, following the JSON schema you are given. Allowed actions: \
+\"restart\" (rollout restart of the workload), \"scale\" (set \"replicas\"), \"patch\" (change \
+one container's resources: set \"container\" and any of \"memory_limit\", \"memory_request\", \
+\"cpu_limit\", \"cpu_request\" as Kubernetes quantities such as \"2Gi\" or \"500m\"), \
+\"delete-pod\" (evict one pod) and \"none\" (advice that needs no change). \"target\" is \
+\"Kind/name\" and must name the workload or one of its pods from the evidence. \"confidence\" \
+is a number from 0 to 1. Rank recommendations best first.";
+
+const DEFAULT_TEMPERATURE: f32 = 0.2;
+const DEFAULT_MAX_RECOMMENDATIONS: u32 = 3;
+
+/// Builds the prompt for one incident.
+pub fn build_prompt(incident: &Incident, config: &dyn ConfigSource) -> Result<Prompt, String> {
+    if incident.findings.is_empty() {
+        return Err(format!(
+            "incident {} has no findings: nothing to ask the model",
+            incident.id
+        ));
+    }
+    let temperature = match config.get("temperature") {
+        Some(text) => parse_temperature(&text)?,
+        None => DEFAULT_TEMPERATURE,
+    };
+    let max_recommendations = match config.get("maxRecommendations") {
+        Some(text) => text
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                format!("config maxRecommendations must be a positive integer, got {text:?}")
+            })?,
+        None => DEFAULT_MAX_RECOMMENDATIONS,
+    };
+
+    let mut user = String::with_capacity(4096);
+    user.push_str(&format!(
+        "Analyze the following cluster state for {} in namespace {}.\n\nCLUSTER METRICS:\n",
+        kind_and_name(&incident.target.kind, &incident.target.name),
+        incident.target.namespace
+    ));
+    let metrics = cluster_metrics(incident);
+    user.push_str(&serde_json::to_string_pretty(&metrics).expect("metrics are plain JSON"));
+    user.push_str("\n\nDETECTED ISSUES:\n");
+    for finding in &incident.findings {
+        user.push_str("- ");
+        user.push_str(&finding.detail);
+        user.push('\n');
+    }
+    let extra = custom_instructions(incident, config);
+    if !extra.is_empty() {
+        user.push_str("\nADDITIONAL INSTRUCTIONS:\n");
+        for text in extra {
+            user.push_str(text.trim());
+            user.push('\n');
+        }
+    }
+    user.push_str(&format!(
+        "\nGive a short summary, the issues with severity, impact and root cause, and at most \
+         {max_recommendations} ranked recommendations. Valid targets: {}.\n",
+        valid_targets(incident).join(", ")
+    ));
+
+    Ok(Prompt {
+        system: SYSTEM.to_string(),
+        user,
+        json_schema: Some(reply_schema(max_recommendations).to_string()),
+        temperature: Some(temperature),
+    })
+}
+
+fn parse_temperature(text: &str) -> Result<f32, String> {
+    text.trim()
+        .parse::<f32>()
+        .ok()
+        .filter(|t| (0.0..=2.0).contains(t))
+        .ok_or_else(|| format!("config temperature must be a number from 0 to 2, got {text:?}"))
+}
+
+fn kind_and_name(kind: &str, name: &str) -> String {
+    format!("{kind}/{name}")
+}
+
+fn valid_targets(incident: &Incident) -> Vec<String> {
+    let mut targets = vec![kind_and_name(&incident.target.kind, &incident.target.name)];
+    targets.extend(
+        incident
+            .pods
+            .iter()
+            .filter(|pod| pod.name != incident.target.name)
+            .map(|pod| kind_and_name("Pod", &pod.name)),
+    );
+    targets
+}
+
+/// The seed's CLUSTER METRICS block: CPU in millicores, memory in MiB, so small
+/// models see the numbers people use.
+fn cluster_metrics(incident: &Incident) -> Value {
+    let pods: Vec<Value> = incident.pods.iter().map(pod_metrics).collect();
+    let events: Vec<Value> = incident
+        .events
+        .iter()
+        .map(|event| {
+            json!({
+                "type": event.event_type,
+                "reason": event.reason,
+                "count": event.count,
+                "object": kind_and_name(&event.involved.kind, &event.involved.name),
+                "message": event.message,
+            })
+        })
+        .collect();
+    let mut metrics = json!({ "pods": pods, "events": events });
+    if let Some(workload) = &incident.workload {
+        metrics["workload"] = json!({
+            "kind": workload.target.kind,
+            "name": workload.target.name,
+            "desired_replicas": workload.desired_replicas,
+            "ready_replicas": workload.ready_replicas,
+            "containers": workload.containers,
+        });
+    }
+    metrics
+}
+
+fn pod_metrics(pod: &PodFacts) -> Value {
+    let mut value = json!({
+        "name": pod.name,
+        "status": pod.status_reason.clone().unwrap_or_else(|| pod.phase.clone()),
+        "restart_count": pod.restart_count,
+    });
+    put_amounts(&mut value, "usage", &pod.usage);
+    put_amounts(&mut value, "limit", &pod.limits);
+    let containers: Vec<Value> = pod
+        .containers
+        .iter()
+        .map(|container| {
+            let mut value =
+                json!({ "name": container.name, "restart_count": container.restart_count });
+            put_amounts(&mut value, "usage", &container.usage);
+            put_amounts(&mut value, "limit", &container.limits);
+            if let Some(reason) = &container.waiting_reason {
+                value["waiting_reason"] = json!(reason);
+            }
+            if let Some(message) = &container.waiting_message {
+                value["waiting_message"] = json!(message);
+            }
+            if let Some(reason) = &container.last_termination_reason {
+                value["last_termination_reason"] = json!(reason);
+            }
+            value
+        })
+        .collect();
+    value["containers"] = json!(containers);
+    value
+}
+
+fn put_amounts(value: &mut Value, prefix: &str, amounts: &ResourceAmounts) {
+    if let Some(cpu) = amounts.cpu_millicores {
+        value[format!("cpu_{prefix}_millicores")] = json!(cpu);
+    }
+    if let Some(memory) = amounts.memory_bytes {
+        value[format!("memory_{prefix}_mib")] = json!(memory / (1024 * 1024));
+    }
+}
+
+fn prompt_names_for(kind: FindingKind) -> &'static str {
+    match kind {
+        FindingKind::OomKilled | FindingKind::MemoryPressure => "memoryAnalysis",
+        FindingKind::CpuPressure => "performanceAnalysis",
+        FindingKind::CrashLoop | FindingKind::Restarts => "crashAnalysis",
+        FindingKind::ImagePull => "imagePullAnalysis",
+        FindingKind::ConfigError => "configAnalysis",
+        FindingKind::Unschedulable => "schedulingAnalysis",
+        FindingKind::WarningEvents | FindingKind::Other => "eventAnalysis",
+    }
+}
+
+/// Custom prompt fragments for the incident's finding kinds, each once, in the
+/// order the findings fired, then `default`.
+fn custom_instructions(incident: &Incident, config: &dyn ConfigSource) -> Vec<String> {
+    let mut names: Vec<&str> = Vec::new();
+    for finding in &incident.findings {
+        let name = prompt_names_for(finding.kind);
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names.push("default");
+    names
+        .into_iter()
+        .filter_map(|name| config.get(&format!("customPrompts.{name}")))
+        .filter(|text| !text.trim().is_empty())
+        .collect()
+}
+
+/// The JSON schema of the reply. The parser plugin accepts exactly this shape.
+pub fn reply_schema(max_recommendations: u32) -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "summary": { "type": "string" },
+            "issues": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "title": { "type": "string" },
+                        "severity": { "type": "string", "enum": ["low", "medium", "high", "critical"] },
+                        "impact": { "type": "string" },
+                        "root_cause": { "type": "string" }
+                    },
+                    "required": ["title", "severity", "impact", "root_cause"]
+                }
+            },
+            "recommendations": {
+                "type": "array",
+                "maxItems": max_recommendations,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "action": { "type": "string", "enum": ["restart", "scale", "patch", "delete-pod", "none"] },
+                        "target": { "type": "string", "description": "Kind/name, e.g. Deployment/app or Pod/app-xyz" },
+                        "description": { "type": "string" },
+                        "replicas": { "type": "integer", "minimum": 0 },
+                        "container": { "type": "string" },
+                        "memory_limit": { "type": "string" },
+                        "memory_request": { "type": "string" },
+                        "cpu_limit": { "type": "string" },
+                        "cpu_request": { "type": "string" },
+                        "reason": { "type": "string" },
+                        "risk": { "type": "string" },
+                        "confidence": { "type": "number", "minimum": 0, "maximum": 1 }
+                    },
+                    "required": ["action", "target", "reason", "risk", "confidence"]
+                }
+            }
+        },
+        "required": ["summary", "issues", "recommendations"]
+    })
+}

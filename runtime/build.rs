@@ -1,0 +1,94 @@
+//! Builds the default plugins (and the hostile test plugin) for wasm32-wasip2 so
+//! the host can embed them and `cargo run` works from a fresh checkout. The
+//! plugins get a target directory of their own: the outer build holds the lock
+//! on the normal one.
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+const PLUGINS: [(&str, &str); 4] = [
+    ("kubeskippy-prompt", "kubeskippy_prompt"),
+    ("kubeskippy-parser", "kubeskippy_parser"),
+    ("kubeskippy-validator", "kubeskippy_validator"),
+    ("kubeskippy-hostile-plugin", "kubeskippy_hostile_plugin"),
+];
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir
+        .parent()
+        .expect("runtime/ lives in the workspace")
+        .to_path_buf();
+    for watched in ["wit", "plugins", "tests/plugins", "Cargo.lock"] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
+    }
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"))
+        .join("wasm-plugins");
+
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(&workspace)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target_dir);
+    for (package, _) in PLUGINS {
+        command.args(["-p", package]);
+    }
+    // Flags and wrappers meant for the host build (coverage, sanitizers, clippy
+    // acting as rustc) must not leak into the guest build.
+    for variable in [
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CLIPPY_ARGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+    ] {
+        command.env_remove(variable);
+    }
+    // Plugins are shipped inside the binary: small and fast beats debuggable.
+    command
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
+        .env("CARGO_PROFILE_RELEASE_LTO", "true")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1");
+    let status = command
+        .status()
+        .expect("cannot run cargo to build the plugins");
+    assert!(
+        status.success(),
+        "building the default plugins for wasm32-wasip2 failed; run `rustup target add wasm32-wasip2` if the target is missing"
+    );
+
+    let artifacts = target_dir.join("wasm32-wasip2").join("release");
+    for (package, file_stem) in PLUGINS {
+        let path = artifacts.join(format!("{file_stem}.wasm"));
+        assert!(
+            path.exists(),
+            "{package} built, but {} is missing",
+            path.display()
+        );
+        let variable = format!(
+            "KUBESKIPPY_PLUGIN_{}",
+            file_stem.trim_start_matches("kubeskippy_").to_uppercase()
+        );
+        println!("cargo:rustc-env={variable}={}", path.display());
+    }
+}

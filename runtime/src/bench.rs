@@ -1,0 +1,244 @@
+//! `kubeskippy bench`: per-call latency of each default plugin through the Wasm
+//! host (fresh store + call) against the same logic called natively, and the
+//! time and peak memory to analyse a large snapshot without a model.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use kubeskippy_plugin_sdk::types as guest;
+
+use crate::config::Config;
+use crate::pipeline::{Analyzer, PluginFiles, defaults};
+use crate::plugin_host::{Limits, PluginHost, PluginKind};
+use crate::snapshot::Snapshot;
+use crate::synthetic;
+use crate::wit;
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Calls per plugin measurement.
+    #[arg(long, default_value_t = 2000)]
+    pub iterations: usize,
+    /// Pods in the synthetic snapshot.
+    #[arg(long, default_value_t = 10_000)]
+    pub pods: usize,
+}
+
+/// The seed's incident grown to 10 pods and 30 events.
+pub fn realistic_incident() -> guest::Incident {
+    let mut incident = kubeskippy_plugin_sdk::sample::oom_crashloop_incident();
+    let template_pod = incident.pods[0].clone();
+    for n in 1..10 {
+        let mut pod = template_pod.clone();
+        pod.name = format!("app-7d9f8b6c5d-{n:05}");
+        pod.restart_count = n;
+        incident.pods.push(pod);
+    }
+    let template_event = incident.events[0].clone();
+    for n in 1..30 {
+        let mut event = template_event.clone();
+        event.reason = ["OOMKilled", "BackOff", "Unhealthy"][n % 3].into();
+        event.message = format!(
+            "{} (occurrence {n}) for container app in pod app-xyz",
+            event.reason
+        );
+        event.count = n as u32;
+        incident.events.push(event);
+    }
+    incident
+}
+
+/// A model reply of about 4 KB following the prompt plugin's schema.
+pub fn realistic_reply() -> String {
+    let padding = "The pod's working set grows linearly between restarts while traffic stays flat, which points at a leak rather than load. ";
+    let reply = serde_json::json!({
+        "summary": format!("Memory pressure leads to OOM kills and a crash loop. {}", padding.repeat(4)),
+        "issues": [
+            { "title": "Memory leak in application", "severity": "high", "impact": "Service unavailability, repeated crashes", "root_cause": padding.repeat(3) },
+            { "title": "Limit below working set", "severity": "medium", "impact": "OOM kills under normal load", "root_cause": padding.repeat(2) }
+        ],
+        "recommendations": [
+            { "action": "patch", "target": "Deployment/app", "container": "app", "memory_limit": "2Gi", "description": "Increase memory limit to 2Gi", "reason": padding.repeat(2), "risk": "May mask the leak", "confidence": 0.85 },
+            { "action": "restart", "target": "Deployment/app", "description": "Rollout restart", "reason": padding.repeat(2), "risk": "Brief capacity loss", "confidence": 0.8 },
+            { "action": "scale", "target": "Deployment/app", "replicas": 3, "description": "Scale to 3 replicas", "reason": padding.repeat(2), "risk": "More resources used", "confidence": 0.75 }
+        ]
+    });
+    serde_json::to_string_pretty(&reply).expect("plain JSON")
+}
+
+fn to_host(incident: &guest::Incident) -> wit::Incident {
+    serde_json::from_value(serde_json::to_value(incident).expect("serialisable"))
+        .expect("same shape on both sides")
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+}
+
+fn measure(iterations: usize, mut call: impl FnMut()) -> Stats {
+    for _ in 0..iterations.min(50) {
+        call();
+    }
+    let mut samples: Vec<Duration> = (0..iterations)
+        .map(|_| {
+            let started = Instant::now();
+            call();
+            started.elapsed()
+        })
+        .collect();
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+    Stats {
+        p50: at(0.5),
+        p99: at(0.99),
+    }
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.iterations > 0, "--iterations must be at least 1");
+    let host = PluginHost::new()?;
+    let config: BTreeMap<String, String> = Config::default().plugin_config();
+    let limits = Limits::default();
+    let prompt = host.load(
+        "default-prompt",
+        defaults::PROMPT,
+        PluginKind::Prompt,
+        limits,
+        config.clone(),
+    )?;
+    let parser = host.load(
+        "default-parser",
+        defaults::PARSER,
+        PluginKind::Parser,
+        limits,
+        config.clone(),
+    )?;
+    let validator = host.load(
+        "default-validator",
+        defaults::VALIDATOR,
+        PluginKind::Validator,
+        limits,
+        config.clone(),
+    )?;
+
+    let guest_incident = realistic_incident();
+    let incident = to_host(&guest_incident);
+    let reply = realistic_reply();
+    let guest_analysis = kubeskippy_parser::parse_response(&reply, &guest_incident)
+        .map_err(|e| anyhow::anyhow!("the benchmark reply does not parse: {e}"))?;
+    let guest_recommendation = guest_analysis.recommendations[0].clone();
+    let recommendation: wit::Recommendation =
+        serde_json::from_value(serde_json::to_value(&guest_recommendation)?)
+            .context("recommendation shape")?;
+    let context = wit::ReviewContext {
+        rank: 0,
+        allowed_so_far: 0,
+    };
+    let guest_context = guest::ReviewContext {
+        rank: 0,
+        allowed_so_far: 0,
+    };
+
+    println!(
+        "plugin calls ({} iterations each; incident: {} pods, {} events; reply: {} bytes)",
+        args.iterations,
+        incident.pods.len(),
+        incident.events.len(),
+        reply.len()
+    );
+    println!(
+        "{:<10} {:>12} {:>12} {:>12} {:>12} {:>8}",
+        "plugin", "wasm p50 µs", "wasm p99 µs", "native p50", "native p99", "ratio"
+    );
+    let rows = [
+        (
+            "prompt",
+            measure(args.iterations, || {
+                host.build_prompt(&prompt, &incident)
+                    .expect("prompt builds");
+            }),
+            measure(args.iterations, || {
+                kubeskippy_prompt::build_prompt(&guest_incident, &config).expect("prompt builds");
+            }),
+        ),
+        (
+            "parser",
+            measure(args.iterations, || {
+                host.parse_response(&parser, &reply, &incident)
+                    .expect("reply parses");
+            }),
+            measure(args.iterations, || {
+                kubeskippy_parser::parse_response(&reply, &guest_incident).expect("reply parses");
+            }),
+        ),
+        (
+            "validator",
+            measure(args.iterations, || {
+                host.validate(&validator, &recommendation, &incident, context)
+                    .expect("validator runs");
+            }),
+            measure(args.iterations, || {
+                kubeskippy_validator::validate(
+                    &guest_recommendation,
+                    &guest_incident,
+                    guest_context,
+                    &config,
+                );
+            }),
+        ),
+    ];
+    for (name, wasm, native) in rows {
+        println!(
+            "{name:<10} {:>12.1} {:>12.1} {:>12.1} {:>12.1} {:>7.1}x",
+            micros(wasm.p50),
+            micros(wasm.p99),
+            micros(native.p50),
+            micros(native.p99),
+            wasm.p50.as_secs_f64() / native.p50.as_secs_f64().max(1e-9)
+        );
+    }
+
+    let yaml = synthetic::snapshot_yaml(args.pods);
+    let analyzer = Analyzer::new(&Config::default(), &PluginFiles::default(), None)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let snapshot = Snapshot::parse(&yaml, "synthetic")?;
+    let parsed = started.elapsed();
+    let report = runtime.block_on(analyzer.analyze(&snapshot))?;
+    let total = started.elapsed();
+    let recommendations: usize = report.incidents.iter().map(|i| i.reviewed.len()).sum();
+    println!(
+        "\nsnapshot: {} pods, {} objects, {:.1} MiB of YAML",
+        report.pods_seen,
+        snapshot.object_count(),
+        yaml.len() as f64 / (1 << 20) as f64
+    );
+    println!(
+        "analyze without a model: {:.0} ms total ({:.0} ms parsing, {:.0} ms pipeline); {} incidents, {} recommendations reviewed",
+        total.as_secs_f64() * 1e3,
+        parsed.as_secs_f64() * 1e3,
+        (total - parsed).as_secs_f64() * 1e3,
+        report.incidents.len(),
+        recommendations
+    );
+    match peak_rss_mib() {
+        Some(mib) => println!("peak RSS of this process: {mib:.0} MiB"),
+        None => println!("peak RSS: not available on this platform"),
+    }
+    Ok(())
+}

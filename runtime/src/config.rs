@@ -1,0 +1,292 @@
+//! Configuration: the seed document's `ai:` block, plus plugin files and
+//! sandbox limits. Read from a YAML file that is either the config itself or a
+//! ConfigMap carrying it under `data."config.yaml"`. Unknown keys and bad values
+//! are errors that name the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub ai: AiConfig,
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    #[serde(default)]
+    pub safety: SafetyConfig,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    #[default]
+    Ollama,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AiConfig {
+    #[serde(default)]
+    pub provider: Provider,
+    /// No endpoint means no model: analysis is rule-based.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default = "default_model")]
+    pub model: String,
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_min_confidence")]
+    pub min_confidence: f64,
+    #[serde(default = "yes")]
+    pub validate_responses: bool,
+    #[serde(default = "default_max_recommendations")]
+    pub max_recommendations: u32,
+    #[serde(default)]
+    pub custom_prompts: BTreeMap<String, String>,
+}
+
+impl Default for AiConfig {
+    fn default() -> Self {
+        AiConfig {
+            provider: Provider::Ollama,
+            endpoint: None,
+            model: default_model(),
+            temperature: None,
+            timeout: default_timeout(),
+            min_confidence: default_min_confidence(),
+            validate_responses: true,
+            max_recommendations: default_max_recommendations(),
+            custom_prompts: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_model() -> String {
+    "llama2".into()
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_min_confidence() -> f64 {
+    0.7
+}
+fn default_max_recommendations() -> u32 {
+    3
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Replace the embedded default plugins.
+    #[serde(default)]
+    pub prompt: Option<PathBuf>,
+    #[serde(default)]
+    pub parser: Option<PathBuf>,
+    /// Validators chain in order; the embedded default runs first unless
+    /// `replaceDefaultValidator` is set.
+    #[serde(default)]
+    pub validators: Vec<PathBuf>,
+    #[serde(default)]
+    pub replace_default_validator: bool,
+    #[serde(default = "default_plugin_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    #[serde(default = "default_plugin_memory", deserialize_with = "memory")]
+    pub memory_limit: usize,
+    /// Extra configuration keys handed to every plugin, beside the ai block.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            prompt: None,
+            parser: None,
+            validators: Vec::new(),
+            replace_default_validator: false,
+            timeout: default_plugin_timeout(),
+            memory_limit: default_plugin_memory(),
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_plugin_timeout() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_plugin_memory() -> usize {
+    64 << 20
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SafetyConfig {
+    /// Protected in addition to kube-system, kube-public and kube-node-lease.
+    #[serde(default)]
+    pub protected_namespaces: Vec<String>,
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+fn memory<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    kubeskippy_plugin_sdk::quantity::memory_bytes(&text)
+        .map(|bytes| bytes as usize)
+        .map_err(serde::de::Error::custom)
+}
+
+/// `30s`, `1m`, `500ms`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| {
+        format!("invalid duration {text:?}: expected a number and a unit such as 30s")
+    })?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "invalid duration {text:?}: unknown unit {unit:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
+        return Err(format!(
+            "invalid duration {text:?}: must be above zero and at most 24h"
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let value: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(text).map_err(|error| one_line(&error.to_string()))?;
+        let (value, prefix) = match value.get("kind").and_then(|kind| kind.as_str()) {
+            Some("ConfigMap") => {
+                let embedded = value
+                    .get("data")
+                    .and_then(|data| data.get("config.yaml"))
+                    .and_then(|text| text.as_str())
+                    .ok_or("the ConfigMap has no data.\"config.yaml\"")?;
+                let inner = serde_yaml_ng::from_str(embedded).map_err(|error| {
+                    format!("data.\"config.yaml\": {}", one_line(&error.to_string()))
+                })?;
+                (inner, "data.\"config.yaml\".")
+            }
+            _ => (value, ""),
+        };
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|error| {
+            let path = error.path().to_string();
+            let message = one_line(&error.inner().to_string());
+            if path == "." {
+                format!("{prefix}{message}")
+            } else {
+                format!("{prefix}{path}: {message}")
+            }
+        })?;
+        config
+            .check()
+            .map_err(|message| format!("{prefix}{message}"))?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let ai = &self.ai;
+        if !(0.0..=1.0).contains(&ai.min_confidence) {
+            return Err(format!(
+                "ai.minConfidence must be from 0 to 1, got {}",
+                ai.min_confidence
+            ));
+        }
+        if let Some(temperature) = ai.temperature
+            && !(0.0..=2.0).contains(&temperature)
+        {
+            return Err(format!(
+                "ai.temperature must be from 0 to 2, got {temperature}"
+            ));
+        }
+        if ai.max_recommendations == 0 {
+            return Err("ai.maxRecommendations must be at least 1".into());
+        }
+        if let Some(endpoint) = &ai.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(format!(
+                "ai.endpoint must be an http:// or https:// URL, got {endpoint:?}"
+            ));
+        }
+        if ai.model.trim().is_empty() {
+            return Err("ai.model is empty".into());
+        }
+        if self.plugins.memory_limit < 1 << 20 {
+            return Err("plugins.memoryLimit must be at least 1Mi".into());
+        }
+        Ok(())
+    }
+
+    /// The configuration keys every plugin can read through the host import.
+    pub fn plugin_config(&self) -> BTreeMap<String, String> {
+        let ai = &self.ai;
+        let mut config = self.plugins.config.clone();
+        config.insert("minConfidence".into(), ai.min_confidence.to_string());
+        config.insert(
+            "maxRecommendations".into(),
+            ai.max_recommendations.to_string(),
+        );
+        if let Some(temperature) = ai.temperature {
+            config.insert("temperature".into(), temperature.to_string());
+        }
+        for (name, text) in &ai.custom_prompts {
+            config.insert(format!("customPrompts.{name}"), text.clone());
+        }
+        config
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,462 @@
+//! Cluster facts: what the snapshot says about each pod and workload, reduced to
+//! the plugin interface's typed facts. Ownership is resolved here (pod →
+//! ReplicaSet → Deployment, StatefulSet, DaemonSet), metrics are joined to pods,
+//! and nothing but names, states, numbers and event texts is carried forward —
+//! container env values, Secrets and ConfigMap data never enter these records.
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kubeskippy_plugin_sdk::quantity;
+
+use crate::snapshot::{PodMetrics, Snapshot};
+use crate::wit::{ContainerFacts, EventFacts, ObjectRef, PodFacts, ResourceAmounts, WorkloadFacts};
+
+/// Labels and annotations the safety floor consults.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObjectMarks {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub uid: Option<String>,
+}
+
+impl ObjectMarks {
+    fn of(metadata: &ObjectMeta) -> ObjectMarks {
+        ObjectMarks {
+            labels: metadata.labels.clone().unwrap_or_default(),
+            annotations: metadata.annotations.clone().unwrap_or_default(),
+            uid: metadata.uid.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PodRecord {
+    pub facts: PodFacts,
+    /// The pod's owning workload, or the pod itself when nothing owns it.
+    pub workload: ObjectRef,
+    pub marks: ObjectMarks,
+    /// The condition states this pod is in, for condition triggers.
+    pub states: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkloadRecord {
+    pub facts: WorkloadFacts,
+    pub marks: ObjectMarks,
+}
+
+#[derive(Debug, Default)]
+pub struct ClusterFacts {
+    pub pods: Vec<PodRecord>,
+    pub workloads: HashMap<ObjectKey, WorkloadRecord>,
+    pub events: Vec<EventFacts>,
+}
+
+/// (kind, namespace, name): how records are looked up.
+pub type ObjectKey = (String, String, String);
+
+pub fn key_of(object: &ObjectRef) -> ObjectKey {
+    (
+        object.kind.clone(),
+        object.namespace.clone(),
+        object.name.clone(),
+    )
+}
+
+pub fn object_ref(kind: &str, namespace: &str, name: &str) -> ObjectRef {
+    ObjectRef {
+        kind: kind.to_string(),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("{object}: {message}")]
+pub struct FactsError {
+    pub object: String,
+    pub message: String,
+}
+
+impl ClusterFacts {
+    pub fn from_snapshot(snapshot: &Snapshot) -> Result<ClusterFacts, FactsError> {
+        let mut facts = ClusterFacts::default();
+        collect_workloads(snapshot, &mut facts.workloads);
+
+        let replica_set_owner: HashMap<(String, String), Option<OwnerReference>> = snapshot
+            .replica_sets
+            .iter()
+            .map(|rs| {
+                (
+                    (namespace_of(&rs.metadata), name_of(&rs.metadata)),
+                    controller_of(&rs.metadata).cloned(),
+                )
+            })
+            .collect();
+        let metrics: HashMap<(String, String), &PodMetrics> = snapshot
+            .pod_metrics
+            .iter()
+            .map(|m| ((namespace_of(&m.metadata), name_of(&m.metadata)), m))
+            .collect();
+
+        for pod in &snapshot.pods {
+            let namespace = namespace_of(&pod.metadata);
+            let name = name_of(&pod.metadata);
+            let workload = resolve_owner(pod, &replica_set_owner, &facts.workloads);
+            let usage = metrics.get(&(namespace.clone(), name.clone())).copied();
+            let record = pod_record(pod, workload, usage).map_err(|message| FactsError {
+                object: format!("Pod {namespace}/{name}"),
+                message,
+            })?;
+            facts.pods.push(record);
+        }
+
+        facts.events = snapshot
+            .events
+            .iter()
+            .map(|event| EventFacts {
+                event_type: event.type_.clone().unwrap_or_else(|| "Normal".into()),
+                reason: event.reason.clone().unwrap_or_default(),
+                message: event.message.clone().unwrap_or_default(),
+                count: event
+                    .count
+                    .and_then(|c| u32::try_from(c).ok())
+                    .unwrap_or(1)
+                    .max(1),
+                involved: object_ref(
+                    event.involved_object.kind.as_deref().unwrap_or_default(),
+                    event
+                        .involved_object
+                        .namespace
+                        .as_deref()
+                        .or(event.metadata.namespace.as_deref())
+                        .unwrap_or_default(),
+                    event.involved_object.name.as_deref().unwrap_or_default(),
+                ),
+            })
+            .collect();
+        Ok(facts)
+    }
+}
+
+fn namespace_of(metadata: &ObjectMeta) -> String {
+    metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into())
+}
+
+fn name_of(metadata: &ObjectMeta) -> String {
+    metadata.name.clone().unwrap_or_default()
+}
+
+fn controller_of(metadata: &ObjectMeta) -> Option<&OwnerReference> {
+    metadata
+        .owner_references
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|owner| owner.controller == Some(true))
+}
+
+fn container_names(template: Option<&k8s_openapi::api::core::v1::PodTemplateSpec>) -> Vec<String> {
+    template
+        .and_then(|t| t.spec.as_ref())
+        .map(|spec| spec.containers.iter().map(|c| c.name.clone()).collect())
+        .unwrap_or_default()
+}
+
+fn collect_workloads(snapshot: &Snapshot, workloads: &mut HashMap<ObjectKey, WorkloadRecord>) {
+    let mut add = |kind: &str,
+                   metadata: &ObjectMeta,
+                   desired: Option<i32>,
+                   ready: Option<i32>,
+                   containers: Vec<String>| {
+        let target = object_ref(kind, &namespace_of(metadata), &name_of(metadata));
+        workloads.insert(
+            key_of(&target),
+            WorkloadRecord {
+                facts: WorkloadFacts {
+                    target,
+                    desired_replicas: desired.and_then(|n| u32::try_from(n).ok()),
+                    ready_replicas: ready.and_then(|n| u32::try_from(n).ok()),
+                    containers,
+                },
+                marks: ObjectMarks::of(metadata),
+            },
+        );
+    };
+    for deployment in &snapshot.deployments {
+        let spec = &deployment.spec;
+        add(
+            "Deployment",
+            &deployment.metadata,
+            Some(spec.replicas.unwrap_or(1)),
+            Some(
+                deployment
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0),
+            ),
+            container_names(Some(&spec.template)),
+        );
+    }
+    for set in &snapshot.stateful_sets {
+        add(
+            "StatefulSet",
+            &set.metadata,
+            Some(set.spec.replicas.unwrap_or(1)),
+            Some(
+                set.status
+                    .as_ref()
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0),
+            ),
+            container_names(Some(&set.spec.template)),
+        );
+    }
+    for set in &snapshot.daemon_sets {
+        let status = set.status.as_ref();
+        add(
+            "DaemonSet",
+            &set.metadata,
+            status.map(|s| s.desired_number_scheduled),
+            status.map(|s| s.number_ready),
+            container_names(Some(&set.spec.template)),
+        );
+    }
+    for set in &snapshot.replica_sets {
+        // A ReplicaSet under a Deployment is not a workload of its own.
+        if controller_of(&set.metadata).is_some_and(|owner| owner.kind == "Deployment") {
+            continue;
+        }
+        add(
+            "ReplicaSet",
+            &set.metadata,
+            Some(set.spec.replicas.unwrap_or(1)),
+            Some(
+                set.status
+                    .as_ref()
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0),
+            ),
+            container_names(set.spec.template.as_ref()),
+        );
+    }
+}
+
+/// The workload a pod belongs to. A ReplicaSet missing from the snapshot is
+/// traced to its Deployment through the `pod-template-hash` naming convention.
+fn resolve_owner(
+    pod: &Pod,
+    replica_set_owner: &HashMap<(String, String), Option<OwnerReference>>,
+    workloads: &HashMap<ObjectKey, WorkloadRecord>,
+) -> ObjectRef {
+    let namespace = namespace_of(&pod.metadata);
+    let Some(owner) = controller_of(&pod.metadata) else {
+        return object_ref("Pod", &namespace, &name_of(&pod.metadata));
+    };
+    if owner.kind != "ReplicaSet" {
+        return object_ref(&owner.kind, &namespace, &owner.name);
+    }
+    match replica_set_owner.get(&(namespace.clone(), owner.name.clone())) {
+        Some(Some(grand_owner)) => object_ref(&grand_owner.kind, &namespace, &grand_owner.name),
+        Some(None) => object_ref("ReplicaSet", &namespace, &owner.name),
+        None => {
+            let hash = pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get("pod-template-hash"));
+            let deployment = hash.and_then(|hash| owner.name.strip_suffix(&format!("-{hash}")));
+            match deployment {
+                Some(name)
+                    if workloads.contains_key(&(
+                        "Deployment".into(),
+                        namespace.clone(),
+                        name.into(),
+                    )) =>
+                {
+                    object_ref("Deployment", &namespace, name)
+                }
+                _ => object_ref("ReplicaSet", &namespace, &owner.name),
+            }
+        }
+    }
+}
+
+fn amounts(
+    resources: Option<&ResourceRequirements>,
+    pick_limits: bool,
+) -> Result<ResourceAmounts, String> {
+    let map = resources.and_then(|r| {
+        if pick_limits {
+            r.limits.as_ref()
+        } else {
+            r.requests.as_ref()
+        }
+    });
+    let cpu = map
+        .and_then(|m| m.get("cpu"))
+        .map(|q| quantity::cpu_millicores(&q.0))
+        .transpose()?;
+    let memory = map
+        .and_then(|m| m.get("memory"))
+        .map(|q| quantity::memory_bytes(&q.0))
+        .transpose()?;
+    Ok(ResourceAmounts {
+        cpu_millicores: cpu,
+        memory_bytes: memory,
+    })
+}
+
+fn usage_of(metrics: Option<&PodMetrics>, container: &str) -> Result<ResourceAmounts, String> {
+    let usage = metrics
+        .and_then(|m| m.containers.iter().find(|c| c.name == container))
+        .map(|c| &c.usage);
+    let cpu = usage
+        .and_then(|u| u.get("cpu"))
+        .map(|q| quantity::cpu_millicores(q))
+        .transpose()
+        .map_err(|why| format!("metrics of container {container}: {why}"))?;
+    let memory = usage
+        .and_then(|u| u.get("memory"))
+        .map(|q| quantity::memory_bytes(q))
+        .transpose()
+        .map_err(|why| format!("metrics of container {container}: {why}"))?;
+    Ok(ResourceAmounts {
+        cpu_millicores: cpu,
+        memory_bytes: memory,
+    })
+}
+
+/// Sums an amount over containers; absent if any container lacks it, because a
+/// partial sum would understate the pod's limit.
+fn sum_all(values: impl Iterator<Item = Option<u64>>) -> Option<u64> {
+    let mut total: u64 = 0;
+    let mut any = false;
+    for value in values {
+        total = total.saturating_add(value?);
+        any = true;
+    }
+    any.then_some(total)
+}
+
+/// The order of precedence when a pod shows several problems: the state that
+/// most explains the others first.
+const REASON_PRECEDENCE: [&str; 9] = [
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "OOMKilled",
+    "Unschedulable",
+    "Evicted",
+];
+
+fn pod_record(
+    pod: &Pod,
+    workload: ObjectRef,
+    metrics: Option<&PodMetrics>,
+) -> Result<PodRecord, String> {
+    let spec = pod.spec.as_ref();
+    let status = pod.status.as_ref();
+    let statuses: &[ContainerStatus] = status
+        .and_then(|s| s.container_statuses.as_deref())
+        .unwrap_or_default();
+    let mut containers = Vec::new();
+    let mut states: Vec<String> = Vec::new();
+    for container in spec.map(|s| s.containers.as_slice()).unwrap_or_default() {
+        let status = statuses.iter().find(|s| s.name == container.name);
+        let waiting = status
+            .and_then(|s| s.state.as_ref())
+            .and_then(|s| s.waiting.as_ref());
+        let terminated_now = status
+            .and_then(|s| s.state.as_ref())
+            .and_then(|s| s.terminated.as_ref());
+        let last_terminated = status
+            .and_then(|s| s.last_state.as_ref())
+            .and_then(|s| s.terminated.as_ref())
+            .or(terminated_now);
+        let facts = ContainerFacts {
+            name: container.name.clone(),
+            usage: usage_of(metrics, &container.name)?,
+            limits: amounts(container.resources.as_ref(), true)?,
+            requests: amounts(container.resources.as_ref(), false)?,
+            restart_count: status
+                .map(|s| u32::try_from(s.restart_count).unwrap_or(0))
+                .unwrap_or(0),
+            ready: status.is_some_and(|s| s.ready),
+            waiting_reason: waiting.and_then(|w| w.reason.clone()),
+            waiting_message: waiting.and_then(|w| w.message.clone()),
+            last_termination_reason: last_terminated.and_then(|t| t.reason.clone()),
+            last_exit_code: last_terminated.map(|t| t.exit_code),
+        };
+        states.extend(facts.waiting_reason.iter().cloned());
+        states.extend(facts.last_termination_reason.iter().cloned());
+        containers.push(facts);
+    }
+    let unschedulable = status
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .any(|c| {
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+        });
+    if unschedulable {
+        states.push("Unschedulable".into());
+    }
+    if let Some(reason) = status.and_then(|s| s.reason.clone()) {
+        states.push(reason);
+    }
+    states.sort();
+    states.dedup();
+    let status_reason = REASON_PRECEDENCE
+        .iter()
+        .find(|reason| states.iter().any(|state| state == *reason))
+        .map(|reason| reason.to_string())
+        .or_else(|| states.first().cloned());
+
+    let has_metrics = metrics.is_some();
+    let facts = PodFacts {
+        name: name_of(&pod.metadata),
+        namespace: namespace_of(&pod.metadata),
+        phase: status
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_else(|| "Unknown".into()),
+        status_reason,
+        restart_count: containers.iter().map(|c| c.restart_count).sum(),
+        usage: ResourceAmounts {
+            cpu_millicores: if has_metrics {
+                sum_all(containers.iter().map(|c| c.usage.cpu_millicores))
+            } else {
+                None
+            },
+            memory_bytes: if has_metrics {
+                sum_all(containers.iter().map(|c| c.usage.memory_bytes))
+            } else {
+                None
+            },
+        },
+        limits: ResourceAmounts {
+            cpu_millicores: sum_all(containers.iter().map(|c| c.limits.cpu_millicores)),
+            memory_bytes: sum_all(containers.iter().map(|c| c.limits.memory_bytes)),
+        },
+        owner: (workload.kind != "Pod").then(|| workload.clone()),
+        node: spec.and_then(|s| s.node_name.clone()),
+        containers,
+    };
+    Ok(PodRecord {
+        facts,
+        workload,
+        marks: ObjectMarks::of(&pod.metadata),
+        states,
+    })
+}

@@ -1,0 +1,125 @@
+//! Incidents: one per workload whose triggers fired, carrying the evidence a
+//! plugin needs — the workload, its pods (troubled ones first), its events
+//! (warnings first) and the findings.
+
+use std::collections::{BTreeSet, HashSet};
+
+use sha2::{Digest, Sha256};
+
+use crate::facts::{ClusterFacts, ObjectMarks, key_of};
+use crate::policy::HealingPolicy;
+use crate::triggers::Fired;
+use crate::wit::{EventFacts, Incident};
+
+/// Evidence caps keep a prompt readable when a workload has hundreds of pods;
+/// the pods and events kept are the ones the findings are about.
+const MAX_PODS: usize = 20;
+const MAX_EVENTS: usize = 30;
+
+/// An incident and what the host needs beside it: the policy that opened it and
+/// the labels/annotations of the objects it may act on.
+#[derive(Debug, Clone)]
+pub struct OpenIncident<'p> {
+    pub incident: Incident,
+    pub policy: &'p HealingPolicy,
+    pub target_marks: ObjectMarks,
+    pub pod_marks: Vec<(String, ObjectMarks)>,
+}
+
+pub fn open<'p>(facts: &ClusterFacts, fired: Vec<Fired<'p>>) -> Vec<OpenIncident<'p>> {
+    fired
+        .into_iter()
+        .map(|fired| open_one(facts, fired))
+        .collect()
+}
+
+fn open_one<'p>(facts: &ClusterFacts, fired: Fired<'p>) -> OpenIncident<'p> {
+    let Fired {
+        workload,
+        policy,
+        findings,
+    } = fired;
+    let key = key_of(&workload);
+    let troubled: HashSet<&str> = findings.iter().filter_map(|f| f.pod.as_deref()).collect();
+    let mut pods: Vec<_> = facts
+        .pods
+        .iter()
+        .filter(|pod| key_of(&pod.workload) == key)
+        .collect();
+    pods.sort_by_key(|pod| {
+        (
+            !troubled.contains(pod.facts.name.as_str()),
+            pod.facts.name.clone(),
+        )
+    });
+    pods.truncate(MAX_PODS);
+
+    let pod_names: HashSet<&str> = pods.iter().map(|pod| pod.facts.name.as_str()).collect();
+    let mut events: Vec<EventFacts> = facts
+        .events
+        .iter()
+        .filter(|event| {
+            event.involved.namespace == workload.namespace
+                && ((event.involved.kind == "Pod"
+                    && pod_names.contains(event.involved.name.as_str()))
+                    || key_of(&event.involved) == key)
+        })
+        .cloned()
+        .collect();
+    events.sort_by_key(|event| {
+        (
+            event.event_type != "Warning",
+            std::cmp::Reverse(event.count),
+        )
+    });
+    events.truncate(MAX_EVENTS);
+
+    let workload_record = facts.workloads.get(&key);
+    let target_marks = match workload_record {
+        Some(record) => record.marks.clone(),
+        None => pods
+            .first()
+            .map(|pod| pod.marks.clone())
+            .unwrap_or_default(),
+    };
+    let kinds: BTreeSet<String> = findings.iter().map(|f| format!("{:?}", f.kind)).collect();
+    let pod_marks = pods
+        .iter()
+        .map(|pod| (pod.facts.name.clone(), pod.marks.clone()))
+        .collect();
+    let incident = Incident {
+        id: incident_id(&workload, &kinds),
+        target: workload,
+        workload: workload_record.map(|record| record.facts.clone()),
+        pods: pods.into_iter().map(|pod| pod.facts.clone()).collect(),
+        events,
+        findings,
+    };
+    OpenIncident {
+        incident,
+        policy,
+        target_marks,
+        pod_marks,
+    }
+}
+
+/// Stable across runs for the same workload and the same kinds of trouble, so
+/// HealingActions and caches can be keyed by it.
+fn incident_id(workload: &crate::wit::ObjectRef, kinds: &BTreeSet<String>) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(format!(
+        "{}/{}/{}",
+        workload.kind, workload.namespace, workload.name
+    ));
+    for kind in kinds {
+        hasher.update([0]);
+        hasher.update(kind);
+    }
+    let digest = hex::encode(&hasher.finalize()[..4]);
+    format!(
+        "{}-{}-{}-{digest}",
+        workload.namespace,
+        workload.kind.to_lowercase(),
+        workload.name
+    )
+}

@@ -1,0 +1,20 @@
+//! KubeSkippy: cluster facts → triggers → incidents → prompt plugin → model →
+//! parser plugin → validators → host safety floor → HealingActions.
+
+pub mod actions;
+pub mod bench;
+pub mod config;
+pub mod facts;
+pub mod incidents;
+pub mod model;
+pub mod pipeline;
+pub mod plugin_host;
+pub mod policy;
+pub mod report;
+pub mod review;
+pub mod rules;
+pub mod safety;
+pub mod snapshot;
+pub mod synthetic;
+pub mod triggers;
+pub mod wit;

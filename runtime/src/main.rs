@@ -1,0 +1,156 @@
+//! The `kubeskippy` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use kubeskippy::config::{Config, parse_duration};
+use kubeskippy::model::{ModelProvider, Ollama};
+use kubeskippy::pipeline::{Analyzer, PluginFiles};
+use kubeskippy::snapshot::Snapshot;
+use kubeskippy::{bench, report};
+
+#[derive(Parser)]
+#[command(
+    name = "kubeskippy",
+    version,
+    about = "Keeps Kubernetes workloads healthy with sandboxed, pluggable LLM analysis"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Analyse a snapshot of cluster objects offline and print the planned HealingActions.
+    Analyze(AnalyzeArgs),
+    /// Measure plugin call latency and whole-snapshot analysis time.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+    Yaml,
+}
+
+#[derive(clap::Args)]
+struct AnalyzeArgs {
+    /// YAML of Kubernetes objects (multi-document or a List), as `kubectl get -o yaml` prints them.
+    snapshot: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+    /// The seed's config block (`ai:` …), or a ConfigMap carrying it in data."config.yaml".
+    #[arg(long, env = "KUBESKIPPY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Ollama endpoint, e.g. http://localhost:11434; overrides ai.endpoint.
+    #[arg(long, env = "KUBESKIPPY_LLM_ENDPOINT")]
+    llm_endpoint: Option<String>,
+    /// Model name; overrides ai.model.
+    #[arg(long, env = "KUBESKIPPY_MODEL")]
+    model: Option<String>,
+    /// Seconds to wait for the model; overrides ai.timeout.
+    #[arg(long, env = "KUBESKIPPY_LLM_TIMEOUT")]
+    llm_timeout: Option<String>,
+    /// Never call a model: rule-based recommendations only.
+    #[arg(long)]
+    no_llm: bool,
+    #[arg(long)]
+    prompt_plugin: Option<PathBuf>,
+    #[arg(long)]
+    parser_plugin: Option<PathBuf>,
+    /// Repeatable; validators chain after the default one.
+    #[arg(long)]
+    validator_plugin: Vec<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KUBESKIPPY_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Analyze(args) => analyze(args),
+        Command::Bench(args) => bench::run(&args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", format!("{error:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(endpoint) = args.llm_endpoint {
+        config.ai.endpoint = Some(endpoint);
+    }
+    if let Some(model) = args.model {
+        config.ai.model = model;
+    }
+    if let Some(timeout) = &args.llm_timeout {
+        config.ai.timeout =
+            parse_duration(timeout).map_err(|why| anyhow::anyhow!("--llm-timeout: {why}"))?;
+    }
+    let snapshot = Snapshot::load(&args.snapshot)?;
+
+    let model: Option<Box<dyn ModelProvider>> = match (&config.ai.endpoint, args.no_llm) {
+        (Some(endpoint), false) => Some(Box::new(Ollama::new(
+            endpoint,
+            &config.ai.model,
+            config.ai.timeout,
+        )?)),
+        (None, false) => {
+            eprintln!(
+                "note: no model configured (--llm-endpoint or ai.endpoint); using rule-based recommendations"
+            );
+            None
+        }
+        (_, true) => None,
+    };
+    let files = PluginFiles {
+        prompt: args.prompt_plugin.or(config.plugins.prompt.clone()),
+        parser: args.parser_plugin.or(config.plugins.parser.clone()),
+        validators: config
+            .plugins
+            .validators
+            .iter()
+            .cloned()
+            .chain(args.validator_plugin)
+            .collect(),
+        replace_default_validator: config.plugins.replace_default_validator,
+    };
+    let analyzer = Analyzer::new(&config, &files, model)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(analyzer.analyze(&snapshot))?;
+
+    for incident in &report.incidents {
+        if let (Some(reason), Some(_)) = (&incident.fallback_reason, &report.model) {
+            eprintln!(
+                "note: {}: {reason}; using rule-based recommendations",
+                incident.incident.id
+            );
+        }
+    }
+    let rendered = match args.output {
+        Output::Text => report::to_text(&report),
+        Output::Json => serde_json::to_string_pretty(&report::to_json(&report))? + "\n",
+        Output::Yaml => serde_yaml_ng::to_string(&report::to_json(&report))?,
+    };
+    print!("{rendered}");
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! HealingPolicy (`kubeskippy.io/v1alpha1`): which workloads to watch, what
+//! counts as trouble (triggers), and which rule-based actions answer which
+//! trigger. When a snapshot holds no policy, [`HealingPolicy::builtin_default`]
+//! applies.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealingPolicy {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: HealingPolicySpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealingPolicySpec {
+    #[serde(default)]
+    pub selector: PolicySelector,
+    pub triggers: Vec<Trigger>,
+    #[serde(default)]
+    pub actions: Vec<PolicyAction>,
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicySelector {
+    /// Namespaces the policy covers; empty means every namespace.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// Matched against the workload's labels (the pod's, for a bare pod).
+    #[serde(default)]
+    pub label_selector: Option<LabelSelector>,
+    /// Workload kinds the policy covers; empty means all.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    #[serde(default)]
+    pub exclude_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Monitor,
+    #[default]
+    Dryrun,
+    Manual,
+    Automatic,
+}
+
+/// A trigger names exactly one of `metric`, `event` or `condition`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Trigger {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<MetricTrigger>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<EventTrigger>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<ConditionTrigger>,
+}
+
+/// A per-pod metric at or above a threshold.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricTrigger {
+    pub name: Metric,
+    pub threshold: f64,
+}
+
+/// Events whose reason matches `reason` (a regex, anchored) with a summed count
+/// of at least `minCount`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventTrigger {
+    pub reason: String,
+    #[serde(default = "warning", rename = "type")]
+    pub event_type: String,
+    #[serde(default = "one")]
+    pub min_count: u32,
+}
+
+/// A container or pod in one of these states: a waiting reason
+/// (CrashLoopBackOff, ImagePullBackOff, CreateContainerConfigError, ...), a last
+/// termination reason (OOMKilled, Error), or Unschedulable.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConditionTrigger {
+    pub states: Vec<String>,
+}
+
+/// The one condition a valid trigger has.
+pub enum TriggerCondition<'t> {
+    Metric(&'t MetricTrigger),
+    Event(&'t EventTrigger),
+    Condition(&'t ConditionTrigger),
+}
+
+impl Trigger {
+    /// Valid triggers (see [`HealingPolicy::validate`]) have exactly one condition.
+    pub fn condition(&self) -> Option<TriggerCondition<'_>> {
+        match (&self.metric, &self.event, &self.condition) {
+            (Some(metric), None, None) => Some(TriggerCondition::Metric(metric)),
+            (None, Some(event), None) => Some(TriggerCondition::Event(event)),
+            (None, None, Some(condition)) => Some(TriggerCondition::Condition(condition)),
+            _ => None,
+        }
+    }
+}
+
+fn warning() -> String {
+    "Warning".into()
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Metric {
+    RestartCount,
+    CpuPercentOfLimit,
+    MemoryPercentOfLimit,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyAction {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub action_type: ActionType,
+    /// The triggers this action answers; empty means any.
+    #[serde(default)]
+    pub triggers: Vec<String>,
+    /// The confidence the rule-based recommendation carries.
+    #[serde(default = "rule_confidence")]
+    pub confidence: f64,
+    #[serde(default)]
+    pub scale: Option<ScaleBounds>,
+    #[serde(default)]
+    pub patch: Option<ResourceRule>,
+}
+
+fn rule_confidence() -> f64 {
+    0.8
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionType {
+    Restart,
+    Scale,
+    Patch,
+    DeletePod,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScaleBounds {
+    #[serde(default = "one")]
+    pub step: u32,
+    #[serde(default = "one")]
+    pub min_replicas: u32,
+    pub max_replicas: u32,
+}
+
+/// How a rule raises a container's memory limit: by `memoryLimitFactor` over the
+/// current limit, and at least `headroomOverUsage` over the peak usage seen,
+/// never above `maxMemoryLimit`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResourceRule {
+    #[serde(default = "two")]
+    pub memory_limit_factor: f64,
+    #[serde(default = "headroom")]
+    pub headroom_over_usage: f64,
+    pub max_memory_limit: String,
+}
+
+fn two() -> f64 {
+    2.0
+}
+
+fn headroom() -> f64 {
+    1.25
+}
+
+impl HealingPolicy {
+    /// Checks what serde cannot: names unique and referenced, numbers in range,
+    /// regexes that compile. The message names the offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        let spec = &self.spec;
+        if spec.triggers.is_empty() {
+            return Err("spec.triggers must name at least one trigger".into());
+        }
+        for (index, trigger) in spec.triggers.iter().enumerate() {
+            if trigger.name.trim().is_empty() {
+                return Err(format!("spec.triggers[{index}].name is empty"));
+            }
+            if spec.triggers[..index]
+                .iter()
+                .any(|other| other.name == trigger.name)
+            {
+                return Err(format!(
+                    "spec.triggers[{index}].name {:?} is used twice",
+                    trigger.name
+                ));
+            }
+            let condition = trigger.condition().ok_or_else(|| {
+                format!(
+                    "spec.triggers[{index}] must have exactly one of metric, event or condition"
+                )
+            })?;
+            match condition {
+                TriggerCondition::Metric(metric)
+                    if !(metric.threshold.is_finite() && metric.threshold >= 0.0) =>
+                {
+                    return Err(format!(
+                        "spec.triggers[{index}].metric.threshold must be a number >= 0"
+                    ));
+                }
+                TriggerCondition::Event(event) => {
+                    regex::Regex::new(&format!("^(?:{})$", event.reason)).map_err(|error| {
+                        format!(
+                            "spec.triggers[{index}].event.reason is not a valid regex: {}",
+                            error.to_string().lines().last().unwrap_or_default()
+                        )
+                    })?;
+                }
+                TriggerCondition::Condition(condition) if condition.states.is_empty() => {
+                    return Err(format!(
+                        "spec.triggers[{index}].condition.states must list at least one state"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        for (index, action) in spec.actions.iter().enumerate() {
+            if let Some(unknown) = action
+                .triggers
+                .iter()
+                .find(|name| !spec.triggers.iter().any(|trigger| &trigger.name == *name))
+            {
+                return Err(format!(
+                    "spec.actions[{index}].triggers names unknown trigger {unknown:?}"
+                ));
+            }
+            if !(0.0..=1.0).contains(&action.confidence) {
+                return Err(format!(
+                    "spec.actions[{index}].confidence must be from 0 to 1"
+                ));
+            }
+            match action.action_type {
+                ActionType::Scale => {
+                    let bounds = action.scale.as_ref().ok_or_else(|| {
+                        format!("spec.actions[{index}].scale is required for a scale action")
+                    })?;
+                    if bounds.step == 0 || bounds.min_replicas > bounds.max_replicas {
+                        return Err(format!(
+                            "spec.actions[{index}].scale needs step >= 1 and minReplicas <= maxReplicas"
+                        ));
+                    }
+                }
+                ActionType::Patch => {
+                    let rule = action.patch.as_ref().ok_or_else(|| {
+                        format!("spec.actions[{index}].patch is required for a patch action")
+                    })?;
+                    kubeskippy_plugin_sdk::quantity::memory_bytes(&rule.max_memory_limit).map_err(
+                        |why| format!("spec.actions[{index}].patch.maxMemoryLimit: {why}"),
+                    )?;
+                    if !(rule.memory_limit_factor >= 1.0 && rule.headroom_over_usage >= 1.0) {
+                        return Err(format!(
+                            "spec.actions[{index}].patch factors must be at least 1"
+                        ));
+                    }
+                }
+                ActionType::Restart | ActionType::DeletePod => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or("unnamed")
+    }
+
+    /// The policy used when a snapshot holds none: the common failure modes,
+    /// with conservative rule-based answers.
+    pub fn builtin_default() -> HealingPolicy {
+        let yaml = include_str!("default-policy.yaml");
+        let policy: HealingPolicy =
+            serde_yaml_ng::from_str(yaml).expect("the built-in policy parses");
+        debug_assert_eq!(policy.validate(), Ok(()));
+        policy
+    }
+}

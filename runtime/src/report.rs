@@ -1,0 +1,173 @@
+//! Output of `kubeskippy analyze`: the stable JSON contract (also as YAML) and
+//! a readable text report.
+
+use std::fmt::Write;
+
+use serde_json::{Value, json};
+
+use crate::actions::action_json;
+use crate::pipeline::{IncidentReport, Report};
+use crate::wit::{ObjectRef, Severity};
+
+fn object_json(object: &ObjectRef) -> Value {
+    json!({ "kind": object.kind, "namespace": object.namespace, "name": object.name })
+}
+
+/// The JSON contract users script against: additive changes only.
+pub fn to_json(report: &Report) -> Value {
+    json!({
+        "incidents": report.incidents.iter().map(incident_json).collect::<Vec<_>>(),
+    })
+}
+
+fn severity_name(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "critical",
+    }
+}
+
+fn incident_json(report: &IncidentReport) -> Value {
+    let incident = &report.incident;
+    json!({
+        "id": incident.id,
+        "policy": report.policy,
+        "target": object_json(&incident.target),
+        "findings": incident.findings.iter().map(|f| json!({ "trigger": f.trigger, "detail": f.detail })).collect::<Vec<_>>(),
+        "analysis": {
+            "source": report.source.as_str(),
+            "summary": report.summary,
+            "fallbackReason": report.fallback_reason,
+            "issues": report.issues.iter().map(|issue| json!({
+                "title": issue.title,
+                "severity": severity_name(issue.severity),
+                "impact": issue.impact,
+                "rootCause": issue.root_cause,
+            })).collect::<Vec<_>>(),
+        },
+        "recommendations": report.reviewed.iter().map(|reviewed| {
+            let r = &reviewed.recommendation;
+            json!({
+                "action": action_json(&r.action),
+                "target": object_json(&r.target),
+                "confidence": r.confidence,
+                "reason": r.reason,
+                "risk": r.risk,
+                "allowed": reviewed.allowed,
+                "rejections": reviewed.rejections,
+                "adjustments": reviewed.adjustments,
+            })
+        }).collect::<Vec<_>>(),
+        "actions": report.actions,
+    })
+}
+
+pub fn to_text(report: &Report) -> String {
+    let mut out = String::new();
+    let model = report.model.as_deref().unwrap_or("none (rule-based)");
+    let _ = writeln!(
+        out,
+        "KubeSkippy analysis: {} pods, {} incidents, model: {model}",
+        report.pods_seen,
+        report.incidents.len()
+    );
+    if report.incidents.is_empty() {
+        let _ = writeln!(out, "\nNo incidents: every workload is within its policy.");
+    }
+    for incident_report in &report.incidents {
+        let incident = &incident_report.incident;
+        let target = &incident.target;
+        let _ = writeln!(
+            out,
+            "\n== {} {}/{} (policy {}, incident {})",
+            target.kind, target.namespace, target.name, incident_report.policy, incident.id
+        );
+        let _ = writeln!(out, "Findings:");
+        for finding in &incident.findings {
+            let _ = writeln!(out, "  - [{}] {}", finding.trigger, finding.detail);
+        }
+        let _ = writeln!(
+            out,
+            "Analysis ({}): {}",
+            incident_report.source.as_str(),
+            incident_report.summary
+        );
+        if let Some(reason) = &incident_report.fallback_reason {
+            let _ = writeln!(out, "  (model not used: {reason})");
+        }
+        for issue in &incident_report.issues {
+            let _ = writeln!(
+                out,
+                "  Issue [{}]: {} — root cause: {}",
+                severity_name(issue.severity),
+                issue.title,
+                issue.root_cause
+            );
+        }
+        let _ = writeln!(out, "Recommendations:");
+        if incident_report.reviewed.is_empty() {
+            let _ = writeln!(out, "  (none)");
+        }
+        for (rank, reviewed) in incident_report.reviewed.iter().enumerate() {
+            let r = &reviewed.recommendation;
+            let verdict = if reviewed.allowed {
+                "ALLOWED"
+            } else {
+                "REJECTED"
+            };
+            let _ = writeln!(
+                out,
+                "  {}. {verdict} {} on {}/{} (confidence {:.2})",
+                rank + 1,
+                describe_action(&action_json(&r.action)),
+                r.target.kind,
+                r.target.name,
+                r.confidence
+            );
+            let _ = writeln!(out, "     reason: {}", r.reason);
+            let _ = writeln!(out, "     risk: {}", r.risk);
+            for adjustment in &reviewed.adjustments {
+                let _ = writeln!(out, "     adjusted: {adjustment}");
+            }
+            for rejection in &reviewed.rejections {
+                let _ = writeln!(out, "     rejected: {rejection}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "Planned HealingActions: {}",
+            incident_report.actions.len()
+        );
+        for action in &incident_report.actions {
+            let _ = writeln!(
+                out,
+                "  - {} ({}, dryRun: {})",
+                action["metadata"]["name"].as_str().unwrap_or("?"),
+                action["spec"]["action"]["type"].as_str().unwrap_or("?"),
+                action["spec"]["dryRun"]
+            );
+        }
+    }
+    out
+}
+
+fn describe_action(action: &Value) -> String {
+    let kind = action["type"].as_str().unwrap_or("?");
+    let params: Vec<String> = action
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| *key != "type")
+        .map(|(key, value)| match value.as_str() {
+            Some(text) => format!("{key}={text}"),
+            None => format!("{key}={value}"),
+        })
+        .collect();
+    if params.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind} ({})", params.join(", "))
+    }
+}

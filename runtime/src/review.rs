@@ -1,0 +1,97 @@
+//! Review: every recommendation passes the host safety floor, then each
+//! validator plugin in turn. A validator that fails (trap, timeout, bad config)
+//! denies: a check that could not run is not a check that passed.
+
+use crate::incidents::OpenIncident;
+use crate::plugin_host::{Plugin, PluginHost};
+use crate::safety::SafetyFloor;
+use crate::wit::{Recommendation, ReviewContext, Verdict};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reviewed {
+    /// The recommendation as the last validator left it.
+    pub recommendation: Recommendation,
+    pub allowed: bool,
+    pub rejections: Vec<String>,
+    /// What validators changed, and why.
+    pub adjustments: Vec<String>,
+}
+
+pub fn review(
+    host: &PluginHost,
+    validators: &[Plugin],
+    floor: &SafetyFloor,
+    open: &OpenIncident,
+    recommendations: Vec<Recommendation>,
+) -> Vec<Reviewed> {
+    let mut allowed_so_far = 0u32;
+    let mut reviewed = Vec::with_capacity(recommendations.len());
+    for (rank, recommendation) in recommendations.into_iter().enumerate() {
+        let context = ReviewContext {
+            rank: u32::try_from(rank).unwrap_or(u32::MAX),
+            allowed_so_far,
+        };
+        let outcome = review_one(host, validators, floor, open, recommendation, context);
+        if outcome.allowed {
+            allowed_so_far += 1;
+        }
+        reviewed.push(outcome);
+    }
+    reviewed
+}
+
+fn review_one(
+    host: &PluginHost,
+    validators: &[Plugin],
+    floor: &SafetyFloor,
+    open: &OpenIncident,
+    mut recommendation: Recommendation,
+    context: ReviewContext,
+) -> Reviewed {
+    let mut rejections: Vec<String> = floor
+        .objections(&recommendation, open)
+        .into_iter()
+        .map(|why| format!("safety floor: {why}"))
+        .collect();
+    let mut adjustments = Vec::new();
+    if rejections.is_empty() {
+        for validator in validators {
+            match host.validate(validator, &recommendation, &open.incident, context) {
+                Ok(Verdict::Allow) => {}
+                Ok(Verdict::Deny(reason)) => {
+                    rejections.push(format!("{}: {reason}", validator.name()));
+                    break;
+                }
+                Ok(Verdict::Adjust(adjustment)) => {
+                    // A validator may change a recommendation, but the floor
+                    // judges the changed one again: adjusting cannot smuggle a
+                    // refused target past it.
+                    let objections = floor.objections(&adjustment.recommendation, open);
+                    if !objections.is_empty() {
+                        rejections.extend(objections.into_iter().map(|why| {
+                            format!(
+                                "safety floor, after {} adjusted it: {why}",
+                                validator.name()
+                            )
+                        }));
+                        break;
+                    }
+                    adjustments.push(format!("{}: {}", validator.name(), adjustment.reason));
+                    recommendation = adjustment.recommendation;
+                }
+                Err(error) => {
+                    rejections.push(format!(
+                        "{error} (denied because the validator could not run)"
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    Reviewed {
+        recommendation,
+        allowed: rejections.is_empty(),
+        rejections,
+        adjustments,
+    }
+}

@@ -1,0 +1,67 @@
+//! A validator that does what its `mode` config key says, so the sandbox tests
+//! can check the host contains each kind of misbehaviour. Modes: `loop`,
+//! `allocate`, `read-file`, `read-env`, `connect`, `panic`, `print`, `allow`.
+//! `read-file`, `read-env` and `connect` deny with what they saw, so a test can
+//! tell a denied capability from a granted one.
+
+#[cfg(target_arch = "wasm32")]
+mod component {
+    use kubeskippy_plugin_sdk::types::{Incident, Recommendation, ReviewContext, Verdict};
+
+    wit_bindgen::generate!({
+        path: "../../../wit",
+        world: "validator-plugin",
+        with: {
+            "kubeskippy:plugin/types@0.1.0": kubeskippy_plugin_sdk::types,
+            "kubeskippy:plugin/host@0.1.0": kubeskippy_plugin_sdk::host,
+        },
+    });
+
+    struct Component;
+
+    impl exports::kubeskippy::plugin::safety_validator::Guest for Component {
+        fn validate(_: Recommendation, _: Incident, _: ReviewContext) -> Verdict {
+            let mode = kubeskippy_plugin_sdk::host::config("mode").unwrap_or_default();
+            crate::misbehave(&mode)
+        }
+    }
+
+    export!(Component);
+}
+
+use kubeskippy_plugin_sdk::types::Verdict;
+
+pub fn misbehave(mode: &str) -> Verdict {
+    match mode {
+        "loop" => {
+            let mut counter: u64 = 0;
+            loop {
+                counter = std::hint::black_box(counter.wrapping_add(1));
+            }
+        }
+        "allocate" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        "read-file" => Verdict::Deny(format!(
+            "file: {:?}",
+            std::fs::read_to_string("/etc/hostname").map_err(|e| e.kind().to_string())
+        )),
+        "read-env" => Verdict::Deny(format!("env: {:?}", std::env::vars().collect::<Vec<_>>())),
+        "connect" => Verdict::Deny(format!(
+            "connect: {:?}",
+            std::net::TcpStream::connect("127.0.0.1:1")
+                .map(|_| ())
+                .map_err(|e| e.kind().to_string())
+        )),
+        "panic" => panic!("the hostile plugin panics on purpose"),
+        "print" => {
+            println!("hello from the hostile plugin");
+            Verdict::Allow
+        }
+        _ => Verdict::Allow,
+    }
+}
