@@ -32,6 +32,7 @@ fn main() {
         .unwrap_or_else(|| workspace.join("target"))
         .join("wasm-plugins");
 
+    ensure_wasm_target();
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command
@@ -90,5 +91,38 @@ fn main() {
             file_stem.trim_start_matches("kubeskippy_").to_uppercase()
         );
         println!("cargo:rustc-env={variable}={}", path.display());
+    }
+}
+
+/// rustup installs the targets of rust-toolchain.toml only when it installs the
+/// toolchain; a machine that already had the toolchain lacks wasm32-wasip2, so
+/// add it here and `cargo run` works from a fresh checkout.
+fn ensure_wasm_target() {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string());
+    let installed = sysroot
+        .map(|root| {
+            PathBuf::from(root)
+                .join("lib/rustlib/wasm32-wasip2")
+                .exists()
+        })
+        .unwrap_or(false);
+    if installed {
+        return;
+    }
+    let mut rustup = Command::new("rustup");
+    rustup.args(["target", "add", "wasm32-wasip2"]);
+    if let Ok(toolchain) = env::var("RUSTUP_TOOLCHAIN") {
+        rustup.args(["--toolchain", &toolchain]);
+    }
+    match rustup.status() {
+        Ok(status) if status.success() => {}
+        _ => println!(
+            "cargo:warning=could not add the wasm32-wasip2 target with rustup; the plugin build will fail without it"
+        ),
     }
 }

@@ -262,3 +262,6 @@ pub fn reply_schema(max_recommendations: u32) -> Value {
         "required": ["summary", "issues", "recommendations"]
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -110,9 +110,19 @@ pub fn judge(
     context: ReviewContext,
     settings: &Settings,
 ) -> Verdict {
-    match first_objection(recommendation, incident, context, settings) {
-        Some(reason) => Verdict::Deny(reason),
-        None => adjust_to_bounds(recommendation, settings),
+    if let Some(reason) = first_objection(recommendation, incident, context, settings) {
+        return Verdict::Deny(reason);
+    }
+    match adjust_to_bounds(recommendation, settings) {
+        // Lowering to a bound must not produce what would be denied if asked for
+        // directly, such as a memory limit below the container's usage.
+        Verdict::Adjust(adjustment) => {
+            match first_objection(&adjustment.recommendation, incident, context, settings) {
+                Some(reason) => Verdict::Deny(format!("{}, but then {reason}", adjustment.reason)),
+                None => Verdict::Adjust(adjustment),
+            }
+        }
+        verdict => verdict,
     }
 }
 
@@ -169,10 +179,12 @@ fn first_objection(
                 .to_string(),
         ),
         Action::Restart => None,
-        Action::Scale(_) if !is_workload => Some(format!(
-            "only a workload can be scaled, not {}/{}",
-            target.kind, target.name
-        )),
+        Action::Scale(_) if !is_workload || target.kind.eq_ignore_ascii_case("Pod") => {
+            Some(format!(
+                "only a workload can be scaled, not {}/{}",
+                target.kind, target.name
+            ))
+        }
         Action::Scale(_) if target.kind.eq_ignore_ascii_case("DaemonSet") => {
             Some("a DaemonSet has no replica count to scale".to_string())
         }
