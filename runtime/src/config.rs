@@ -20,11 +20,14 @@ pub struct Config {
     pub safety: SafetyConfig,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
+    /// Ollama's native API (`/api/chat`).
     #[default]
     Ollama,
+    /// Any OpenAI-compatible server (`/v1/chat/completions`).
+    Openai,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -49,6 +52,52 @@ pub struct AiConfig {
     pub max_recommendations: u32,
     #[serde(default)]
     pub custom_prompts: BTreeMap<String, String>,
+    /// The environment variable holding the API key (OpenAI-compatible servers).
+    /// A key never goes in this file: the file may be a ConfigMap.
+    #[serde(default = "default_api_key_env")]
+    pub api_key_env: String,
+    #[serde(default)]
+    pub seed: Option<i64>,
+    /// The model's context window in tokens; when unset, what the server
+    /// reports, else 4096.
+    #[serde(default)]
+    pub context_window: Option<u64>,
+    /// Tokens kept free for the reply when fitting the prompt.
+    #[serde(default = "default_reply_tokens")]
+    pub reply_tokens: u64,
+    /// Ollama's keep_alive: how long the server keeps the model loaded.
+    #[serde(default)]
+    pub keep_alive: Option<String>,
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    #[serde(default)]
+    pub circuit_breaker: BreakerConfig,
+    /// One model call per incident fingerprint within this window.
+    #[serde(default = "default_cache_ttl", deserialize_with = "duration")]
+    pub cache_ttl: Duration,
+    #[serde(default = "yes")]
+    pub cache_enabled: bool,
+    /// Replace object names with placeholders before anything reaches the model.
+    #[serde(default)]
+    pub anonymize: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BreakerConfig {
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    #[serde(default = "default_cool_off", deserialize_with = "duration")]
+    pub cool_off: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failure_threshold: default_failure_threshold(),
+            cool_off: default_cool_off(),
+        }
+    }
 }
 
 impl Default for AiConfig {
@@ -63,8 +112,37 @@ impl Default for AiConfig {
             validate_responses: true,
             max_recommendations: default_max_recommendations(),
             custom_prompts: BTreeMap::new(),
+            api_key_env: default_api_key_env(),
+            seed: None,
+            context_window: None,
+            reply_tokens: default_reply_tokens(),
+            keep_alive: None,
+            max_retries: default_max_retries(),
+            circuit_breaker: BreakerConfig::default(),
+            cache_ttl: default_cache_ttl(),
+            cache_enabled: true,
+            anonymize: false,
         }
     }
+}
+
+fn default_api_key_env() -> String {
+    "OPENAI_API_KEY".into()
+}
+fn default_reply_tokens() -> u64 {
+    1024
+}
+fn default_max_retries() -> u32 {
+    2
+}
+fn default_failure_threshold() -> u32 {
+    5
+}
+fn default_cool_off() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_cache_ttl() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_model() -> String {
@@ -188,21 +266,42 @@ pub enum ConfigError {
 }
 
 impl Config {
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    /// The config file, if any, with `KUBESKIPPY_AI_*` overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Config::parse_with_env("{}", env).map_err(|message| ConfigError::Invalid {
+                path: "(environment)".into(),
+                message,
+            });
+        };
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Config::parse(&text).map_err(|message| ConfigError::Invalid {
+        Config::parse_with_env(&text, env).map_err(|message| ConfigError::Invalid {
             path: path.display().to_string(),
             message,
         })
     }
 
     pub fn parse(text: &str) -> Result<Config, String> {
+        Config::parse_with_env(text, std::iter::empty())
+    }
+
+    /// Parses `text`, then applies `KUBESKIPPY_AI_*` overrides from `env`
+    /// (`KUBESKIPPY_AI_MIN_CONFIDENCE=0.9` sets `ai.minConfidence`), so a
+    /// container can be configured without a file. Overrides are checked like
+    /// file values and errors name the variable.
+    pub fn parse_with_env(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, String> {
         let value: serde_yaml_ng::Value =
             serde_yaml_ng::from_str(text).map_err(|error| one_line(&error.to_string()))?;
-        let (value, prefix) = match value.get("kind").and_then(|kind| kind.as_str()) {
+        let (mut value, prefix) = match value.get("kind").and_then(|kind| kind.as_str()) {
             Some("ConfigMap") => {
                 let embedded = value
                     .get("data")
@@ -216,18 +315,58 @@ impl Config {
             }
             _ => (value, ""),
         };
+        if value.is_null() {
+            value = serde_yaml_ng::Value::Mapping(Default::default());
+        }
+        if value.get("ai").and_then(|ai| ai.get("apiKey")).is_some() {
+            return Err(format!(
+                "{prefix}ai.apiKey is not accepted: a key in this file would sit in a ConfigMap; put it in a Secret, expose it as an environment variable and name that variable in ai.apiKeyEnv"
+            ));
+        }
+        let mut overridden: Vec<(String, String)> = Vec::new();
+        for (name, text) in env {
+            let Some(suffix) = name.strip_prefix("KUBESKIPPY_AI_") else {
+                continue;
+            };
+            let key = camel_case(suffix);
+            let scalar: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
+                .unwrap_or(serde_yaml_ng::Value::String(text.clone()));
+            // Endpoints, models and durations stay text even when they look numeric.
+            let scalar = match key.as_str() {
+                "endpoint" | "model" | "provider" | "apiKeyEnv" | "keepAlive" | "timeout"
+                | "cacheTtl" => serde_yaml_ng::Value::String(text),
+                _ => scalar,
+            };
+            let mapping = value
+                .as_mapping_mut()
+                .ok_or("the config must be a mapping")?;
+            let ai = mapping
+                .entry("ai".into())
+                .or_insert_with(|| serde_yaml_ng::Value::Mapping(Default::default()));
+            ai.as_mapping_mut()
+                .ok_or("ai must be a mapping")?
+                .insert(key.clone().into(), scalar);
+            overridden.push((format!("ai.{key}"), name));
+        }
+        let name_override = |message: String| match overridden
+            .iter()
+            .find(|(key, _)| message.contains(key.as_str()))
+        {
+            Some((_, variable)) => format!("{message} (set by {variable})"),
+            None => message,
+        };
         let config: Config = serde_path_to_error::deserialize(value).map_err(|error| {
             let path = error.path().to_string();
             let message = one_line(&error.inner().to_string());
             if path == "." {
                 format!("{prefix}{message}")
             } else {
-                format!("{prefix}{path}: {message}")
+                name_override(format!("{prefix}{path}: {message}"))
             }
         })?;
         config
             .check()
-            .map_err(|message| format!("{prefix}{message}"))?;
+            .map_err(|message| name_override(format!("{prefix}{message}")))?;
         Ok(config)
     }
 
@@ -259,6 +398,23 @@ impl Config {
         if ai.model.trim().is_empty() {
             return Err("ai.model is empty".into());
         }
+        if let Some(window) = ai.context_window
+            && window <= ai.reply_tokens
+        {
+            return Err(format!(
+                "ai.contextWindow ({window}) must be larger than ai.replyTokens ({})",
+                ai.reply_tokens
+            ));
+        }
+        if ai.circuit_breaker.failure_threshold == 0 {
+            return Err("ai.circuitBreaker.failureThreshold must be at least 1".into());
+        }
+        if ai.max_retries > 10 {
+            return Err(format!(
+                "ai.maxRetries must be at most 10, got {}",
+                ai.max_retries
+            ));
+        }
         if self.plugins.memory_limit < 1 << 20 {
             return Err("plugins.memoryLimit must be at least 1Mi".into());
         }
@@ -282,6 +438,24 @@ impl Config {
         }
         config
     }
+}
+
+/// `MIN_CONFIDENCE` → `minConfidence`.
+fn camel_case(screaming: &str) -> String {
+    let mut out = String::new();
+    for (index, word) in screaming.split('_').filter(|w| !w.is_empty()).enumerate() {
+        let lower = word.to_ascii_lowercase();
+        if index == 0 {
+            out.push_str(&lower);
+        } else {
+            let mut chars = lower.chars();
+            if let Some(first) = chars.next() {
+                out.push(first.to_ascii_uppercase());
+                out.extend(chars);
+            }
+        }
+    }
+    out
 }
 
 fn one_line(text: &str) -> String {

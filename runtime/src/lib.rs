@@ -3,6 +3,7 @@
 
 pub mod actions;
 pub mod bench;
+pub mod budget;
 pub mod config;
 pub mod facts;
 pub mod incidents;
@@ -10,6 +11,7 @@ pub mod model;
 pub mod pipeline;
 pub mod plugin_host;
 pub mod policy;
+pub mod privacy;
 pub mod report;
 pub mod review;
 pub mod rules;

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use kubeskippy::config::{Config, parse_duration};
-use kubeskippy::model::{ModelProvider, Ollama};
+use kubeskippy::config::{Config, Provider, parse_duration};
+use kubeskippy::model;
 use kubeskippy::pipeline::{Analyzer, PluginFiles};
 use kubeskippy::snapshot::Snapshot;
 use kubeskippy::{bench, report};
@@ -46,14 +46,18 @@ struct AnalyzeArgs {
     /// The seed's config block (`ai:` …), or a ConfigMap carrying it in data."config.yaml".
     #[arg(long, env = "KUBESKIPPY_CONFIG")]
     config: Option<PathBuf>,
-    /// Ollama endpoint, e.g. http://localhost:11434; overrides ai.endpoint.
-    #[arg(long, env = "KUBESKIPPY_LLM_ENDPOINT")]
+    /// ollama (native API) or openai (any OpenAI-compatible server); overrides ai.provider.
+    #[arg(long, value_enum)]
+    llm_provider: Option<Provider>,
+    /// Ollama: http://HOST:11434. OpenAI-compatible: the base URL including /v1.
+    /// Overrides ai.endpoint.
+    #[arg(long)]
     llm_endpoint: Option<String>,
     /// Model name; overrides ai.model.
-    #[arg(long, env = "KUBESKIPPY_MODEL")]
+    #[arg(long)]
     model: Option<String>,
-    /// Seconds to wait for the model; overrides ai.timeout.
-    #[arg(long, env = "KUBESKIPPY_LLM_TIMEOUT")]
+    /// How long to wait for the model (30s, 2m, or seconds); overrides ai.timeout.
+    #[arg(long)]
     llm_timeout: Option<String>,
     /// Never call a model: rule-based recommendations only.
     #[arg(long)]
@@ -90,10 +94,10 @@ fn main() -> ExitCode {
 }
 
 fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::default(),
-    };
+    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
+    if let Some(provider) = args.llm_provider {
+        config.ai.provider = provider;
+    }
     if let Some(endpoint) = args.llm_endpoint {
         config.ai.endpoint = Some(endpoint);
     }
@@ -106,19 +110,16 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     }
     let snapshot = Snapshot::load(&args.snapshot)?;
 
-    let model: Option<Box<dyn ModelProvider>> = match (&config.ai.endpoint, args.no_llm) {
-        (Some(endpoint), false) => Some(Box::new(Ollama::new(
-            endpoint,
-            &config.ai.model,
-            config.ai.timeout,
-        )?)),
-        (None, false) => {
+    let model = if args.no_llm {
+        None
+    } else {
+        let model = model::from_config(&config.ai)?;
+        if model.is_none() {
             eprintln!(
                 "note: no model configured (--llm-endpoint or ai.endpoint); using rule-based recommendations"
             );
-            None
         }
-        (_, true) => None,
+        model
     };
     let files = PluginFiles {
         prompt: args.prompt_plugin.or(config.plugins.prompt.clone()),

@@ -4,16 +4,21 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio::sync::OnceCell;
 
 use crate::actions::{self, Source};
+use crate::budget::{self, Budget};
 use crate::config::Config;
 use crate::facts::ClusterFacts;
 use crate::incidents::{self, OpenIncident};
-use crate::model::ModelProvider;
+use crate::model::cache::{self, ReplyCache};
+use crate::model::{ModelInfo, ModelProvider};
 use crate::plugin_host::{Limits, Plugin, PluginError, PluginHost, PluginKind};
 use crate::policy::HealingPolicy;
+use crate::privacy;
 use crate::review::{self, Reviewed};
 use crate::rules;
 use crate::safety::SafetyFloor;
@@ -53,8 +58,27 @@ pub struct Analyzer {
     parser: Plugin,
     validators: Vec<Plugin>,
     model: Option<Box<dyn ModelProvider>>,
+    model_info: OnceCell<ModelInfo>,
+    cache: Option<ReplyCache>,
+    ai: crate::config::AiConfig,
     floor: SafetyFloor,
 }
+
+/// How the model was asked about one incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelCall {
+    /// The reply came from the cache: no call was made.
+    pub cached: bool,
+    pub elapsed: Duration,
+    pub prompt_tokens: Option<u64>,
+    pub reply_tokens: Option<u64>,
+    pub estimated_prompt_tokens: u64,
+    /// Evidence left out to fit the context window.
+    pub left_out: Option<String>,
+}
+
+/// The context window assumed when neither the config nor the server says.
+const DEFAULT_CONTEXT_TOKENS: u64 = 4096;
 
 #[derive(Debug)]
 pub struct IncidentReport {
@@ -65,6 +89,7 @@ pub struct IncidentReport {
     pub issues: Vec<Issue>,
     /// Why the model's analysis was not used, when it was not.
     pub fallback_reason: Option<String>,
+    pub model_call: Option<ModelCall>,
     pub reviewed: Vec<Reviewed>,
     pub actions: Vec<Value>,
 }
@@ -129,6 +154,12 @@ impl Analyzer {
             parser,
             validators,
             model,
+            model_info: OnceCell::new(),
+            cache: config
+                .ai
+                .cache_enabled
+                .then(|| ReplyCache::new(config.ai.cache_ttl)),
+            ai: config.ai.clone(),
             floor: SafetyFloor::new(config.safety.protected_namespaces.iter().cloned()),
         })
     }
@@ -161,14 +192,16 @@ impl Analyzer {
 
     async fn analyze_incident(&self, open: &OpenIncident<'_>) -> IncidentReport {
         let incident = &open.incident;
-        let (analysis, source, fallback_reason) = match self.ask_model(incident).await {
-            Ok(analysis) => (analysis, Source::Llm, None),
-            Err(reason) => (
-                rules::analyze(incident, open.policy),
-                Source::Rules,
-                Some(reason),
-            ),
-        };
+        let mut model_call = None;
+        let (analysis, source, fallback_reason) =
+            match self.ask_model(incident, &mut model_call).await {
+                Ok(analysis) => (analysis, Source::Llm, None),
+                Err(reason) => (
+                    rules::analyze(incident, open.policy),
+                    Source::Rules,
+                    Some(reason),
+                ),
+            };
         let reviewed = review::review(
             &self.host,
             &self.validators,
@@ -188,30 +221,87 @@ impl Analyzer {
             summary: analysis.summary,
             issues: analysis.issues,
             fallback_reason,
+            model_call,
             reviewed,
             actions,
         }
     }
 
-    /// The model's analysis, or why there is none.
-    async fn ask_model(&self, incident: &Incident) -> Result<Analysis, String> {
+    /// The reply cache's (hits, misses), when caching is on.
+    pub fn cache_counts(&self) -> Option<(u64, u64)> {
+        self.cache.as_ref().map(ReplyCache::counts)
+    }
+
+    async fn context_budget(&self, model: &dyn ModelProvider) -> Result<Budget, String> {
+        let info = self
+            .model_info
+            .get_or_try_init(|| model.inspect())
+            .await
+            .map_err(|e| e.to_string())?;
+        let ollama_window = matches!(self.ai.provider, crate::config::Provider::Ollama)
+            .then_some(crate::model::ollama::DEFAULT_NUM_CTX);
+        let context_tokens = match (self.ai.context_window, info.context_length) {
+            (Some(configured), _) => configured,
+            (None, Some(reported)) => ollama_window.map_or(reported, |window| window.min(reported)),
+            (None, None) => ollama_window.unwrap_or(DEFAULT_CONTEXT_TOKENS),
+        };
+        Ok(Budget {
+            context_tokens,
+            reply_tokens: self.ai.reply_tokens.min(context_tokens / 2),
+        })
+    }
+
+    /// The model's analysis, or why there is none. Names are anonymised before
+    /// the prompt plugin sees the incident when configured, the prompt is fitted
+    /// to the context window, and a fresh cached reply stands in for a call.
+    async fn ask_model(
+        &self,
+        incident: &Incident,
+        call: &mut Option<ModelCall>,
+    ) -> Result<Analysis, String> {
         let Some(model) = &self.model else {
             return Err("no model configured".into());
         };
-        let prompt = self
+        let budget = self.context_budget(model.as_ref()).await?;
+        let anonymized = self.ai.anonymize.then(|| privacy::anonymize(incident));
+        let subject = anonymized.as_ref().map_or(incident, |a| &a.incident);
+        let fitted =
+            budget::fit(&self.host, &self.prompt, subject, budget).map_err(|e| e.to_string())?;
+        let key = cache::fingerprint(&model.describe(), self.prompt.digest(), incident);
+        let started = Instant::now();
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.get(&key, started));
+        let was_cached = cached.is_some();
+        let (text, prompt_tokens, reply_tokens) = match cached {
+            Some(text) => (text, None, None),
+            None => {
+                let reply = model
+                    .complete(&fitted.prompt)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                (reply.text, reply.prompt_tokens, reply.reply_tokens)
+            }
+        };
+        *call = Some(ModelCall {
+            cached: was_cached,
+            elapsed: started.elapsed(),
+            prompt_tokens,
+            reply_tokens,
+            estimated_prompt_tokens: fitted.estimated_tokens,
+            left_out: fitted.left_out.clone(),
+        });
+        let analysis = self
             .host
-            .build_prompt(&self.prompt, incident)
-            .map_err(|e| e.to_string())?;
-        let reply = model.complete(&prompt).await.map_err(|e| e.to_string())?;
-        tracing::debug!(
-            incident = incident.id,
-            seconds = reply.elapsed.as_secs_f64(),
-            prompt_tokens = reply.prompt_tokens,
-            reply_tokens = reply.reply_tokens,
-            "model replied"
-        );
-        self.host
-            .parse_response(&self.parser, &reply.text, incident)
-            .map_err(|e| format!("the model's reply was unusable: {e}"))
+            .parse_response(&self.parser, &text, &fitted.incident)
+            .map_err(|e| format!("the model's reply was unusable: {e}"))?;
+        if let Some(cache) = &self.cache {
+            cache.put(key, text, Instant::now());
+        }
+        Ok(match &anonymized {
+            Some(anonymized) => anonymized.restore(analysis),
+            None => analysis,
+        })
     }
 }

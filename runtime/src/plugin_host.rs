@@ -10,7 +10,7 @@
 //! plugin, and the host serves the next call as if nothing happened.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -110,6 +110,31 @@ pub struct PluginHost {
     engine: Engine,
     linker: Linker<CallState>,
     ticker_stop: Arc<AtomicBool>,
+    /// Where compiled plugins are kept between runs; none when no private,
+    /// writable directory could be had.
+    cache_dir: Option<PathBuf>,
+}
+
+/// `$KUBESKIPPY_CACHE_DIR`, else `$XDG_CACHE_HOME/kubeskippy`, else
+/// `~/.cache/kubeskippy`; created with mode 0700. `KUBESKIPPY_CACHE_DIR=off`
+/// turns the cache off.
+fn compiled_plugin_cache() -> Option<PathBuf> {
+    let base = match std::env::var_os("KUBESKIPPY_CACHE_DIR") {
+        Some(dir) if dir == "off" => return None,
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?
+            .join("kubeskippy"),
+    };
+    let dir = base.join("plugins");
+    std::fs::create_dir_all(&dir).ok()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).ok()?;
+    }
+    Some(dir)
 }
 
 impl Drop for PluginHost {
@@ -122,6 +147,8 @@ impl Drop for PluginHost {
 #[derive(Clone)]
 pub struct Plugin {
     name: Arc<str>,
+    /// sha256 of the component, so caches can tell two versions apart.
+    digest: Arc<str>,
     kind: PluginKind,
     pre: PluginPre,
     limits: Limits,
@@ -221,7 +248,14 @@ fn truncate(text: &str, max: usize) -> &str {
 }
 
 impl PluginHost {
+    /// A host that keeps compiled plugins in the user's cache directory.
     pub fn new() -> Result<PluginHost, PluginError> {
+        PluginHost::with_cache_dir(compiled_plugin_cache())
+    }
+
+    /// A host that keeps compiled plugins in `cache_dir`, or compiles every
+    /// time when `None`.
+    pub fn with_cache_dir(cache_dir: Option<PathBuf>) -> Result<PluginHost, PluginError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|error| PluginError::Load {
@@ -261,6 +295,7 @@ impl PluginHost {
             engine,
             linker,
             ticker_stop,
+            cache_dir,
         })
     }
 
@@ -295,7 +330,8 @@ impl PluginHost {
             reason,
         };
         check_component_header(bytes).map_err(load_error)?;
-        let component = Component::new(&self.engine, bytes)
+        let component = self
+            .compile(bytes)
             .map_err(|error| load_error(format!("not a valid component: {error}")))?;
         check_exports(&self.engine, &component, expected).map_err(load_error)?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|error| {
@@ -313,13 +349,63 @@ impl PluginHost {
             }
         }
         .map_err(|error| load_error(format!("does not match the {expected} world: {error}")))?;
+        let digest = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(bytes))
+        };
         Ok(Plugin {
             name: Arc::from(name),
+            digest: Arc::from(digest),
             kind: expected,
             pre,
             limits,
             config: Arc::new(config),
         })
+    }
+
+    /// Compiles a component, or loads what an earlier run compiled from it.
+    /// Compiling takes most of a plugin's load time; the cache makes a second
+    /// start, and each CLI run after the first, skip it.
+    fn compile(&self, bytes: &[u8]) -> wasmtime::Result<Component> {
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(&self.engine, bytes);
+        };
+        let key = {
+            use sha2::Digest;
+            use std::hash::{Hash, Hasher};
+            let mut engine_hasher = std::collections::hash_map::DefaultHasher::new();
+            self.engine
+                .precompile_compatibility_hash()
+                .hash(&mut engine_hasher);
+            let mut hasher = sha2::Sha256::new();
+            hasher.update(bytes);
+            hasher.update(engine_hasher.finish().to_le_bytes());
+            hex::encode(hasher.finalize())
+        };
+        let path = dir.join(format!("{key}.cwasm"));
+        if path.exists() {
+            // SAFETY: files in the cache directory are written only by
+            // `compile` below, from bytes this engine produced, named by the
+            // hash of their source and the engine's configuration; the
+            // directory is created private to this user.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(component) => return Ok(component),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "discarding an unusable compiled plugin");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let compiled = self.engine.precompile_component(bytes)?;
+        let temporary = dir.join(format!("{key}.{}.tmp", std::process::id()));
+        if std::fs::write(&temporary, &compiled)
+            .and_then(|()| std::fs::rename(&temporary, &path))
+            .is_err()
+        {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        // SAFETY: `compiled` was just produced by this engine.
+        unsafe { Component::deserialize(&self.engine, &compiled) }
     }
 
     fn new_store(&self, plugin: &Plugin) -> (Store<CallState>, MemoryOutputPipe, MemoryOutputPipe) {
@@ -424,6 +510,10 @@ impl Plugin {
 
     pub fn kind(&self) -> PluginKind {
         self.kind
+    }
+
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 }
 

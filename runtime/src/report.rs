@@ -40,6 +40,14 @@ fn incident_json(report: &IncidentReport) -> Value {
             "source": report.source.as_str(),
             "summary": report.summary,
             "fallbackReason": report.fallback_reason,
+            "model": report.model_call.as_ref().map(|call| json!({
+                "cached": call.cached,
+                "seconds": (call.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+                "promptTokens": call.prompt_tokens,
+                "replyTokens": call.reply_tokens,
+                "estimatedPromptTokens": call.estimated_prompt_tokens,
+                "leftOut": call.left_out,
+            })),
             "issues": report.issues.iter().map(|issue| json!({
                 "title": issue.title,
                 "severity": severity_name(issue.severity),
@@ -94,6 +102,21 @@ pub fn to_text(report: &Report) -> String {
             incident_report.source.as_str(),
             incident_report.summary
         );
+        if let Some(call) = &incident_report.model_call {
+            let tokens = match (call.prompt_tokens, call.reply_tokens) {
+                (Some(prompt), Some(reply)) => format!("{prompt} prompt + {reply} reply tokens"),
+                _ => format!("~{} prompt tokens", call.estimated_prompt_tokens),
+            };
+            let cached = if call.cached { ", cached reply" } else { "" };
+            let _ = writeln!(
+                out,
+                "  (model: {:.1} s, {tokens}{cached})",
+                call.elapsed.as_secs_f64()
+            );
+            if let Some(left_out) = &call.left_out {
+                let _ = writeln!(out, "  ({left_out})");
+            }
+        }
         if let Some(reason) = &incident_report.fallback_reason {
             let _ = writeln!(out, "  (model not used: {reason})");
         }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Reply, example, serve};
+use common::{Recorded, Reply, Stub, example, serve};
 use kubeskippy::actions::Source;
 use kubeskippy::config::Config;
 use kubeskippy::model::{ModelError, ModelProvider, Ollama};
@@ -39,27 +39,68 @@ fn ollama_reply(content: &str) -> String {
     .to_string()
 }
 
+/// Answers `/api/tags` and `/api/show` as an Ollama server holding llama2 with
+/// a 4096-token context, and `/api/chat` with `chat`.
+fn ollama(
+    chat: impl Fn() -> Reply + Send + Sync + 'static,
+) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
+    move |request| {
+        match request.path.as_str() {
+        "/api/tags" => Reply::Json {
+            status: 200,
+            body: json!({"models": [{"name": "llama2:latest", "model": "llama2:latest", "size": 3826793677u64}]}).to_string(),
+        },
+        "/api/show" => Reply::Json {
+            status: 200,
+            body: json!({"model_info": {"general.architecture": "llama", "llama.context_length": 4096}}).to_string(),
+        },
+        _ => chat(),
+    }
+    }
+}
+
+fn good_reply() -> Reply {
+    Reply::Json {
+        status: 200,
+        body: ollama_reply(MODEL_ANALYSIS),
+    }
+}
+
+fn chat_calls(stub: &Stub) -> Vec<Recorded> {
+    stub.requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/chat")
+        .collect()
+}
+
+fn analyzer(endpoint: &str, extra_config: &str) -> Analyzer {
+    let config = Config::parse(&format!(
+        "ai:\n  endpoint: {endpoint}\n  model: llama2\n{extra_config}"
+    ))
+    .unwrap();
+    let model = kubeskippy::model::from_config(&config.ai).unwrap();
+    Analyzer::new(&config, &PluginFiles::default(), model).unwrap()
+}
+
 async fn analyze_with(endpoint: &str, timeout: Duration, snapshot: &str) -> Report {
-    let model: Box<dyn ModelProvider> = Box::new(Ollama::new(endpoint, "llama2", timeout).unwrap());
-    let analyzer = Analyzer::new(&Config::default(), &PluginFiles::default(), Some(model)).unwrap();
+    let analyzer = analyzer(
+        endpoint,
+        &format!("  timeout: {}ms\n  maxRetries: 0\n", timeout.as_millis()),
+    );
     let snapshot = Snapshot::load(&example(snapshot)).unwrap();
     analyzer.analyze(&snapshot).await.unwrap()
 }
 
 #[tokio::test]
 async fn the_request_follows_ollamas_chat_api() {
-    let stub = serve(|_| Reply::Json {
-        status: 200,
-        body: ollama_reply(MODEL_ANALYSIS),
-    })
-    .await;
+    let stub = serve(ollama(good_reply)).await;
     analyze_with(
         &stub.endpoint(),
         Duration::from_secs(5),
         "oom-crashloop.yaml",
     )
     .await;
-    let requests = stub.requests();
+    let requests = chat_calls(&stub);
     assert_eq!(requests.len(), 1);
     let request = &requests[0];
     assert_eq!(
@@ -97,18 +138,14 @@ async fn the_request_follows_ollamas_chat_api() {
 
 #[tokio::test]
 async fn nothing_secret_reaches_the_model() {
-    let stub = serve(|_| Reply::Json {
-        status: 200,
-        body: ollama_reply(MODEL_ANALYSIS),
-    })
-    .await;
+    let stub = serve(ollama(good_reply)).await;
     analyze_with(
         &stub.endpoint(),
         Duration::from_secs(5),
         "oom-crashloop.yaml",
     )
     .await;
-    let body = &stub.requests()[0].body;
+    let body = &chat_calls(&stub)[0].body;
     // The snapshot holds a Secret, a ConfigMap and a container env token.
     for secret in [
         "hunter2",
@@ -124,11 +161,7 @@ async fn nothing_secret_reaches_the_model() {
 
 #[tokio::test]
 async fn a_good_reply_is_parsed_validated_and_planned() {
-    let stub = serve(|_| Reply::Json {
-        status: 200,
-        body: ollama_reply(MODEL_ANALYSIS),
-    })
-    .await;
+    let stub = serve(ollama(good_reply)).await;
     let report = analyze_with(
         &stub.endpoint(),
         Duration::from_secs(5),
@@ -192,9 +225,14 @@ async fn a_good_reply_is_parsed_validated_and_planned() {
 }
 
 async fn assert_falls_back(reply: Reply, timeout: Duration, expected: &str) {
-    let stub = serve(move |_| reply.clone()).await;
+    let stub = serve(ollama(move || reply.clone())).await;
+    let analyzer = analyzer(
+        &stub.endpoint(),
+        &format!("  timeout: {}ms\n  maxRetries: 0\n", timeout.as_millis()),
+    );
+    let snapshot = Snapshot::load(&example("oom-crashloop.yaml")).unwrap();
     let started = Instant::now();
-    let report = analyze_with(&stub.endpoint(), timeout, "oom-crashloop.yaml").await;
+    let report = analyzer.analyze(&snapshot).await.unwrap();
     let incident = &report.incidents[0];
     assert_eq!(incident.source, Source::Rules);
     let reason = incident.fallback_reason.as_deref().unwrap();
@@ -318,4 +356,251 @@ async fn nothing_listening_falls_back() {
         }
         other => panic!("expected unreachable, got {other:?}"),
     }
+}
+
+async fn analyze_snapshot(analyzer: &Analyzer, name: &str) -> Report {
+    analyzer
+        .analyze(&Snapshot::load(&example(name)).unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_model_missing_from_the_server_is_never_called() {
+    let stub = serve(|request: &Recorded| match request.path.as_str() {
+        "/api/tags" => Reply::Json {
+            status: 200,
+            body: json!({"models": [{"name": "mistral:latest"}]}).to_string(),
+        },
+        _ => good_reply(),
+    })
+    .await;
+    let report = analyze_snapshot(&analyzer(&stub.endpoint(), ""), "oom-crashloop.yaml").await;
+    let reason = report.incidents[0].fallback_reason.clone().unwrap();
+    assert!(
+        reason.contains("model llama2 is not available") && reason.contains("ollama pull llama2"),
+        "{reason}"
+    );
+    assert!(
+        chat_calls(&stub).is_empty(),
+        "no pull and no chat for a missing model"
+    );
+}
+
+#[tokio::test]
+async fn configured_options_reach_the_request() {
+    let stub = serve(ollama(good_reply)).await;
+    let analyzer = analyzer(
+        &stub.endpoint(),
+        "  seed: 42\n  keepAlive: 10m\n  contextWindow: 16384\n  temperature: 0.3\n",
+    );
+    analyze_snapshot(&analyzer, "oom-crashloop.yaml").await;
+    let body: Value = serde_json::from_str(&chat_calls(&stub)[0].body).unwrap();
+    assert_eq!(body["options"]["seed"], 42);
+    assert_eq!(body["options"]["num_ctx"], 16384);
+    assert_eq!(body["keep_alive"], "10m");
+    assert_eq!(
+        body["options"]["temperature"]
+            .as_f64()
+            .map(|t| (t * 10.0).round()),
+        Some(3.0)
+    );
+}
+
+#[tokio::test]
+async fn a_small_context_window_leaves_evidence_out_and_says_so() {
+    let stub = serve(ollama(good_reply)).await;
+    let roomy = analyzer(&stub.endpoint(), "  contextWindow: 100000\n");
+    let full = analyze_snapshot(&roomy, "cpu-saturation.yaml")
+        .await
+        .incidents[0]
+        .model_call
+        .clone()
+        .unwrap();
+    assert!(
+        full.left_out.is_none() && full.estimated_prompt_tokens > 1800,
+        "the whole prompt must not fit 1800 tokens"
+    );
+    let analyzer = analyzer(
+        &stub.endpoint(),
+        "  contextWindow: 2100\n  replyTokens: 300\n",
+    );
+    let report = analyze_snapshot(&analyzer, "cpu-saturation.yaml").await;
+    let call = report.incidents[0]
+        .model_call
+        .clone()
+        .unwrap_or_else(|| panic!("{:?}", report.incidents[0].fallback_reason));
+    let left_out = call.left_out.expect("evidence was left out");
+    assert!(
+        left_out.starts_with("Left out to fit the model's 2100-token context:"),
+        "{left_out}"
+    );
+    assert!(
+        call.estimated_prompt_tokens <= 1800,
+        "{}",
+        call.estimated_prompt_tokens
+    );
+    let body: Value = serde_json::from_str(&chat_calls(&stub)[1].body).unwrap();
+    assert!(
+        body["messages"][1]["content"]
+            .as_str()
+            .unwrap()
+            .contains(&left_out),
+        "the prompt says what was left out"
+    );
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let stub = serve(ollama(move || {
+        if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+            Reply::Json {
+                status: 503,
+                body: json!({"error": "busy"}).to_string(),
+            }
+        } else {
+            good_reply()
+        }
+    }))
+    .await;
+    let report = analyze_snapshot(
+        &analyzer(&stub.endpoint(), "  maxRetries: 2\n"),
+        "oom-crashloop.yaml",
+    )
+    .await;
+    assert_eq!(
+        report.incidents[0].source,
+        Source::Llm,
+        "{:?}",
+        report.incidents[0].fallback_reason
+    );
+    assert_eq!(chat_calls(&stub).len(), 3);
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let stub = serve(ollama(move || {
+        if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Reply::WithHeaders {
+                status: 429,
+                body: json!({"error": "slow down"}).to_string(),
+                headers: vec![("Retry-After".into(), "1".into())],
+            }
+        } else {
+            good_reply()
+        }
+    }))
+    .await;
+    let started = Instant::now();
+    let report = analyze_snapshot(
+        &analyzer(&stub.endpoint(), "  maxRetries: 1\n"),
+        "oom-crashloop.yaml",
+    )
+    .await;
+    assert_eq!(report.incidents[0].source, Source::Llm);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "retried after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn an_outage_opens_the_breaker_and_costs_no_more_calls() {
+    let stub = serve(ollama(|| Reply::Json {
+        status: 500,
+        body: json!({"error": "boom"}).to_string(),
+    }))
+    .await;
+    let analyzer = analyzer(
+        &stub.endpoint(),
+        "  maxRetries: 0\n  cacheEnabled: false\n  circuitBreaker: {failureThreshold: 2, coolOff: 60s}\n",
+    );
+    for _ in 0..2 {
+        analyze_snapshot(&analyzer, "oom-crashloop.yaml").await;
+    }
+    assert_eq!(chat_calls(&stub).len(), 2);
+    let started = Instant::now();
+    let report = analyze_snapshot(&analyzer, "oom-crashloop.yaml").await;
+    let reason = report.incidents[0].fallback_reason.clone().unwrap();
+    assert!(
+        reason.contains("paused after 2 consecutive failures"),
+        "{reason}"
+    );
+    assert_eq!(chat_calls(&stub).len(), 2, "an open breaker makes no call");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "an open breaker costs no latency"
+    );
+    assert!(
+        !report.incidents[0].actions.is_empty(),
+        "rule-based healing goes on"
+    );
+}
+
+#[tokio::test]
+async fn a_flapping_pod_costs_one_model_call_per_window() {
+    let stub = serve(ollama(good_reply)).await;
+    let analyzer = analyzer(&stub.endpoint(), "  cacheTtl: 10m\n");
+    let original = std::fs::read_to_string(example("oom-crashloop.yaml")).unwrap();
+    for restarts in 5..15 {
+        // The pod keeps restarting: counters climb, the facts stay the same.
+        let text = original.replace("restartCount: 5", &format!("restartCount: {restarts}"));
+        let snapshot = Snapshot::parse(&text, "flapping").unwrap();
+        let report = analyzer.analyze(&snapshot).await.unwrap();
+        assert_eq!(report.incidents[0].source, Source::Llm);
+        assert_eq!(
+            report.incidents[0].model_call.as_ref().unwrap().cached,
+            restarts > 5
+        );
+    }
+    assert_eq!(chat_calls(&stub).len(), 1);
+    assert_eq!(analyzer.cache_counts(), Some((9, 1)));
+}
+
+#[tokio::test]
+async fn anonymised_prompts_carry_no_names_and_actions_name_real_objects() {
+    // The stub answers in placeholders, as a model that saw only placeholders would.
+    let anonymous_reply = MODEL_ANALYSIS
+        .replace("Deployment/app", "Deployment/workload-1")
+        .replace("Pod/app-xyz", "Pod/pod-1")
+        .replace("\"container\": \"app\"", "\"container\": \"container-1\"");
+    let stub = serve(ollama(move || Reply::Json {
+        status: 200,
+        body: ollama_reply(&anonymous_reply),
+    }))
+    .await;
+    let report = analyze_snapshot(
+        &analyzer(&stub.endpoint(), "  anonymize: true\n"),
+        "oom-crashloop.yaml",
+    )
+    .await;
+    let body = &chat_calls(&stub)[0].body;
+    for name in [
+        "app-xyz",
+        "\"shop\"",
+        "shop/",
+        "app-7d9f8b6c5d",
+        "Deployment/app",
+    ] {
+        let at = body
+            .find(name)
+            .map(|i| &body[i.saturating_sub(120)..(i + 60).min(body.len())]);
+        assert!(!body.contains(name), "{name} reached the model: {at:?}");
+    }
+    let incident = &report.incidents[0];
+    assert_eq!(incident.source, Source::Llm);
+    let patch = &incident.actions[0];
+    assert_eq!(patch["spec"]["target"]["name"], "app");
+    assert_eq!(patch["spec"]["target"]["namespace"], "shop");
+    assert!(
+        patch["spec"]["action"]["patchAction"]["patch"]
+            .as_str()
+            .unwrap()
+            .contains("name: app\n")
+    );
 }

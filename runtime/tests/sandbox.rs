@@ -223,3 +223,35 @@ fn a_plugin_for_an_incompatible_major_version_is_refused() {
     );
     assert!(error.contains("loads 0.1.x plugins only"), "{error}");
 }
+
+#[test]
+fn compiled_plugins_are_cached_and_a_corrupt_entry_is_recompiled() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |host: &PluginHost| {
+        host.load(
+            "prompt",
+            defaults::PROMPT,
+            PluginKind::Prompt,
+            Limits::default(),
+            BTreeMap::new(),
+        )
+    };
+    let host = PluginHost::with_cache_dir(Some(dir.path().to_path_buf())).unwrap();
+    load(&host).unwrap();
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].extension().unwrap(), "cwasm");
+
+    std::fs::write(&entries[0], b"garbage").unwrap();
+    let again = PluginHost::with_cache_dir(Some(dir.path().to_path_buf())).unwrap();
+    let plugin = load(&again).expect("a corrupt cache entry is discarded, not fatal");
+    let prompt = again.build_prompt(&plugin, &incident()).unwrap();
+    assert!(prompt.user.contains("CLUSTER METRICS"));
+    assert!(
+        std::fs::read(&entries[0]).unwrap().len() > 1000,
+        "the entry was rewritten"
+    );
+}

@@ -243,7 +243,7 @@ pub fn reply_schema(max_recommendations: u32) -> Value {
                     "type": "object",
                     "properties": {
                         "action": { "type": "string", "enum": ["restart", "scale", "patch", "delete-pod", "none"] },
-                        "target": { "type": "string", "description": "Kind/name, e.g. Deployment/app or Pod/app-xyz" },
+                        "target": { "type": "string", "description": "Kind/name, one of the valid targets listed in the prompt" },
                         "description": { "type": "string" },
                         "replicas": { "type": "integer", "minimum": 0 },
                         "container": { "type": "string" },

@@ -14,7 +14,18 @@ use tokio::net::TcpListener;
 pub struct Recorded {
     pub method: String,
     pub path: String,
+    /// Header lines as sent, names lower-cased.
+    pub headers: Vec<(String, String)>,
     pub body: String,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -22,6 +33,12 @@ pub enum Reply {
     Json {
         status: u16,
         body: String,
+    },
+    /// A JSON answer with extra headers (Retry-After, say).
+    WithHeaders {
+        status: u16,
+        body: String,
+        headers: Vec<(String, String)>,
     },
     /// Wait this long before answering.
     Slow {
@@ -68,8 +85,19 @@ pub async fn serve(reply: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -
                     return;
                 };
                 recorded.lock().unwrap().push(request.clone());
+                let mut extra_headers = String::new();
                 let (status, body, delay, truncated) = match reply(&request) {
                     Reply::Json { status, body } => (status, body, None, false),
+                    Reply::WithHeaders {
+                        status,
+                        body,
+                        headers,
+                    } => {
+                        for (name, value) in headers {
+                            extra_headers.push_str(&format!("{name}: {value}\r\n"));
+                        }
+                        (status, body, None, false)
+                    }
                     Reply::Slow { delay, body } => (200, body, Some(delay), false),
                     Reply::Truncated { body } => (200, body, None, true),
                 };
@@ -82,7 +110,7 @@ pub async fn serve(reply: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -
                     body.len()
                 };
                 let head = format!(
-                    "HTTP/1.1 {status} Status\r\nContent-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+                    "HTTP/1.1 {status} Status\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n{extra_headers}Connection: close\r\n\r\n"
                 );
                 let _ = socket.write_all(head.as_bytes()).await;
                 let _ = socket.write_all(body.as_bytes()).await;
@@ -111,10 +139,14 @@ async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Recorded> {
     let mut first = lines.next()?.split_whitespace();
     let method = first.next()?.to_string();
     let path = first.next()?.to_string();
-    let length: usize = lines
+    let headers: Vec<(String, String)> = lines
         .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, value)| value.trim().parse().ok())
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .and_then(|(_, value)| value.parse().ok())
         .unwrap_or(0);
     while buffer.len() < header_end + length {
         let read = socket.read(&mut chunk).await.ok()?;
@@ -124,7 +156,12 @@ async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Recorded> {
         buffer.extend_from_slice(&chunk[..read]);
     }
     let body = String::from_utf8_lossy(&buffer[header_end..]).to_string();
-    Some(Recorded { method, path, body })
+    Some(Recorded {
+        method,
+        path,
+        headers,
+        body,
+    })
 }
 
 pub fn example(name: &str) -> std::path::PathBuf {

@@ -1,0 +1,142 @@
+//! The model stage: a provider sends a prompt to an LLM server and returns its
+//! reply text. Providers: Ollama's native chat API (the default) and any
+//! OpenAI-compatible server. [`resilience`] wraps a provider with retries and a
+//! circuit breaker; [`cache`] keeps one reply per incident fingerprint.
+
+pub mod cache;
+mod http;
+pub mod ollama;
+pub mod openai;
+pub mod resilience;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::wit::Prompt;
+
+pub use ollama::Ollama;
+pub use openai::OpenAi;
+
+/// Replies larger than this are refused; a runaway generation must not exhaust
+/// the daemon's memory.
+pub const MAX_REPLY_BYTES: usize = 4 << 20;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelReply {
+    pub text: String,
+    pub model: String,
+    pub elapsed: Duration,
+    pub prompt_tokens: Option<u64>,
+    pub reply_tokens: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum ModelError {
+    #[error("cannot reach the model at {endpoint}: {reason}")]
+    Unreachable { endpoint: String, reason: String },
+    #[error("the model at {endpoint} did not answer within {seconds} s")]
+    Timeout { endpoint: String, seconds: u64 },
+    #[error("model {model} is not available at {endpoint}; {hint}")]
+    ModelMissing {
+        endpoint: String,
+        model: String,
+        hint: String,
+    },
+    #[error("the model at {endpoint} answered HTTP {status}: {body}")]
+    Http {
+        endpoint: String,
+        status: u16,
+        body: String,
+        retry_after: Option<Duration>,
+    },
+    #[error("the model at {endpoint} returned an unusable reply: {reason}")]
+    BadReply { endpoint: String, reason: String },
+    #[error(
+        "the model at {endpoint} is paused after {failures} consecutive failures; next try in {retry_in_seconds} s"
+    )]
+    CircuitOpen {
+        endpoint: String,
+        failures: u32,
+        retry_in_seconds: u64,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+impl ModelError {
+    /// Worth trying again soon: the server may answer next time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ModelError::Unreachable { .. } => true,
+            ModelError::Http { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// Says something about the endpoint's health (as opposed to our own
+    /// configuration or an open breaker).
+    pub fn counts_against_endpoint(&self) -> bool {
+        !matches!(self, ModelError::CircuitOpen { .. } | ModelError::Config(_))
+    }
+}
+
+pub type ModelFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<ModelReply, ModelError>> + Send + 'a>>;
+pub type InfoFuture<'a> = Pin<Box<dyn Future<Output = Result<ModelInfo, ModelError>> + Send + 'a>>;
+
+/// What a provider can tell about its model before the first prompt.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelInfo {
+    /// Tokens the model can attend to, when the server says.
+    pub context_length: Option<u64>,
+}
+
+/// Anything that turns a prompt into reply text.
+pub trait ModelProvider: Send + Sync {
+    /// `provider model@endpoint`, for reports and cache keys.
+    fn describe(&self) -> String;
+    /// Checks the model exists and learns what the server says about it.
+    fn inspect(&self) -> InfoFuture<'_>;
+    fn complete<'a>(&'a self, prompt: &'a Prompt) -> ModelFuture<'a>;
+}
+
+/// The provider the `ai:` config describes, wrapped in retries and a circuit
+/// breaker; `None` when no endpoint is configured.
+pub fn from_config(
+    ai: &crate::config::AiConfig,
+) -> Result<Option<Box<dyn ModelProvider>>, ModelError> {
+    use crate::config::Provider;
+    let Some(endpoint) = ai.endpoint.as_deref() else {
+        return Ok(None);
+    };
+    let provider: Box<dyn ModelProvider> = match ai.provider {
+        Provider::Ollama => Box::new(Ollama::with_options(
+            endpoint,
+            &ai.model,
+            ai.timeout,
+            ollama::OllamaOptions {
+                seed: ai.seed,
+                num_ctx: Some(ai.context_window.unwrap_or(ollama::DEFAULT_NUM_CTX)),
+                keep_alive: ai.keep_alive.clone(),
+            },
+        )?),
+        Provider::Openai => {
+            let api_key = std::env::var(&ai.api_key_env).ok();
+            Box::new(OpenAi::new(
+                endpoint, &ai.model, ai.timeout, api_key, ai.seed,
+            )?)
+        }
+    };
+    Ok(Some(Box::new(resilience::Resilient::new(
+        provider,
+        resilience::RetryPolicy {
+            max_retries: ai.max_retries,
+            ..resilience::RetryPolicy::default()
+        },
+        resilience::BreakerPolicy {
+            failure_threshold: ai.circuit_breaker.failure_threshold,
+            cool_off: ai.circuit_breaker.cool_off,
+        },
+    ))))
+}
