@@ -2,10 +2,17 @@
 //! recommendations, shaped like the seed document's example, with the model's
 //! confidence and reasoning as annotations.
 
+use std::collections::BTreeMap;
+
 use kubeskippy_plugin_sdk::quantity;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::healing_action::{
+    ActionKind, ActionSpec, ActionTarget, DeletePodAction, HealingAction, HealingActionSpec,
+    HealingActionStatus, PatchAction, PatchType, PolicyRef, RestartAction, RetryPolicy,
+    ScaleAction,
+};
 use crate::incidents::OpenIncident;
 use crate::policy::Mode;
 use crate::wit::{Action, Patch, Recommendation, ResourcePatch};
@@ -97,54 +104,88 @@ fn resource_patch_document(kind: &str, patch: &ResourcePatch) -> Value {
     }
 }
 
-fn spec_action(recommendation: &Recommendation) -> Value {
+fn spec_action(recommendation: &Recommendation) -> Option<ActionSpec> {
     let target = &recommendation.target;
-    match &recommendation.action {
-        Action::Restart => json!({ "type": "restart", "restartAction": { "strategy": "rollout" } }),
-        Action::Scale(replicas) => {
-            json!({ "type": "scale", "scaleAction": { "replicas": replicas } })
-        }
+    let empty = |kind| ActionSpec {
+        kind,
+        restart_action: None,
+        scale_action: None,
+        patch_action: None,
+        delete_pod_action: None,
+    };
+    let strategic = |document: String| PatchAction {
+        patch_type: PatchType::Strategic,
+        patch: document,
+    };
+    Some(match &recommendation.action {
+        Action::Restart => ActionSpec {
+            restart_action: Some(RestartAction {
+                strategy: if target.kind == "Pod" {
+                    "delete"
+                } else {
+                    "rollout"
+                }
+                .into(),
+            }),
+            ..empty(ActionKind::Restart)
+        },
+        Action::Scale(replicas) => ActionSpec {
+            scale_action: Some(ScaleAction {
+                replicas: *replicas,
+            }),
+            ..empty(ActionKind::Scale)
+        },
         Action::Patch(Patch::Resources(patch)) => {
             let document = resource_patch_document(&target.kind, patch);
-            json!({
-                "type": "patch",
-                "patchAction": {
-                    "patchType": "strategic",
-                    "patch": serde_yaml_ng::to_string(&document).expect("a JSON value renders as YAML"),
-                }
-            })
+            ActionSpec {
+                patch_action: Some(strategic(
+                    serde_yaml_ng::to_string(&document).expect("a JSON value renders as YAML"),
+                )),
+                ..empty(ActionKind::Patch)
+            }
         }
-        Action::Patch(Patch::StrategicMerge(document)) => {
-            json!({ "type": "patch", "patchAction": { "patchType": "strategic", "patch": document } })
-        }
-        Action::DeletePod => {
-            json!({ "type": "delete-pod", "deletePodAction": { "podName": target.name, "useEviction": true } })
-        }
-        Action::None => json!({ "type": "none" }),
-    }
+        Action::Patch(Patch::StrategicMerge(document)) => ActionSpec {
+            patch_action: Some(strategic(document.clone())),
+            ..empty(ActionKind::Patch)
+        },
+        Action::DeletePod => ActionSpec {
+            delete_pod_action: Some(DeletePodAction {
+                pod_name: target.name.clone(),
+                use_eviction: true,
+            }),
+            ..empty(ActionKind::DeletePod)
+        },
+        Action::None => return None,
+    })
 }
 
 /// Builds the planned HealingAction for an allowed recommendation. Names are
 /// derived from the incident and the action, so the same plan gets the same
 /// name on every run and a controller can tell it already exists.
-pub fn plan(open: &OpenIncident, recommendation: &Recommendation, source: Source) -> Option<Value> {
-    if matches!(recommendation.action, Action::None) {
-        return None;
-    }
+pub fn plan(
+    open: &OpenIncident,
+    recommendation: &Recommendation,
+    source: Source,
+) -> Option<HealingAction> {
+    let action = spec_action(recommendation)?;
     let incident = &open.incident;
     let target = &recommendation.target;
-    let action = spec_action(recommendation);
-    let action_type = action["type"].as_str().unwrap_or("action").to_string();
+    let action_json = serde_json::to_string(&action).expect("an action serialises");
+    let action_type = serde_json::to_value(action.kind).expect("a kind serialises");
     let mut hasher = Sha256::new();
     hasher.update(incident.id.as_bytes());
-    hasher.update(action.to_string().as_bytes());
+    hasher.update(action_json.as_bytes());
     hasher.update(format!("{}/{}", target.kind, target.name));
     let digest = hex::encode(&hasher.finalize()[..3]);
     let prefix = match source {
         Source::Llm => "ai",
         Source::Rules => "rule",
     };
-    let base = format!("{prefix}-{action_type}-{}", target.name.to_lowercase());
+    let base = format!(
+        "{prefix}-{}-{}",
+        action_type.as_str().unwrap_or("action"),
+        target.name.to_lowercase()
+    );
     let name = format!("{}-{digest}", truncate_name(&base, 63 - 7));
     let uid = if target.kind == incident.target.kind && target.name == incident.target.name {
         open.target_marks.uid.clone()
@@ -155,42 +196,53 @@ pub fn plan(open: &OpenIncident, recommendation: &Recommendation, source: Source
             .and_then(|(_, marks)| marks.uid.clone())
     };
     let mode = open.policy.spec.mode;
-    Some(json!({
-        "apiVersion": "kubeskippy.io/v1alpha1",
-        "kind": "HealingAction",
-        "metadata": {
-            "name": name,
-            "namespace": target.namespace,
-            "labels": {
-                "kubeskippy.io/policy": open.policy.name(),
-                "kubeskippy.io/source": source.as_str(),
+    let mut healing_action = HealingAction::new(
+        &name,
+        HealingActionSpec {
+            policy_ref: PolicyRef {
+                name: open.policy.name().to_string(),
             },
-            "annotations": {
-                "ai.confidence": format!("{:.2}", recommendation.confidence),
-                "ai.reasoning": recommendation.reason,
-                "kubeskippy.io/incident": incident.id,
+            incident_id: incident.id.clone(),
+            target: ActionTarget {
+                api_version: api_version_of(&target.kind).into(),
+                kind: target.kind.clone(),
+                namespace: target.namespace.clone(),
+                name: target.name.clone(),
+                uid,
             },
+            action,
+            source: source.as_str().into(),
+            confidence: recommendation.confidence,
+            reasoning: recommendation.reason.clone(),
+            risk: recommendation.risk.clone(),
+            dry_run: matches!(mode, Mode::Dryrun | Mode::Monitor),
+            approval_required: matches!(mode, Mode::Manual)
+                || open.policy.spec.safety.require_approval,
+            approval: None,
+            retry_policy: RetryPolicy::default(),
         },
-        "spec": {
-            "policyRef": { "name": open.policy.name() },
-            "incidentId": incident.id,
-            "target": {
-                "apiVersion": api_version_of(&target.kind),
-                "kind": target.kind,
-                "namespace": target.namespace,
-                "name": target.name,
-                "uid": uid,
-            },
-            "action": action,
-            "source": source.as_str(),
-            "confidence": recommendation.confidence,
-            "reasoning": recommendation.reason,
-            "risk": recommendation.risk,
-            "dryRun": matches!(mode, Mode::Dryrun | Mode::Monitor),
-            "approvalRequired": matches!(mode, Mode::Manual),
-        },
-        "status": { "phase": "Pending" },
-    }))
+    );
+    healing_action.metadata.namespace = Some(target.namespace.clone());
+    healing_action.metadata.labels = Some(BTreeMap::from([
+        (
+            "kubeskippy.io/policy".to_string(),
+            open.policy.name().to_string(),
+        ),
+        (
+            "kubeskippy.io/source".to_string(),
+            source.as_str().to_string(),
+        ),
+    ]));
+    healing_action.metadata.annotations = Some(BTreeMap::from([
+        (
+            "ai.confidence".to_string(),
+            format!("{:.2}", recommendation.confidence),
+        ),
+        ("ai.reasoning".to_string(), recommendation.reason.clone()),
+        ("kubeskippy.io/incident".to_string(), incident.id.clone()),
+    ]));
+    healing_action.status = Some(HealingActionStatus::default());
+    Some(healing_action)
 }
 
 /// Kubernetes names are DNS labels: lowercase alphanumerics and dashes.

@@ -53,7 +53,7 @@ pub fn realistic_incident() -> guest::Incident {
 pub fn realistic_reply() -> String {
     let padding = "The pod's working set grows linearly between restarts while traffic stays flat, which points at a leak rather than load. ";
     let reply = serde_json::json!({
-        "summary": format!("Memory pressure leads to OOM kills and a crash loop. {}", padding.repeat(4)),
+        "summary": format!("Memory pressure leads to OOM kills and a crash loop. {}", padding.repeat(9)),
         "issues": [
             { "title": "Memory leak in application", "severity": "high", "impact": "Service unavailability, repeated crashes", "root_cause": padding.repeat(3) },
             { "title": "Limit below working set", "severity": "medium", "impact": "OOM kills under normal load", "root_cause": padding.repeat(2) }

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod budget;
 pub mod config;
 pub mod facts;
+pub mod healing_action;
 pub mod incidents;
 pub mod model;
 pub mod pipeline;

@@ -28,6 +28,8 @@ enum Command {
     Analyze(AnalyzeArgs),
     /// Measure plugin call latency and whole-snapshot analysis time.
     Bench(bench::BenchArgs),
+    /// Print the CustomResourceDefinitions (HealingPolicy, HealingAction) as YAML.
+    Crds,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -83,6 +85,10 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Analyze(args) => analyze(args),
         Command::Bench(args) => bench::run(&args),
+        Command::Crds => {
+            print!("{}", kubeskippy::healing_action::crds_yaml());
+            Ok(())
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use crate::actions::{self, Source};
 use crate::budget::{self, Budget};
 use crate::config::Config;
 use crate::facts::ClusterFacts;
+use crate::healing_action::HealingAction;
 use crate::incidents::{self, OpenIncident};
 use crate::model::cache::{self, ReplyCache};
 use crate::model::{ModelInfo, ModelProvider};
@@ -91,7 +91,7 @@ pub struct IncidentReport {
     pub fallback_reason: Option<String>,
     pub model_call: Option<ModelCall>,
     pub reviewed: Vec<Reviewed>,
-    pub actions: Vec<Value>,
+    pub actions: Vec<HealingAction>,
 }
 
 #[derive(Debug, Default)]

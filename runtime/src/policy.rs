@@ -3,23 +3,22 @@
 //! trigger. When a snapshot holds no policy, [`HealingPolicy::builtin_default`]
 //! applies.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube::CustomResource;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HealingPolicy {
-    #[serde(default)]
-    pub api_version: String,
-    #[serde(default)]
-    pub kind: String,
-    pub metadata: ObjectMeta,
-    pub spec: HealingPolicySpec,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(CustomResource, Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[kube(
+    group = "kubeskippy.io",
+    version = "v1alpha1",
+    kind = "HealingPolicy",
+    namespaced,
+    status = "HealingPolicyStatus",
+    shortname = "hp",
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
+    printcolumn = r#"{"name":"Last evaluation","type":"date","jsonPath":".status.lastEvaluation"}"#
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HealingPolicySpec {
     #[serde(default)]
@@ -29,9 +28,118 @@ pub struct HealingPolicySpec {
     pub actions: Vec<PolicyAction>,
     #[serde(default)]
     pub mode: Mode,
+    #[serde(default)]
+    pub ai: PolicyAi,
+    #[serde(default)]
+    pub safety: SafetyRules,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// What the controller last saw; written by KubeSkippy, not by users.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealingPolicyStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_evaluation: Option<String>,
+    /// `trigger/Kind/name` of every trigger firing at the last evaluation.
+    #[serde(default)]
+    pub active_triggers: Vec<String>,
+    #[serde(default)]
+    pub actions_taken: u64,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+/// Per-policy model settings; unset fields fall back to the `ai:` config.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyAi {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_confidence: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_recommendations: Option<u32>,
+    /// Names of plugins configured in the host's plugin list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_plugin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parser_plugin: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validator_plugins: Vec<String>,
+}
+
+impl Default for PolicyAi {
+    fn default() -> Self {
+        PolicyAi {
+            enabled: true,
+            min_confidence: None,
+            max_recommendations: None,
+            prompt_plugin: None,
+            parser_plugin: None,
+            validator_plugins: Vec::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Limits on what the policy may do, counted from HealingAction objects so they
+/// hold across restarts and replicas.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SafetyRules {
+    #[serde(default = "default_actions_per_hour")]
+    pub max_actions_per_hour: u32,
+    /// Quiet time per (trigger, target) after an action, e.g. `10m`.
+    #[serde(default = "default_cooldown")]
+    pub cooldown: String,
+    /// HealingActions of this policy in progress at once.
+    #[serde(default = "one")]
+    pub max_concurrent: u32,
+    /// Never act when it would leave fewer than this percentage of a
+    /// workload's desired replicas available.
+    #[serde(default = "default_min_healthy")]
+    pub min_healthy_percent: u32,
+    #[serde(default)]
+    pub require_approval: bool,
+    /// Objects this policy must never touch, beyond the host's own floor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protected_resources: Vec<ProtectedResource>,
+}
+
+impl Default for SafetyRules {
+    fn default() -> Self {
+        SafetyRules {
+            max_actions_per_hour: default_actions_per_hour(),
+            cooldown: default_cooldown(),
+            max_concurrent: 1,
+            min_healthy_percent: default_min_healthy(),
+            require_approval: false,
+            protected_resources: Vec::new(),
+        }
+    }
+}
+
+fn default_actions_per_hour() -> u32 {
+    10
+}
+fn default_cooldown() -> String {
+    "10m".into()
+}
+fn default_min_healthy() -> u32 {
+    50
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProtectedResource {
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicySelector {
     /// Namespaces the policy covers; empty means every namespace.
@@ -47,7 +155,7 @@ pub struct PolicySelector {
     pub exclude_names: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Monitor,
@@ -58,7 +166,7 @@ pub enum Mode {
 }
 
 /// A trigger names exactly one of `metric`, `event` or `condition`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Trigger {
     pub name: String,
@@ -71,7 +179,7 @@ pub struct Trigger {
 }
 
 /// A per-pod metric at or above a threshold.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricTrigger {
     pub name: Metric,
@@ -80,7 +188,7 @@ pub struct MetricTrigger {
 
 /// Events whose reason matches `reason` (a regex, anchored) with a summed count
 /// of at least `minCount`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventTrigger {
     pub reason: String,
@@ -93,7 +201,7 @@ pub struct EventTrigger {
 /// A container or pod in one of these states: a waiting reason
 /// (CrashLoopBackOff, ImagePullBackOff, CreateContainerConfigError, ...), a last
 /// termination reason (OOMKilled, Error), or Unschedulable.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConditionTrigger {
     pub states: Vec<String>,
@@ -126,7 +234,7 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Metric {
     RestartCount,
@@ -134,7 +242,7 @@ pub enum Metric {
     MemoryPercentOfLimit,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyAction {
     pub name: String,
@@ -156,7 +264,7 @@ fn rule_confidence() -> f64 {
     0.8
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ActionType {
     Restart,
@@ -165,7 +273,7 @@ pub enum ActionType {
     DeletePod,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScaleBounds {
     #[serde(default = "one")]
@@ -178,7 +286,7 @@ pub struct ScaleBounds {
 /// How a rule raises a container's memory limit: by `memoryLimitFactor` over the
 /// current limit, and at least `headroomOverUsage` over the peak usage seen,
 /// never above `maxMemoryLimit`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResourceRule {
     #[serde(default = "two")]
@@ -245,6 +353,16 @@ impl HealingPolicy {
                 }
                 _ => {}
             }
+        }
+        crate::config::parse_duration(&spec.safety.cooldown)
+            .map_err(|why| format!("spec.safety.cooldown: {why}"))?;
+        if spec.safety.min_healthy_percent > 100 {
+            return Err("spec.safety.minHealthyPercent must be at most 100".into());
+        }
+        if let Some(confidence) = spec.ai.min_confidence
+            && !(0.0..=1.0).contains(&confidence)
+        {
+            return Err("spec.ai.minConfidence must be from 0 to 1".into());
         }
         for (index, action) in spec.actions.iter().enumerate() {
             if let Some(unknown) = action

@@ -125,7 +125,9 @@ pub fn anonymize(incident: &Incident) -> Anonymized {
         }
     }
     namer.names.extend(derived);
-    namer.names.sort_by_key(|(real, _)| std::cmp::Reverse(real.len()));
+    namer
+        .names
+        .sort_by_key(|(real, _)| std::cmp::Reverse(real.len()));
     // In free text a name shared by two objects becomes the first placeholder.
     let mut forward: Vec<(&str, &str)> = Vec::new();
     for (real, placeholder) in &namer.names {

@@ -164,12 +164,14 @@ pub fn to_text(report: &Report) -> String {
             incident_report.actions.len()
         );
         for action in &incident_report.actions {
+            let kind = serde_json::to_value(action.spec.action.kind).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "  - {} ({}, dryRun: {})",
-                action["metadata"]["name"].as_str().unwrap_or("?"),
-                action["spec"]["action"]["type"].as_str().unwrap_or("?"),
-                action["spec"]["dryRun"]
+                "  - {} ({}, dryRun: {}, approvalRequired: {})",
+                action.metadata.name.as_deref().unwrap_or("?"),
+                kind.as_str().unwrap_or("?"),
+                action.spec.dry_run,
+                action.spec.approval_required
             );
         }
     }

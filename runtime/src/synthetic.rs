@@ -23,7 +23,7 @@ pub fn snapshot_yaml(pods: usize) -> String {
             let (state, last, restarts) = if crashing {
                 (
                     "waiting: {reason: CrashLoopBackOff, message: back-off 5m0s restarting failed container}",
-                    "\n      lastState: {terminated: {reason: OOMKilled, exitCode: 137}}",
+                    "\n    lastState: {terminated: {reason: OOMKilled, exitCode: 137}}",
                     7,
                 )
             } else {

@@ -304,3 +304,45 @@ fn a_policy_in_the_snapshot_replaces_the_default() {
     assert_eq!(actions[0]["spec"]["approvalRequired"], true);
     assert_eq!(actions[0]["spec"]["dryRun"], false);
 }
+
+#[test]
+fn crds_print_both_custom_resource_definitions() {
+    let output = kubeskippy(&["crds"]);
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let documents: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|document| serde::Deserialize::deserialize(document).unwrap())
+        .collect();
+    let names: Vec<&str> = documents
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "healingpolicies.kubeskippy.io",
+            "healingactions.kubeskippy.io"
+        ]
+    );
+    for crd in &documents {
+        assert_eq!(crd["kind"], "CustomResourceDefinition");
+        let version = &crd["spec"]["versions"][0];
+        assert_eq!(version["name"], "v1alpha1");
+        assert_eq!(version["subresources"]["status"], serde_json::json!({}));
+        assert_eq!(version["schema"]["openAPIV3Schema"]["type"], "object");
+    }
+    let action_spec =
+        &documents[1]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let required: Vec<&str> = action_spec["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for field in ["policyRef", "target", "action", "confidence", "reasoning"] {
+        assert!(
+            required.contains(&field),
+            "{field} missing from {required:?}"
+        );
+    }
+}

@@ -201,7 +201,7 @@ async fn a_good_reply_is_parsed_validated_and_planned() {
     );
     assert_eq!(verdicts[3], (true, String::new()), "the scale is allowed");
     assert_eq!(incident.actions.len(), 2);
-    let patch = &incident.actions[0];
+    let patch = &serde_json::to_value(&incident.actions[0]).unwrap();
     assert_eq!(patch["metadata"]["annotations"]["ai.confidence"], "0.85");
     assert_eq!(
         patch["metadata"]["annotations"]["ai.reasoning"],
@@ -219,7 +219,7 @@ async fn a_good_reply_is_parsed_validated_and_planned() {
         json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "resources": {"limits": {"memory": "2Gi"}}}]}}}})
     );
     assert_eq!(
-        incident.actions[1]["spec"]["action"],
+        serde_json::to_value(&incident.actions[1]).unwrap()["spec"]["action"],
         json!({"type": "scale", "scaleAction": {"replicas": 3}})
     );
 }
@@ -594,7 +594,7 @@ async fn anonymised_prompts_carry_no_names_and_actions_name_real_objects() {
     }
     let incident = &report.incidents[0];
     assert_eq!(incident.source, Source::Llm);
-    let patch = &incident.actions[0];
+    let patch = &serde_json::to_value(&incident.actions[0]).unwrap();
     assert_eq!(patch["spec"]["target"]["name"], "app");
     assert_eq!(patch["spec"]["target"]["namespace"], "shop");
     assert!(

@@ -185,8 +185,10 @@ async fn analyze_runs_through_the_openai_provider() {
     );
     assert_eq!(incident.actions.len(), 1);
     assert_eq!(
-        incident.actions[0]["metadata"]["name"]
-            .as_str()
+        incident.actions[0]
+            .metadata
+            .name
+            .as_deref()
             .unwrap()
             .split('-')
             .next(),

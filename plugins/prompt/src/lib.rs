@@ -17,6 +17,7 @@ mod component;
 
 use kubeskippy_plugin_sdk::ConfigSource;
 use kubeskippy_plugin_sdk::types::{FindingKind, Incident, PodFacts, Prompt, ResourceAmounts};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 const SYSTEM: &str = "You are a Kubernetes cluster healing expert. You analyse the state of one \
@@ -63,7 +64,7 @@ pub fn build_prompt(incident: &Incident, config: &dyn ConfigSource) -> Result<Pr
         incident.target.namespace
     ));
     let metrics = cluster_metrics(incident);
-    user.push_str(&serde_json::to_string_pretty(&metrics).expect("metrics are plain JSON"));
+    user.push_str(&serde_json::to_string_pretty(&metrics).expect("metrics serialise"));
     user.push_str("\n\nDETECTED ISSUES:\n");
     for finding in &incident.findings {
         user.push_str("- ");
@@ -87,7 +88,7 @@ pub fn build_prompt(incident: &Incident, config: &dyn ConfigSource) -> Result<Pr
     Ok(Prompt {
         system: SYSTEM.to_string(),
         user,
-        json_schema: Some(reply_schema(max_recommendations).to_string()),
+        json_schema: Some(reply_schema_text(max_recommendations)),
         temperature: Some(temperature),
     })
 }
@@ -117,73 +118,126 @@ fn valid_targets(incident: &Incident) -> Vec<String> {
 }
 
 /// The seed's CLUSTER METRICS block: CPU in millicores, memory in MiB, so small
-/// models see the numbers people use.
-fn cluster_metrics(incident: &Incident) -> Value {
-    let pods: Vec<Value> = incident.pods.iter().map(pod_metrics).collect();
-    let events: Vec<Value> = incident
-        .events
-        .iter()
-        .map(|event| {
-            json!({
-                "type": event.event_type,
-                "reason": event.reason,
-                "count": event.count,
-                "object": kind_and_name(&event.involved.kind, &event.involved.name),
-                "message": event.message,
+/// models see the numbers people use. Typed and borrowed, because this runs on
+/// every incident and building a JSON tree first costs more than the rest of the
+/// prompt together.
+#[derive(Serialize)]
+struct ClusterMetrics<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workload: Option<WorkloadMetrics<'a>>,
+    pods: Vec<PodMetrics<'a>>,
+    events: Vec<EventMetrics<'a>>,
+}
+
+#[derive(Serialize)]
+struct WorkloadMetrics<'a> {
+    kind: &'a str,
+    name: &'a str,
+    desired_replicas: Option<u32>,
+    ready_replicas: Option<u32>,
+    containers: &'a [String],
+}
+
+#[derive(Serialize)]
+struct PodMetrics<'a> {
+    name: &'a str,
+    status: &'a str,
+    restart_count: u32,
+    #[serde(flatten)]
+    amounts: Amounts,
+    containers: Vec<ContainerMetrics<'a>>,
+}
+
+#[derive(Serialize)]
+struct ContainerMetrics<'a> {
+    name: &'a str,
+    restart_count: u32,
+    #[serde(flatten)]
+    amounts: Amounts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiting_reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiting_message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_termination_reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Amounts {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_usage_millicores: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_usage_mib: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cpu_limit_millicores: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memory_limit_mib: Option<u64>,
+}
+
+impl Amounts {
+    fn of(usage: &ResourceAmounts, limits: &ResourceAmounts) -> Amounts {
+        let mib = |bytes: Option<u64>| bytes.map(|b| b / (1024 * 1024));
+        Amounts {
+            cpu_usage_millicores: usage.cpu_millicores,
+            memory_usage_mib: mib(usage.memory_bytes),
+            cpu_limit_millicores: limits.cpu_millicores,
+            memory_limit_mib: mib(limits.memory_bytes),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct EventMetrics<'a> {
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    reason: &'a str,
+    count: u32,
+    object: String,
+    message: &'a str,
+}
+
+fn cluster_metrics(incident: &Incident) -> ClusterMetrics<'_> {
+    ClusterMetrics {
+        workload: incident.workload.as_ref().map(|workload| WorkloadMetrics {
+            kind: &workload.target.kind,
+            name: &workload.target.name,
+            desired_replicas: workload.desired_replicas,
+            ready_replicas: workload.ready_replicas,
+            containers: &workload.containers,
+        }),
+        pods: incident.pods.iter().map(pod_metrics).collect(),
+        events: incident
+            .events
+            .iter()
+            .map(|event| EventMetrics {
+                event_type: &event.event_type,
+                reason: &event.reason,
+                count: event.count,
+                object: kind_and_name(&event.involved.kind, &event.involved.name),
+                message: &event.message,
             })
-        })
-        .collect();
-    let mut metrics = json!({ "pods": pods, "events": events });
-    if let Some(workload) = &incident.workload {
-        metrics["workload"] = json!({
-            "kind": workload.target.kind,
-            "name": workload.target.name,
-            "desired_replicas": workload.desired_replicas,
-            "ready_replicas": workload.ready_replicas,
-            "containers": workload.containers,
-        });
+            .collect(),
     }
-    metrics
 }
 
-fn pod_metrics(pod: &PodFacts) -> Value {
-    let mut value = json!({
-        "name": pod.name,
-        "status": pod.status_reason.clone().unwrap_or_else(|| pod.phase.clone()),
-        "restart_count": pod.restart_count,
-    });
-    put_amounts(&mut value, "usage", &pod.usage);
-    put_amounts(&mut value, "limit", &pod.limits);
-    let containers: Vec<Value> = pod
-        .containers
-        .iter()
-        .map(|container| {
-            let mut value =
-                json!({ "name": container.name, "restart_count": container.restart_count });
-            put_amounts(&mut value, "usage", &container.usage);
-            put_amounts(&mut value, "limit", &container.limits);
-            if let Some(reason) = &container.waiting_reason {
-                value["waiting_reason"] = json!(reason);
-            }
-            if let Some(message) = &container.waiting_message {
-                value["waiting_message"] = json!(message);
-            }
-            if let Some(reason) = &container.last_termination_reason {
-                value["last_termination_reason"] = json!(reason);
-            }
-            value
-        })
-        .collect();
-    value["containers"] = json!(containers);
-    value
-}
-
-fn put_amounts(value: &mut Value, prefix: &str, amounts: &ResourceAmounts) {
-    if let Some(cpu) = amounts.cpu_millicores {
-        value[format!("cpu_{prefix}_millicores")] = json!(cpu);
-    }
-    if let Some(memory) = amounts.memory_bytes {
-        value[format!("memory_{prefix}_mib")] = json!(memory / (1024 * 1024));
+fn pod_metrics(pod: &PodFacts) -> PodMetrics<'_> {
+    PodMetrics {
+        name: &pod.name,
+        status: pod.status_reason.as_deref().unwrap_or(&pod.phase),
+        restart_count: pod.restart_count,
+        amounts: Amounts::of(&pod.usage, &pod.limits),
+        containers: pod
+            .containers
+            .iter()
+            .map(|container| ContainerMetrics {
+                name: &container.name,
+                restart_count: container.restart_count,
+                amounts: Amounts::of(&container.usage, &container.limits),
+                waiting_reason: container.waiting_reason.as_deref(),
+                waiting_message: container.waiting_message.as_deref(),
+                last_termination_reason: container.last_termination_reason.as_deref(),
+            })
+            .collect(),
     }
 }
 
@@ -215,6 +269,15 @@ fn custom_instructions(incident: &Incident, config: &dyn ConfigSource) -> Vec<St
         .filter_map(|name| config.get(&format!("customPrompts.{name}")))
         .filter(|text| !text.trim().is_empty())
         .collect()
+}
+
+/// The reply schema as text; the same as [`reply_schema`], spliced from two
+/// constant halves because serialising a JSON tree per call costs more than
+/// the rest of the prompt.
+fn reply_schema_text(max_recommendations: u32) -> String {
+    const HEAD: &str = r#"{"type":"object","properties":{"summary":{"type":"string"},"issues":{"type":"array","items":{"type":"object","properties":{"title":{"type":"string"},"severity":{"type":"string","enum":["low","medium","high","critical"]},"impact":{"type":"string"},"root_cause":{"type":"string"}},"required":["title","severity","impact","root_cause"]}},"recommendations":{"type":"array","maxItems":"#;
+    const TAIL: &str = r#","items":{"type":"object","properties":{"action":{"type":"string","enum":["restart","scale","patch","delete-pod","none"]},"target":{"type":"string","description":"Kind/name, one of the valid targets listed in the prompt"},"description":{"type":"string"},"replicas":{"type":"integer","minimum":0},"container":{"type":"string"},"memory_limit":{"type":"string"},"memory_request":{"type":"string"},"cpu_limit":{"type":"string"},"cpu_request":{"type":"string"},"reason":{"type":"string"},"risk":{"type":"string"},"confidence":{"type":"number","minimum":0,"maximum":1}},"required":["action","target","reason","risk","confidence"]}}},"required":["summary","issues","recommendations"]}"#;
+    format!("{HEAD}{max_recommendations}{TAIL}")
 }
 
 /// The JSON schema of the reply. The parser plugin accepts exactly this shape.
