@@ -318,7 +318,7 @@ async fn an_unusable_reply_falls_back() {
 
 #[tokio::test]
 async fn an_oversized_reply_is_refused() {
-    let huge = ollama_reply(&"x".repeat(5 << 20));
+    let huge = ollama_reply(&"x".repeat(20 << 20));
     assert_falls_back(
         Reply::Json {
             status: 200,
@@ -417,13 +417,13 @@ async fn a_small_context_window_leaves_evidence_out_and_says_so() {
         .model_call
         .clone()
         .unwrap();
-    assert!(
-        full.left_out.is_none() && full.estimated_prompt_tokens > 1800,
-        "the whole prompt must not fit 1800 tokens"
-    );
+    assert!(full.left_out.is_none());
+    // A window a little too small for the whole prompt: some evidence must go.
+    let available = full.estimated_prompt_tokens - 60;
+    let window = available + 300;
     let analyzer = analyzer(
         &stub.endpoint(),
-        "  contextWindow: 2100\n  replyTokens: 300\n",
+        &format!("  contextWindow: {window}\n  replyTokens: 300\n"),
     );
     let report = analyze_snapshot(&analyzer, "cpu-saturation.yaml").await;
     let call = report.incidents[0]
@@ -432,12 +432,14 @@ async fn a_small_context_window_leaves_evidence_out_and_says_so() {
         .unwrap_or_else(|| panic!("{:?}", report.incidents[0].fallback_reason));
     let left_out = call.left_out.expect("evidence was left out");
     assert!(
-        left_out.starts_with("Left out to fit the model's 2100-token context:"),
+        left_out.starts_with(&format!(
+            "Left out to fit the model's {window}-token context:"
+        )),
         "{left_out}"
     );
     assert!(
-        call.estimated_prompt_tokens <= 1800,
-        "{}",
+        call.estimated_prompt_tokens <= available,
+        "{} > {available}",
         call.estimated_prompt_tokens
     );
     let body: Value = serde_json::from_str(&chat_calls(&stub)[1].body).unwrap();

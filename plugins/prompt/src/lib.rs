@@ -63,8 +63,7 @@ pub fn build_prompt(incident: &Incident, config: &dyn ConfigSource) -> Result<Pr
         kind_and_name(&incident.target.kind, &incident.target.name),
         incident.target.namespace
     ));
-    let metrics = cluster_metrics(incident);
-    user.push_str(&serde_json::to_string_pretty(&metrics).expect("metrics serialise"));
+    write_metrics(&mut user, &cluster_metrics(incident));
     user.push_str("\n\nDETECTED ISSUES:\n");
     for finding in &incident.findings {
         user.push_str("- ");
@@ -196,6 +195,35 @@ struct EventMetrics<'a> {
     message: &'a str,
 }
 
+/// One JSON document, one pod or event per line: as readable to a model as
+/// pretty-printed JSON at a fraction of the tokens, which small context windows
+/// need, and cheaper to build.
+fn write_metrics(out: &mut String, metrics: &ClusterMetrics) {
+    out.push_str("{\n");
+    if let Some(workload) = &metrics.workload {
+        out.push_str(&format!("\"workload\": {},\n", row(workload)));
+    }
+    write_rows(out, "pods", metrics.pods.iter().map(row));
+    out.push_str(",\n");
+    write_rows(out, "events", metrics.events.iter().map(row));
+    out.push_str("\n}");
+}
+
+fn write_rows(out: &mut String, key: &str, rows: impl Iterator<Item = String>) {
+    out.push_str(&format!("\"{key}\": ["));
+    let mut empty = true;
+    for line in rows {
+        out.push_str(if empty { "\n  " } else { ",\n  " });
+        out.push_str(&line);
+        empty = false;
+    }
+    out.push_str(if empty { "]" } else { "\n]" });
+}
+
+fn row(value: &impl Serialize) -> String {
+    serde_json::to_string(value).expect("metrics serialise")
+}
+
 fn cluster_metrics(incident: &Incident) -> ClusterMetrics<'_> {
     ClusterMetrics {
         workload: incident.workload.as_ref().map(|workload| WorkloadMetrics {
@@ -275,8 +303,8 @@ fn custom_instructions(incident: &Incident, config: &dyn ConfigSource) -> Vec<St
 /// constant halves because serialising a JSON tree per call costs more than
 /// the rest of the prompt.
 fn reply_schema_text(max_recommendations: u32) -> String {
-    const HEAD: &str = r#"{"type":"object","properties":{"summary":{"type":"string"},"issues":{"type":"array","items":{"type":"object","properties":{"title":{"type":"string"},"severity":{"type":"string","enum":["low","medium","high","critical"]},"impact":{"type":"string"},"root_cause":{"type":"string"}},"required":["title","severity","impact","root_cause"]}},"recommendations":{"type":"array","maxItems":"#;
-    const TAIL: &str = r#","items":{"type":"object","properties":{"action":{"type":"string","enum":["restart","scale","patch","delete-pod","none"]},"target":{"type":"string","description":"Kind/name, one of the valid targets listed in the prompt"},"description":{"type":"string"},"replicas":{"type":"integer","minimum":0},"container":{"type":"string"},"memory_limit":{"type":"string"},"memory_request":{"type":"string"},"cpu_limit":{"type":"string"},"cpu_request":{"type":"string"},"reason":{"type":"string"},"risk":{"type":"string"},"confidence":{"type":"number","minimum":0,"maximum":1}},"required":["action","target","reason","risk","confidence"]}}},"required":["summary","issues","recommendations"]}"#;
+    const HEAD: &str = r#"{"type":"object","properties":{"summary":{"type":"string","maxLength":600},"issues":{"type":"array","maxItems":5,"items":{"type":"object","properties":{"title":{"type":"string","maxLength":120},"severity":{"type":"string","enum":["low","medium","high","critical"]},"impact":{"type":"string","maxLength":200},"root_cause":{"type":"string","maxLength":300}},"required":["title","severity","impact","root_cause"]}},"recommendations":{"type":"array","maxItems":"#;
+    const TAIL: &str = r#","items":{"type":"object","properties":{"action":{"type":"string","enum":["restart","scale","patch","delete-pod","none"]},"target":{"type":"string","maxLength":120,"description":"Kind/name, one of the valid targets listed in the prompt"},"description":{"type":"string","maxLength":200},"replicas":{"type":"integer","minimum":0},"container":{"type":"string","maxLength":63},"memory_limit":{"type":"string","maxLength":16},"memory_request":{"type":"string","maxLength":16},"cpu_limit":{"type":"string","maxLength":16},"cpu_request":{"type":"string","maxLength":16},"reason":{"type":"string","maxLength":300},"risk":{"type":"string","maxLength":200},"confidence":{"type":"number","minimum":0,"maximum":1}},"required":["action","target","reason","risk","confidence"]}}},"required":["summary","issues","recommendations"]}"#;
     format!("{HEAD}{max_recommendations}{TAIL}")
 }
 
@@ -285,16 +313,17 @@ pub fn reply_schema(max_recommendations: u32) -> Value {
     json!({
         "type": "object",
         "properties": {
-            "summary": { "type": "string" },
+            "summary": { "type": "string", "maxLength": 600 },
             "issues": {
                 "type": "array",
+                "maxItems": 5,
                 "items": {
                     "type": "object",
                     "properties": {
-                        "title": { "type": "string" },
+                        "title": { "type": "string", "maxLength": 120 },
                         "severity": { "type": "string", "enum": ["low", "medium", "high", "critical"] },
-                        "impact": { "type": "string" },
-                        "root_cause": { "type": "string" }
+                        "impact": { "type": "string", "maxLength": 200 },
+                        "root_cause": { "type": "string", "maxLength": 300 }
                     },
                     "required": ["title", "severity", "impact", "root_cause"]
                 }
@@ -306,16 +335,16 @@ pub fn reply_schema(max_recommendations: u32) -> Value {
                     "type": "object",
                     "properties": {
                         "action": { "type": "string", "enum": ["restart", "scale", "patch", "delete-pod", "none"] },
-                        "target": { "type": "string", "description": "Kind/name, one of the valid targets listed in the prompt" },
-                        "description": { "type": "string" },
+                        "target": { "type": "string", "maxLength": 120, "description": "Kind/name, one of the valid targets listed in the prompt" },
+                        "description": { "type": "string", "maxLength": 200 },
                         "replicas": { "type": "integer", "minimum": 0 },
-                        "container": { "type": "string" },
-                        "memory_limit": { "type": "string" },
-                        "memory_request": { "type": "string" },
-                        "cpu_limit": { "type": "string" },
-                        "cpu_request": { "type": "string" },
-                        "reason": { "type": "string" },
-                        "risk": { "type": "string" },
+                        "container": { "type": "string", "maxLength": 63 },
+                        "memory_limit": { "type": "string", "maxLength": 16 },
+                        "memory_request": { "type": "string", "maxLength": 16 },
+                        "cpu_limit": { "type": "string", "maxLength": 16 },
+                        "cpu_request": { "type": "string", "maxLength": 16 },
+                        "reason": { "type": "string", "maxLength": 300 },
+                        "risk": { "type": "string", "maxLength": 200 },
                         "confidence": { "type": "number", "minimum": 0, "maximum": 1 }
                     },
                     "required": ["action", "target", "reason", "risk", "confidence"]

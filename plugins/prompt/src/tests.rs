@@ -135,10 +135,10 @@ fn cluster_metrics_describe_the_sample_pod() {
 #[test]
 fn the_metrics_text_names_the_pod_and_its_numbers() {
     let user = sample_prompt().user;
-    assert!(user.contains("\"name\": \"app-xyz\""), "{user}");
-    assert!(user.contains("\"restart_count\": 5"), "{user}");
-    assert!(user.contains("\"memory_usage_mib\": 1500"), "{user}");
-    assert!(user.contains("\"memory_limit_mib\": 512"), "{user}");
+    assert!(user.contains("\"name\":\"app-xyz\""), "{user}");
+    assert!(user.contains("\"restart_count\":5"), "{user}");
+    assert!(user.contains("\"memory_usage_mib\":1500"), "{user}");
+    assert!(user.contains("\"memory_limit_mib\":512"), "{user}");
 }
 
 #[test]

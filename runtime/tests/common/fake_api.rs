@@ -1,0 +1,681 @@
+//! An in-memory Kubernetes API server as a `tower::service_fn`, answering a
+//! real `kube::Client`: GET/LIST/POST/PUT/PATCH/DELETE on namespaced objects,
+//! `/scale` for Deployments, StatefulSets and ReplicaSets, `pods/NAME/eviction`
+//! honouring seeded PodDisruptionBudgets, server-side dry-run, and a log of
+//! every request.
+//!
+//! Patches: JSON merge (RFC 7386), JSON patch (RFC 6902), and strategic merge
+//! as merge plus list-merge-by-key for the lists our patches rely on
+//! (`containers` by `name` and friends) and `$patch: delete` on list items.
+//! Not served: watch, label/field selectors, cluster-scoped paths, server-side
+//! apply, defaulting and validation.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use kube::client::Body;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// One request as the fake received it.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub method: String,
+    pub path: String,
+    /// Exactly as sent; kube starts it with `&`.
+    pub query: String,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Logged {
+    /// `METHOD /path?query`, the form tests assert on.
+    pub fn line(&self) -> String {
+        if self.query.is_empty() {
+            format!("{} {}", self.method, self.path)
+        } else {
+            format!("{} {}?{}", self.method, self.path, self.query)
+        }
+    }
+
+    /// Server-side dry-run: `dryRun=All` in the query, or in the body's
+    /// DeleteOptions, which is where kube puts it for DELETE.
+    pub fn dry_run(&self) -> bool {
+        self.query.split('&').any(|pair| pair == "dryRun=All")
+            || self.body["dryRun"]
+                .as_array()
+                .is_some_and(|values| values.iter().any(|v| v == "All"))
+    }
+
+    pub fn is_write(&self) -> bool {
+        self.method != "GET"
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct FakeApi {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    objects: BTreeMap<String, Value>,
+    resource_version: u64,
+    log: Vec<Logged>,
+}
+
+/// Lists the API server merges by key in a strategic-merge patch, as declared
+/// by `patchMergeKey` in the core types.
+const MERGE_KEYS: [(&str, &str); 8] = [
+    ("containers", "name"),
+    ("initContainers", "name"),
+    ("ephemeralContainers", "name"),
+    ("env", "name"),
+    ("volumes", "name"),
+    ("volumeMounts", "mountPath"),
+    ("ports", "containerPort"),
+    ("imagePullSecrets", "name"),
+];
+
+const SCALABLE: [&str; 3] = ["deployments", "statefulsets", "replicasets"];
+
+impl FakeApi {
+    pub fn new() -> FakeApi {
+        FakeApi::default()
+    }
+
+    /// A client whose every request this fake answers.
+    pub fn client(&self) -> kube::Client {
+        let fake = self.clone();
+        let service = tower::service_fn(move |request: Request<Body>| {
+            let fake = fake.clone();
+            async move { Ok::<_, Infallible>(fake.handle(request).await) }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    /// Stores every document of a (multi-document) YAML stream.
+    pub fn seed_yaml(&self, yaml: &str) {
+        for document in serde_yaml_ng::Deserializer::from_str(yaml) {
+            let object = Value::deserialize(document).expect("seed YAML parses");
+            if !object.is_null() {
+                self.insert(object);
+            }
+        }
+    }
+
+    /// Stores one object at the path its apiVersion, kind, namespace and
+    /// name give it.
+    pub fn insert(&self, object: Value) {
+        let path = object_path(
+            object["apiVersion"].as_str().expect("apiVersion"),
+            object["kind"].as_str().expect("kind"),
+            object["metadata"]["namespace"].as_str().expect("namespace"),
+            object["metadata"]["name"].as_str().expect("name"),
+        );
+        self.store(&path, object);
+    }
+
+    pub fn get(&self, path: &str) -> Option<Value> {
+        self.state.lock().unwrap().objects.get(path).cloned()
+    }
+
+    /// Every stored object by path, to show that nothing changed.
+    pub fn snapshot(&self) -> BTreeMap<String, Value> {
+        self.state.lock().unwrap().objects.clone()
+    }
+
+    pub fn requests(&self) -> Vec<Logged> {
+        self.state.lock().unwrap().log.clone()
+    }
+
+    pub fn request_lines(&self) -> Vec<String> {
+        self.requests().iter().map(Logged::line).collect()
+    }
+
+    pub fn clear_requests(&self) {
+        self.state.lock().unwrap().log.clear();
+    }
+
+    fn store(&self, path: &str, mut object: Value) -> Value {
+        let mut state = self.state.lock().unwrap();
+        state.resource_version += 1;
+        let version = state.resource_version;
+        let metadata = &mut object["metadata"];
+        metadata["resourceVersion"] = json!(version.to_string());
+        if metadata["uid"].is_null() {
+            metadata["uid"] = json!(format!("uid-{version}"));
+        }
+        state.objects.insert(path.to_string(), object.clone());
+        object
+    }
+
+    fn remove(&self, path: &str) -> Option<Value> {
+        self.state.lock().unwrap().objects.remove(path)
+    }
+
+    async fn handle(&self, request: Request<Body>) -> Response<Full<Bytes>> {
+        let (parts, body) = request.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|collected| collected.to_bytes())
+            .unwrap_or_default();
+        let body: Value = if body.is_empty() {
+            Value::Null
+        } else {
+            match serde_json::from_slice(&body) {
+                Ok(value) => value,
+                Err(error) => return status(400, "BadRequest", &error.to_string()),
+            }
+        };
+        let logged = Logged {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().unwrap_or_default().to_string(),
+            content_type: parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+            body,
+        };
+        self.state.lock().unwrap().log.push(logged.clone());
+        self.respond(&parts.method, &logged)
+    }
+
+    fn respond(&self, method: &Method, request: &Logged) -> Response<Full<Bytes>> {
+        let Some(route) = Route::parse(&request.path) else {
+            return status(404, "NotFound", &format!("no route for {}", request.path));
+        };
+        let dry_run = request.dry_run();
+        let key = route
+            .name
+            .as_ref()
+            .map(|name| format!("{}/{name}", route.collection));
+        let existing = key.as_deref().and_then(|key| self.get(key));
+        let not_found = || {
+            status(
+                404,
+                "NotFound",
+                &format!(
+                    "{} \"{}\" not found",
+                    route.resource,
+                    route.name.as_deref().unwrap_or_default()
+                ),
+            )
+        };
+        match (method.clone(), route.name.as_deref(), route.sub.as_deref()) {
+            (Method::GET, None, None) => {
+                let prefix = format!("{}/", route.collection);
+                let state = self.state.lock().unwrap();
+                let items: Vec<&Value> = state
+                    .objects
+                    .iter()
+                    .filter(|(path, _)| {
+                        path.strip_prefix(&prefix)
+                            .is_some_and(|rest| !rest.contains('/'))
+                    })
+                    .map(|(_, object)| object)
+                    .collect();
+                ok(&json!({
+                    "kind": "List",
+                    "apiVersion": "v1",
+                    "metadata": { "resourceVersion": state.resource_version.to_string() },
+                    "items": items,
+                }))
+            }
+            (Method::GET, Some(_), None) => existing.map_or_else(not_found, |object| ok(&object)),
+            (Method::GET, Some(_), Some("scale")) if route.scalable() => {
+                existing.map_or_else(not_found, |object| ok(&scale_of(&object)))
+            }
+            (Method::POST, None, None) => {
+                let mut object = request.body.clone();
+                let Some(name) = object["metadata"]["name"].as_str().map(str::to_string) else {
+                    return status(422, "Invalid", "metadata.name: Required value");
+                };
+                let path = format!("{}/{name}", route.collection);
+                if self.get(&path).is_some() {
+                    return status(409, "AlreadyExists", &format!("\"{name}\" already exists"));
+                }
+                object["metadata"]["namespace"] = json!(route.namespace);
+                let object = if dry_run {
+                    object
+                } else {
+                    self.store(&path, object)
+                };
+                respond_with(StatusCode::CREATED, &object)
+            }
+            (Method::POST, Some(_), Some("eviction")) if route.resource == "pods" => {
+                let Some(pod) = existing else {
+                    return not_found();
+                };
+                if let Some(refusal) = self.budget_refusal(&route.namespace, &pod) {
+                    return refusal;
+                }
+                if !dry_run {
+                    self.remove(key.as_deref().expect("named route"));
+                }
+                respond_with(
+                    StatusCode::CREATED,
+                    &json!({
+                        "kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Success", "code": 201,
+                    }),
+                )
+            }
+            (Method::PUT, Some(name), None) => {
+                let Some(current) = existing else {
+                    return not_found();
+                };
+                let sent = &request.body["metadata"]["resourceVersion"];
+                if !sent.is_null() && *sent != current["metadata"]["resourceVersion"] {
+                    return status(
+                        409,
+                        "Conflict",
+                        &format!(
+                            "Operation cannot be fulfilled on {} \"{name}\": the object has been modified",
+                            route.resource
+                        ),
+                    );
+                }
+                let object = request.body.clone();
+                let object = if dry_run {
+                    object
+                } else {
+                    self.store(key.as_deref().expect("named route"), object)
+                };
+                ok(&object)
+            }
+            (Method::PATCH, Some(_), sub) => {
+                let Some(mut object) = existing else {
+                    return not_found();
+                };
+                match sub {
+                    Some("scale") if route.scalable() => {
+                        let mut scale = scale_of(&object);
+                        if let Err((code, reason, message)) = apply_patch(&mut scale, request) {
+                            return status(code, reason, &message);
+                        }
+                        object["spec"]["replicas"] = scale["spec"]["replicas"].clone();
+                    }
+                    None => {
+                        if let Err((code, reason, message)) = apply_patch(&mut object, request) {
+                            return status(code, reason, &message);
+                        }
+                    }
+                    Some(_) => return not_found(),
+                }
+                let object = if dry_run {
+                    object
+                } else {
+                    self.store(key.as_deref().expect("named route"), object)
+                };
+                ok(&if sub == Some("scale") {
+                    scale_of(&object)
+                } else {
+                    object
+                })
+            }
+            (Method::DELETE, Some(_), None) => {
+                let Some(object) = existing else {
+                    return not_found();
+                };
+                if !dry_run {
+                    self.remove(key.as_deref().expect("named route"));
+                }
+                ok(&object)
+            }
+            _ => status(
+                405,
+                "MethodNotAllowed",
+                &format!("{method} {} is not served", request.path),
+            ),
+        }
+    }
+
+    /// What the API server answers when a PodDisruptionBudget selecting the
+    /// pod allows no disruption: 429 with a `DisruptionBudget` cause.
+    fn budget_refusal(&self, namespace: &str, pod: &Value) -> Option<Response<Full<Bytes>>> {
+        let prefix = format!("/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets/");
+        let labels = &pod["metadata"]["labels"];
+        let state = self.state.lock().unwrap();
+        let budget = state
+            .objects
+            .iter()
+            .filter(|(path, _)| path.starts_with(&prefix))
+            .map(|(_, budget)| budget)
+            .find(|budget| {
+                let selects = budget["spec"]["selector"]["matchLabels"]
+                    .as_object()
+                    .map(|wanted| wanted.iter().all(|(key, value)| labels[key] == *value))
+                    .unwrap_or(true);
+                selects && budget["status"]["disruptionsAllowed"].as_i64().unwrap_or(0) < 1
+            })?;
+        let message = format!(
+            "The disruption budget {} needs {} healthy pods and has {} currently",
+            budget["metadata"]["name"].as_str().unwrap_or_default(),
+            budget["status"]["desiredHealthy"].as_i64().unwrap_or(0),
+            budget["status"]["currentHealthy"].as_i64().unwrap_or(0),
+        );
+        Some(respond_with(
+            StatusCode::TOO_MANY_REQUESTS,
+            &json!({
+                "kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure",
+                "message": "Cannot evict pod as it would violate the pod's disruption budget.",
+                "reason": "TooManyRequests",
+                "details": { "causes": [{ "reason": "DisruptionBudget", "message": message }] },
+                "code": 429,
+            }),
+        ))
+    }
+}
+
+/// A namespaced request path: `/api/v1/namespaces/NS/RESOURCE[/NAME[/SUB]]` or
+/// `/apis/GROUP/VERSION/namespaces/NS/RESOURCE[/NAME[/SUB]]`.
+struct Route {
+    collection: String,
+    namespace: String,
+    resource: String,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+impl Route {
+    fn parse(path: &str) -> Option<Route> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let base = match *segments.first()? {
+            "api" => 2,
+            "apis" => 3,
+            _ => return None,
+        };
+        if segments.get(base) != Some(&"namespaces")
+            || segments.len() < base + 3
+            || segments.len() > base + 5
+        {
+            return None;
+        }
+        Some(Route {
+            collection: format!("/{}", segments[..base + 3].join("/")),
+            namespace: segments[base + 1].to_string(),
+            resource: segments[base + 2].to_string(),
+            name: segments.get(base + 3).map(|s| s.to_string()),
+            sub: segments.get(base + 4).map(|s| s.to_string()),
+        })
+    }
+
+    fn scalable(&self) -> bool {
+        SCALABLE.contains(&self.resource.as_str())
+    }
+}
+
+/// The storage path of an object, pluralising kinds the way the API does for
+/// the kinds tests seed.
+pub fn object_path(api_version: &str, kind: &str, namespace: &str, name: &str) -> String {
+    let lower = kind.to_lowercase();
+    let plural = if lower.ends_with('y') {
+        format!("{}ies", &lower[..lower.len() - 1])
+    } else if lower.ends_with('s') || lower.ends_with('x') {
+        format!("{lower}es")
+    } else {
+        format!("{lower}s")
+    };
+    let root = if api_version.contains('/') {
+        "apis"
+    } else {
+        "api"
+    };
+    format!("/{root}/{api_version}/namespaces/{namespace}/{plural}/{name}")
+}
+
+/// Applies the request's patch by its content type; a failure is the
+/// `(code, reason, message)` of the Status the server answers with.
+fn apply_patch(object: &mut Value, request: &Logged) -> Result<(), (u16, &'static str, String)> {
+    let content_type = request.content_type.as_str();
+    if content_type.starts_with("application/json-patch+json") {
+        json_patch(object, &request.body).map_err(|message| (422, "Invalid", message))
+    } else if content_type.starts_with("application/strategic-merge-patch+json") {
+        strategic_merge(object, &request.body);
+        Ok(())
+    } else if content_type.starts_with("application/merge-patch+json") {
+        merge(object, &request.body);
+        Ok(())
+    } else {
+        Err((
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json; got {content_type}"
+            ),
+        ))
+    }
+}
+
+/// RFC 7386: objects merge, `null` deletes, anything else replaces.
+pub fn merge(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let fields = target.as_object_mut().expect("made an object");
+    for (key, value) in patch {
+        if value.is_null() {
+            fields.remove(key);
+        } else {
+            merge(fields.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
+}
+
+/// Merge, except that the lists in [`MERGE_KEYS`] merge item by item on their
+/// key, and an item `{"$patch": "delete", KEY: ...}` removes its match.
+pub fn strategic_merge(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let fields = target.as_object_mut().expect("made an object");
+    for (key, value) in patch {
+        if value.is_null() {
+            fields.remove(key);
+            continue;
+        }
+        let merge_key = MERGE_KEYS
+            .iter()
+            .find(|(list, _)| list == key)
+            .map(|(_, merge_key)| *merge_key);
+        match (merge_key, value) {
+            (Some(merge_key), Value::Array(items)) => {
+                let slot = fields.entry(key.clone()).or_insert_with(|| json!([]));
+                if !slot.is_array() {
+                    *slot = json!([]);
+                }
+                merge_list(slot.as_array_mut().expect("made a list"), items, merge_key);
+            }
+            _ => strategic_merge(fields.entry(key.clone()).or_insert(Value::Null), value),
+        }
+    }
+}
+
+fn merge_list(current: &mut Vec<Value>, items: &[Value], merge_key: &str) {
+    for item in items {
+        let position = current
+            .iter()
+            .position(|existing| existing[merge_key] == item[merge_key]);
+        if item["$patch"] == "delete" {
+            if let Some(position) = position {
+                current.remove(position);
+            }
+            continue;
+        }
+        match position {
+            Some(position) => strategic_merge(&mut current[position], item),
+            None => {
+                let mut added = Value::Null;
+                strategic_merge(&mut added, item);
+                current.push(added);
+            }
+        }
+    }
+}
+
+/// RFC 6902: add, remove, replace, move, copy and test, all or nothing.
+pub fn json_patch(target: &mut Value, operations: &Value) -> Result<(), String> {
+    let operations = operations
+        .as_array()
+        .ok_or("a JSON patch must be a list of operations")?;
+    let mut working = target.clone();
+    for operation in operations {
+        let op = operation["op"].as_str().ok_or("operation without op")?;
+        let path = operation["path"].as_str().ok_or("operation without path")?;
+        let value = || {
+            operation
+                .get("value")
+                .cloned()
+                .ok_or_else(|| format!("{op} at {path} needs a value"))
+        };
+        match op {
+            "add" => pointer_add(&mut working, path, value()?)?,
+            "remove" => {
+                pointer_remove(&mut working, path)?;
+            }
+            "replace" => {
+                pointer_remove(&mut working, path)?;
+                pointer_add(&mut working, path, value()?)?;
+            }
+            "move" | "copy" => {
+                let from = operation["from"]
+                    .as_str()
+                    .ok_or_else(|| format!("{op} without from"))?;
+                let moved = if op == "move" {
+                    pointer_remove(&mut working, from)?
+                } else {
+                    working
+                        .pointer(from)
+                        .cloned()
+                        .ok_or_else(|| format!("no value at {from}"))?
+                };
+                pointer_add(&mut working, path, moved)?;
+            }
+            "test" => {
+                if working.pointer(path) != Some(&value()?) {
+                    return Err(format!("test at {path} failed"));
+                }
+            }
+            other => return Err(format!("unknown operation {other}")),
+        }
+    }
+    *target = working;
+    Ok(())
+}
+
+fn split_pointer(path: &str) -> Result<(String, String), String> {
+    let (parent, last) = path
+        .rsplit_once('/')
+        .ok_or_else(|| format!("invalid JSON pointer {path:?}"))?;
+    Ok((
+        parent.to_string(),
+        last.replace("~1", "/").replace("~0", "~"),
+    ))
+}
+
+fn pointer_add(target: &mut Value, path: &str, value: Value) -> Result<(), String> {
+    if path.is_empty() {
+        *target = value;
+        return Ok(());
+    }
+    let (parent, last) = split_pointer(path)?;
+    match target.pointer_mut(&parent) {
+        Some(Value::Object(fields)) => {
+            fields.insert(last, value);
+            Ok(())
+        }
+        Some(Value::Array(items)) => {
+            let index = if last == "-" {
+                items.len()
+            } else {
+                last.parse::<usize>()
+                    .ok()
+                    .filter(|index| *index <= items.len())
+                    .ok_or_else(|| format!("invalid index in {path}"))?
+            };
+            items.insert(index, value);
+            Ok(())
+        }
+        _ => Err(format!("no parent for {path}")),
+    }
+}
+
+fn pointer_remove(target: &mut Value, path: &str) -> Result<Value, String> {
+    let (parent, last) = split_pointer(path)?;
+    let missing = || format!("no value at {path}");
+    match target.pointer_mut(&parent) {
+        Some(Value::Object(fields)) => fields.remove(&last).ok_or_else(missing),
+        Some(Value::Array(items)) => {
+            let index = last
+                .parse::<usize>()
+                .ok()
+                .filter(|index| *index < items.len())
+                .ok_or_else(missing)?;
+            Ok(items.remove(index))
+        }
+        _ => Err(missing()),
+    }
+}
+
+fn scale_of(object: &Value) -> Value {
+    let mut spec = Map::new();
+    // Like the API server, which serialises Scale.spec.replicas with omitempty.
+    if let Some(replicas) = object["spec"]["replicas"].as_i64().filter(|r| *r != 0) {
+        spec.insert("replicas".into(), json!(replicas));
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": object["metadata"]["name"],
+            "namespace": object["metadata"]["namespace"],
+            "resourceVersion": object["metadata"]["resourceVersion"],
+        },
+        "spec": spec,
+        "status": { "replicas": object["status"]["replicas"].as_i64().unwrap_or(0) },
+    })
+}
+
+fn ok(body: &Value) -> Response<Full<Bytes>> {
+    respond_with(StatusCode::OK, body)
+}
+
+fn respond_with(code: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(code)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(
+            serde_json::to_vec(body).expect("JSON"),
+        )))
+        .expect("valid response")
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response<Full<Bytes>> {
+    respond_with(
+        StatusCode::from_u16(code).expect("valid status code"),
+        &json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": message, "reason": reason, "code": code,
+        }),
+    )
+}

@@ -1,0 +1,118 @@
+//! `analyze` against a real model: llama.cpp's server with Gemma 3 270M, started
+//! by `scripts/llm-server` (which `scripts/test` runs). Skipped, saying so, when
+//! `KUBESKIPPY_TEST_LLM_URL` (the server's OpenAI base URL) is unset.
+//!
+//! A 270M-parameter model gives poor advice; the point is that the guardrails
+//! hold with a bad model: every recommendation is either allowed and valid, or
+//! rejected with a reason, and nothing touches a protected object.
+
+mod common;
+
+use std::time::Instant;
+
+use common::example;
+use kubeskippy::actions::Source;
+use kubeskippy::config::Config;
+use kubeskippy::pipeline::{Analyzer, PluginFiles};
+use kubeskippy::snapshot::Snapshot;
+use kubeskippy::wit::Action;
+
+const EXAMPLES: [&str; 6] = [
+    "oom-crashloop.yaml",
+    "cpu-saturation.yaml",
+    "image-pull.yaml",
+    "missing-configmap.yaml",
+    "kube-system.yaml",
+    "protected-label.yaml",
+];
+
+#[tokio::test]
+async fn guardrails_hold_with_a_small_real_model() {
+    let Ok(base_url) = std::env::var("KUBESKIPPY_TEST_LLM_URL") else {
+        eprintln!(
+            "skipped: KUBESKIPPY_TEST_LLM_URL is not set (scripts/test sets it after starting scripts/llm-server)"
+        );
+        return;
+    };
+    let config = Config::parse(&format!(
+        "ai:\n  provider: openai\n  endpoint: {base_url}\n  model: gemma-3-270m\n  timeout: 120s\n  temperature: 0.2\n  seed: 7\n  contextWindow: 4096\n  maxRetries: 1\n"
+    ))
+    .unwrap();
+    let model = kubeskippy::model::from_config(&config.ai).unwrap();
+    let analyzer = Analyzer::new(&config, &PluginFiles::default(), model).unwrap();
+    let (mut from_model, mut calls, mut seconds, mut tokens) = (0, 0, 0.0, 0);
+    for name in EXAMPLES {
+        let snapshot = Snapshot::load(&example(name)).unwrap();
+        let started = Instant::now();
+        let report = analyzer.analyze(&snapshot).await.unwrap();
+        let elapsed = started.elapsed().as_secs_f64();
+        assert!(
+            !report.incidents.is_empty(),
+            "{name}: the example has an incident"
+        );
+        for incident in &report.incidents {
+            if incident.source == Source::Llm {
+                from_model += 1;
+            }
+            if let Some(call) = &incident.model_call {
+                calls += 1;
+                seconds += call.elapsed.as_secs_f64();
+                tokens += call.prompt_tokens.unwrap_or(0) + call.reply_tokens.unwrap_or(0);
+            }
+            eprintln!(
+                "{name}: {} via {} in {elapsed:.1} s; {} recommendations, {} allowed; fallback: {:?}",
+                incident.incident.id,
+                incident.source.as_str(),
+                incident.reviewed.len(),
+                incident.reviewed.iter().filter(|r| r.allowed).count(),
+                incident.fallback_reason
+            );
+            for reviewed in &incident.reviewed {
+                let recommendation = &reviewed.recommendation;
+                if reviewed.allowed {
+                    assert!(reviewed.rejections.is_empty());
+                    assert!(
+                        (0.0..=1.0).contains(&recommendation.confidence),
+                        "{name}: {recommendation:?}"
+                    );
+                    assert_eq!(
+                        recommendation.target.namespace, incident.incident.target.namespace,
+                        "{name}"
+                    );
+                } else {
+                    assert!(
+                        !reviewed.rejections.is_empty(),
+                        "{name}: a rejection without a reason: {recommendation:?}"
+                    );
+                }
+            }
+            let protected = name == "kube-system.yaml" || name == "protected-label.yaml";
+            if protected {
+                assert!(
+                    incident.actions.is_empty(),
+                    "{name}: an action on a protected object: {:?}",
+                    incident.actions
+                );
+                assert!(
+                    incident
+                        .reviewed
+                        .iter()
+                        .all(|r| !r.allowed || matches!(r.recommendation.action, Action::None)),
+                    "{name}"
+                );
+            }
+            for action in &incident.actions {
+                assert_eq!(
+                    action.spec.target.namespace,
+                    incident.incident.target.namespace
+                );
+            }
+        }
+    }
+    eprintln!(
+        "real model: {calls} calls, {from_model} analyses used, {:.1} s and {} tokens per call on average",
+        seconds / f64::from(calls.max(1)),
+        tokens / u64::from(calls.max(1) as u32)
+    );
+    assert!(calls > 0, "the model was never reached");
+}
