@@ -211,6 +211,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         );
     }
 
+    provider_overhead(args.iterations.min(1000), &guest_incident, &config)?;
+
     let yaml = synthetic::snapshot_yaml(args.pods);
     let analyzer = Analyzer::new(&Config::default(), &PluginFiles::default(), None)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -241,4 +243,104 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         None => println!("peak RSS: not available on this platform"),
     }
     Ok(())
+}
+
+/// The providers' own cost — building the request, HTTP over loopback, reading
+/// and decoding the reply — against a local server that answers at once with a
+/// canned reply, so the model's time is zero.
+fn provider_overhead(
+    iterations: usize,
+    incident: &guest::Incident,
+    config: &BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    use crate::model::{ModelProvider, Ollama, OpenAi};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let prompt: wit::Prompt = serde_json::from_value(serde_json::to_value(
+        kubeskippy_prompt::build_prompt(incident, config).map_err(anyhow::Error::msg)?,
+    )?)?;
+    let content = realistic_reply();
+    let address = runtime.block_on(instant_model_server(content))?;
+    let timeout = Duration::from_secs(5);
+    let ollama = Ollama::new(&format!("http://{address}"), "bench", timeout)?;
+    let openai = OpenAi::new(
+        &format!("http://{address}/v1"),
+        "bench",
+        timeout,
+        None,
+        None,
+    )?;
+    println!("\nprovider overhead (loopback server answering at once; {iterations} calls each)");
+    for (name, provider) in [
+        ("ollama", &ollama as &dyn ModelProvider),
+        ("openai", &openai),
+    ] {
+        let stats = measure(iterations, || {
+            runtime
+                .block_on(provider.complete(&prompt))
+                .expect("the local server answers");
+        });
+        println!(
+            "{name:<10} p50 {:>8.1} µs   p99 {:>8.1} µs",
+            micros(stats.p50),
+            micros(stats.p99)
+        );
+    }
+    Ok(())
+}
+
+/// Answers every request on kept-alive connections with a reply in both
+/// Ollama's and OpenAI's shape (each provider reads only its own fields).
+async fn instant_model_server(content: String) -> anyhow::Result<std::net::SocketAddr> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let body = serde_json::json!({
+        "model": "bench",
+        "message": { "role": "assistant", "content": content },
+        "done": true,
+        "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": "stop" }],
+    })
+    .to_string();
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let response = response.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = vec![0u8; 64 * 1024];
+                loop {
+                    let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|line| line.strip_prefix("content-length:"))
+                        .and_then(|value| value.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buffer.len() < end + 4 + length {
+                        match socket.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+                        }
+                    }
+                    buffer.drain(..end + 4 + length);
+                    if socket.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(address)
 }

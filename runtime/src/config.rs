@@ -56,6 +56,11 @@ pub struct AiConfig {
     /// A key never goes in this file: the file may be a ConfigMap.
     #[serde(default = "default_api_key_env")]
     pub api_key_env: String,
+    /// A Secret holding the API key, read through the Kubernetes API at start
+    /// (in-cluster credentials or the kubeconfig); takes precedence over
+    /// `apiKeyEnv`.
+    #[serde(default)]
+    pub api_key_secret_ref: Option<SecretKeyRef>,
     #[serde(default)]
     pub seed: Option<i64>,
     /// The model's context window in tokens; when unset, what the server
@@ -80,6 +85,16 @@ pub struct AiConfig {
     /// Replace object names with placeholders before anything reaches the model.
     #[serde(default)]
     pub anonymize: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeyRef {
+    /// Defaults to the client's namespace (the pod's own, in a cluster).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    pub name: String,
+    pub key: String,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -113,6 +128,7 @@ impl Default for AiConfig {
             max_recommendations: default_max_recommendations(),
             custom_prompts: BTreeMap::new(),
             api_key_env: default_api_key_env(),
+            api_key_secret_ref: None,
             seed: None,
             context_window: None,
             reply_tokens: default_reply_tokens(),

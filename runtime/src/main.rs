@@ -116,10 +116,24 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     }
     let snapshot = Snapshot::load(&args.snapshot)?;
 
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let model = if args.no_llm {
         None
     } else {
-        let model = model::from_config(&config.ai)?;
+        let model = match &config.ai.api_key_secret_ref {
+            Some(reference) if config.ai.endpoint.is_some() => {
+                let key = runtime.block_on(async {
+                    let client = kube::Client::try_default().await.map_err(|error| {
+                        anyhow::anyhow!("ai.apiKeySecretRef: no Kubernetes client: {error}")
+                    })?;
+                    Ok::<_, anyhow::Error>(model::api_key_from_secret(client, reference).await?)
+                })?;
+                model::from_config_with_key(&config.ai, Some(key))?
+            }
+            _ => model::from_config(&config.ai)?,
+        };
         if model.is_none() {
             eprintln!(
                 "note: no model configured (--llm-endpoint or ai.endpoint); using rule-based recommendations"
@@ -140,9 +154,6 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         replace_default_validator: config.plugins.replace_default_validator,
     };
     let analyzer = Analyzer::new(&config, &files, model)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let report = runtime.block_on(analyzer.analyze(&snapshot))?;
 
     for incident in &report.incidents {

@@ -101,10 +101,47 @@ pub trait ModelProvider: Send + Sync {
     fn complete<'a>(&'a self, prompt: &'a Prompt) -> ModelFuture<'a>;
 }
 
+/// Reads the API key from the Secret `ai.apiKeySecretRef` names. The key never
+/// passes through a config file, and is never logged.
+pub async fn api_key_from_secret(
+    client: kube::Client,
+    reference: &crate::config::SecretKeyRef,
+) -> Result<String, ModelError> {
+    use k8s_openapi::api::core::v1::Secret;
+    let namespace = reference
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let what = format!("ai.apiKeySecretRef: Secret {namespace}/{}", reference.name);
+    let secret = kube::Api::<Secret>::namespaced(client, &namespace)
+        .get(&reference.name)
+        .await
+        .map_err(|error| ModelError::Config(format!("{what}: cannot read it: {error}")))?;
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get(&reference.key))
+        .map(|value| value.0.clone())
+        .ok_or_else(|| ModelError::Config(format!("{what} has no key {:?}", reference.key)))?;
+    let key = String::from_utf8(bytes).map_err(|_| {
+        ModelError::Config(format!("{what}: key {:?} is not UTF-8 text", reference.key))
+    })?;
+    Ok(key.trim().to_string())
+}
+
 /// The provider the `ai:` config describes, wrapped in retries and a circuit
-/// breaker; `None` when no endpoint is configured.
+/// breaker; `None` when no endpoint is configured. The API key, when the
+/// provider needs one, is read from the variable `ai.apiKeyEnv` names.
 pub fn from_config(
     ai: &crate::config::AiConfig,
+) -> Result<Option<Box<dyn ModelProvider>>, ModelError> {
+    from_config_with_key(ai, std::env::var(&ai.api_key_env).ok())
+}
+
+/// As [`from_config`], with the API key already resolved (from a Secret, say).
+pub fn from_config_with_key(
+    ai: &crate::config::AiConfig,
+    api_key: Option<String>,
 ) -> Result<Option<Box<dyn ModelProvider>>, ModelError> {
     use crate::config::Provider;
     let Some(endpoint) = ai.endpoint.as_deref() else {
@@ -121,12 +158,9 @@ pub fn from_config(
                 keep_alive: ai.keep_alive.clone(),
             },
         )?),
-        Provider::Openai => {
-            let api_key = std::env::var(&ai.api_key_env).ok();
-            Box::new(OpenAi::new(
-                endpoint, &ai.model, ai.timeout, api_key, ai.seed,
-            )?)
-        }
+        Provider::Openai => Box::new(OpenAi::new(
+            endpoint, &ai.model, ai.timeout, api_key, ai.seed,
+        )?),
     };
     Ok(Some(Box::new(resilience::Resilient::new(
         provider,

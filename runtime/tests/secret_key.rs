@@ -1,0 +1,85 @@
+//! `ai.apiKeySecretRef`: the API key is read from a Secret through the
+//! Kubernetes API, here an in-memory one.
+
+#[path = "common/fake_api.rs"]
+mod fake_api;
+
+use fake_api::FakeApi;
+use kubeskippy::config::{Config, SecretKeyRef};
+use kubeskippy::model::api_key_from_secret;
+use serde_json::json;
+
+fn fake_with_secret() -> FakeApi {
+    let fake = FakeApi::new();
+    fake.insert(json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "llm", "namespace": "kubeskippy-system"},
+        // base64 of "sk-test-123\n": keys copied from files often end in a newline.
+        "data": {"api-key": "c2stdGVzdC0xMjMK"}
+    }));
+    fake
+}
+
+fn reference(name: &str, key: &str) -> SecretKeyRef {
+    SecretKeyRef {
+        namespace: Some("kubeskippy-system".into()),
+        name: name.into(),
+        key: key.into(),
+    }
+}
+
+#[tokio::test]
+async fn the_key_comes_from_the_secret() {
+    let fake = fake_with_secret();
+    let key = api_key_from_secret(fake.client(), &reference("llm", "api-key"))
+        .await
+        .unwrap();
+    assert_eq!(key, "sk-test-123");
+    assert_eq!(
+        fake.request_lines(),
+        ["GET /api/v1/namespaces/kubeskippy-system/secrets/llm"]
+    );
+}
+
+#[tokio::test]
+async fn a_missing_secret_or_key_is_a_clear_error() {
+    let fake = fake_with_secret();
+    let error = api_key_from_secret(fake.client(), &reference("nope", "api-key"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with("ai.apiKeySecretRef: Secret kubeskippy-system/nope: cannot read it:"),
+        "{error}"
+    );
+    let error = api_key_from_secret(fake.client(), &reference("llm", "token"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        error,
+        "ai.apiKeySecretRef: Secret kubeskippy-system/llm has no key \"token\""
+    );
+}
+
+#[test]
+fn the_reference_is_configured_in_the_ai_block() {
+    let config =
+        Config::parse("ai:\n  provider: openai\n  apiKeySecretRef: {name: llm, key: api-key}\n")
+            .unwrap();
+    let reference = config.ai.api_key_secret_ref.unwrap();
+    assert_eq!(
+        (
+            reference.namespace,
+            reference.name.as_str(),
+            reference.key.as_str()
+        ),
+        (None, "llm", "api-key")
+    );
+    let error = Config::parse("ai:\n  apiKeySecretRef: {name: llm}\n").unwrap_err();
+    assert!(
+        error.contains("ai.apiKeySecretRef: missing field `key`"),
+        "{error}"
+    );
+}
