@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use kubeskippy_plugin_sdk::types as guest;
 
 use crate::config::Config;
@@ -65,11 +64,6 @@ pub fn realistic_reply() -> String {
         ]
     });
     serde_json::to_string_pretty(&reply).expect("plain JSON")
-}
-
-fn to_host(incident: &guest::Incident) -> wit::Incident {
-    serde_json::from_value(serde_json::to_value(incident).expect("serialisable"))
-        .expect("same shape on both sides")
 }
 
 struct Stats {
@@ -135,14 +129,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     )?;
 
     let guest_incident = realistic_incident();
-    let incident = to_host(&guest_incident);
+    let incident: wit::Incident = wit::from_guest(&guest_incident);
     let reply = realistic_reply();
     let guest_analysis = kubeskippy_parser::parse_response(&reply, &guest_incident)
         .map_err(|e| anyhow::anyhow!("the benchmark reply does not parse: {e}"))?;
     let guest_recommendation = guest_analysis.recommendations[0].clone();
-    let recommendation: wit::Recommendation =
-        serde_json::from_value(serde_json::to_value(&guest_recommendation)?)
-            .context("recommendation shape")?;
+    let recommendation: wit::Recommendation = wit::from_guest(&guest_recommendation);
     let context = wit::ReviewContext {
         rank: 0,
         allowed_so_far: 0,
@@ -258,9 +250,9 @@ fn provider_overhead(
         .worker_threads(1)
         .enable_all()
         .build()?;
-    let prompt: wit::Prompt = serde_json::from_value(serde_json::to_value(
-        kubeskippy_prompt::build_prompt(incident, config).map_err(anyhow::Error::msg)?,
-    )?)?;
+    let prompt: wit::Prompt = wit::from_guest(
+        &kubeskippy_prompt::build_prompt(incident, config).map_err(anyhow::Error::msg)?,
+    );
     let content = realistic_reply();
     let address = runtime.block_on(instant_model_server(content))?;
     let timeout = Duration::from_secs(5);

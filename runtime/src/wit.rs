@@ -34,3 +34,12 @@ pub mod validator {
 
 pub use prompt::kubeskippy::plugin::{host, types};
 pub use types::*;
+
+/// A value of the plugin SDK's types (what plugin logic uses natively) as the
+/// host's type of the same WIT definition. Both sides derive serde from one WIT
+/// file, so they share one JSON shape; used for native calls in benchmarks and
+/// for test fixtures.
+pub fn from_guest<G: serde::Serialize, H: serde::de::DeserializeOwned>(guest: &G) -> H {
+    serde_json::from_value(serde_json::to_value(guest).expect("guest values serialise"))
+        .expect("guest and host types share one shape")
+}

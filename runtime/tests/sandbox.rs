@@ -11,8 +11,7 @@ use kubeskippy::wit::{Action, Incident, ObjectRef, Recommendation, ReviewContext
 const HOSTILE: &str = env!("KUBESKIPPY_PLUGIN_HOSTILE_PLUGIN");
 
 fn incident() -> Incident {
-    let sample = kubeskippy_plugin_sdk::sample::oom_crashloop_incident();
-    serde_json::from_value(serde_json::to_value(sample).unwrap()).unwrap()
+    kubeskippy::wit::from_guest(&kubeskippy_plugin_sdk::sample::oom_crashloop_incident())
 }
 
 fn recommendation() -> Recommendation {

@@ -114,8 +114,7 @@ mod tests {
     use super::*;
 
     fn incident() -> Incident {
-        let sample = kubeskippy_plugin_sdk::sample::oom_crashloop_incident();
-        serde_json::from_value(serde_json::to_value(sample).unwrap()).unwrap()
+        crate::wit::from_guest(&kubeskippy_plugin_sdk::sample::oom_crashloop_incident())
     }
 
     #[test]
