@@ -54,7 +54,7 @@ pub fn realistic_reply() -> String {
     let reply = serde_json::json!({
         "summary": format!("Memory pressure leads to OOM kills and a crash loop. {}", padding.repeat(9)),
         "issues": [
-            { "title": "Memory leak in application", "severity": "high", "impact": "Service unavailability, repeated crashes", "root_cause": padding.repeat(3) },
+            { "title": "Memory leak in application", "severity": "high", "impact": "Service unavailability, repeated crashes", "root_cause": padding.repeat(7) },
             { "title": "Limit below working set", "severity": "medium", "impact": "OOM kills under normal load", "root_cause": padding.repeat(2) }
         ],
         "recommendations": [
