@@ -255,9 +255,8 @@ impl PluginHost {
 
     /// A host that keeps compiled plugins in `cache_dir`, or compiles every
     /// time when `None`. Instances are allocated on demand: wasmtime's pooling
-    /// allocator was measured slower here (prompt call p50 201 µs against 123 µs
-    /// with `kubeskippy bench`): resetting a pooled slot costs more than
-    /// mapping a fresh memory for plugins this small.
+    /// allocator was measured no faster for plugins this small (see the
+    /// README's benchmark section).
     pub fn with_cache_dir(cache_dir: Option<PathBuf>) -> Result<PluginHost, PluginError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
