@@ -9,6 +9,7 @@ pub mod execute;
 pub mod facts;
 pub mod healing_action;
 pub mod incidents;
+pub mod lease;
 pub mod model;
 pub mod pipeline;
 pub mod plugin_host;

@@ -1,0 +1,78 @@
+//! Leader election over a Lease in the in-memory API server, on tokio's paused
+//! clock so lease expiry is exact.
+
+#[path = "common/fake_api.rs"]
+mod fake_api;
+
+use std::time::Duration;
+
+use fake_api::FakeApi;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use kubeskippy::lease::{LeaseLock, Role};
+
+const LEASE: Duration = Duration::from_secs(15);
+
+fn candidate(fake: &FakeApi, identity: &str) -> LeaseLock {
+    let api: Api<Lease> = Api::namespaced(fake.client(), "kubeskippy-system");
+    LeaseLock::new(api, "kubeskippy-leader", identity, LEASE)
+}
+
+fn follower_of(holder: &str) -> Role {
+    Role::Follower {
+        holder: Some(holder.to_string()),
+    }
+}
+
+async fn lease(fake: &FakeApi) -> serde_json::Value {
+    fake.get("/apis/coordination.k8s.io/v1/namespaces/kubeskippy-system/leases/kubeskippy-leader")
+        .expect("the lease exists")
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_leader_and_failover_after_a_whole_lease_of_silence() {
+    let fake = FakeApi::new();
+    let mut a = candidate(&fake, "a");
+    let mut b = candidate(&fake, "b");
+    assert_eq!(a.try_acquire_or_renew().await.unwrap(), Role::Leader);
+    assert_eq!(b.try_acquire_or_renew().await.unwrap(), follower_of("a"));
+    let created = lease(&fake).await;
+    assert_eq!(created["spec"]["holderIdentity"], "a");
+    assert_eq!(created["spec"]["leaseDurationSeconds"], 15);
+    assert_eq!(created["spec"]["leaseTransitions"], 0);
+
+    // The leader renews: the follower's wait starts again.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(a.try_acquire_or_renew().await.unwrap(), Role::Leader);
+    assert_eq!(b.try_acquire_or_renew().await.unwrap(), follower_of("a"));
+    // The leader goes silent: not yet a whole lease since the last renewal seen.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(b.try_acquire_or_renew().await.unwrap(), follower_of("a"));
+    tokio::time::advance(Duration::from_secs(6)).await;
+    assert_eq!(b.try_acquire_or_renew().await.unwrap(), Role::Leader);
+    let taken = lease(&fake).await;
+    assert_eq!(taken["spec"]["holderIdentity"], "b");
+    assert_eq!(taken["spec"]["leaseTransitions"], 1);
+    // The old leader comes back and finds it has lost the lease.
+    assert_eq!(a.try_acquire_or_renew().await.unwrap(), follower_of("b"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn of_two_candidates_taking_over_at_once_only_one_wins() {
+    let fake = FakeApi::new();
+    let mut gone = candidate(&fake, "gone");
+    assert_eq!(gone.try_acquire_or_renew().await.unwrap(), Role::Leader);
+    let mut b = candidate(&fake, "b");
+    let mut c = candidate(&fake, "c");
+    assert_eq!(b.try_acquire_or_renew().await.unwrap(), follower_of("gone"));
+    assert_eq!(c.try_acquire_or_renew().await.unwrap(), follower_of("gone"));
+    tokio::time::advance(LEASE + Duration::from_secs(1)).await;
+    let (b_role, c_role) = tokio::join!(b.try_acquire_or_renew(), c.try_acquire_or_renew());
+    let roles = [b_role.unwrap(), c_role.unwrap()];
+    assert_eq!(
+        roles.iter().filter(|role| **role == Role::Leader).count(),
+        1,
+        "{roles:?}"
+    );
+    assert_eq!(lease(&fake).await["spec"]["leaseTransitions"], 1);
+}
