@@ -226,6 +226,7 @@ fn describe(value: &Value, kind: &str) -> String {
     }
 }
 
-fn one_line(text: &str) -> String {
+/// Library errors (YAML, serde) span lines; ours are one line each.
+pub(crate) fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

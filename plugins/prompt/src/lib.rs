@@ -46,14 +46,7 @@ pub fn build_prompt(incident: &Incident, config: &dyn ConfigSource) -> Result<Pr
         None => DEFAULT_TEMPERATURE,
     };
     let max_recommendations = match config.get("maxRecommendations") {
-        Some(text) => text
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| {
-                format!("config maxRecommendations must be a positive integer, got {text:?}")
-            })?,
+        Some(text) => kubeskippy_plugin_sdk::positive_integer("maxRecommendations", &text)?,
         None => DEFAULT_MAX_RECOMMENDATIONS,
     };
 

@@ -22,6 +22,16 @@ pub trait ConfigSource {
     fn get(&self, key: &str) -> Option<String>;
 }
 
+/// A configuration value that must be a whole number above zero; the error
+/// names the key, as every plugin's configuration errors do.
+pub fn positive_integer(key: &str, text: &str) -> Result<u32, String> {
+    text.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("config {key} must be a positive integer, got {text:?}"))
+}
+
 /// Configuration read from the host, for use inside a component.
 pub struct HostConfig;
 

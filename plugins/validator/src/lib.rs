@@ -58,10 +58,11 @@ impl Settings {
                 })?;
         }
         if let Some(text) = config.get("maxRecommendations") {
-            settings.max_recommendations = parse_positive("maxRecommendations", &text)?;
+            settings.max_recommendations =
+                kubeskippy_plugin_sdk::positive_integer("maxRecommendations", &text)?;
         }
         if let Some(text) = config.get("maxReplicas") {
-            settings.max_replicas = parse_positive("maxReplicas", &text)?;
+            settings.max_replicas = kubeskippy_plugin_sdk::positive_integer("maxReplicas", &text)?;
         }
         if let Some(text) = config.get("maxMemoryLimit") {
             settings.max_memory_limit_bytes = quantity::memory_bytes(&text)
@@ -80,14 +81,6 @@ impl Settings {
         }
         Ok(settings)
     }
-}
-
-fn parse_positive(key: &str, text: &str) -> Result<u32, String> {
-    text.trim()
-        .parse::<u32>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("config {key} must be a positive integer, got {text:?}"))
 }
 
 /// Judges a recommendation with settings read from `config`. A configuration
