@@ -200,6 +200,24 @@ pub struct PluginsConfig {
     /// Extra configuration keys handed to every plugin, beside the ai block.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Plugins a HealingPolicy can pick by name (`spec.ai.promptPlugin`, ...).
+    #[serde(default)]
+    pub named: BTreeMap<String, NamedPlugin>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NamedPlugin {
+    pub kind: PluginRole,
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginRole {
+    Prompt,
+    Parser,
+    Validator,
 }
 
 impl Default for PluginsConfig {
@@ -212,6 +230,7 @@ impl Default for PluginsConfig {
             timeout: default_plugin_timeout(),
             memory_limit: default_plugin_memory(),
             config: BTreeMap::new(),
+            named: BTreeMap::new(),
         }
     }
 }
@@ -437,6 +456,20 @@ impl Config {
             return Err("plugins.memoryLimit must be at least 1Mi".into());
         }
         Ok(())
+    }
+
+    /// Every plugin file the config refers to: the daemon reloads when one
+    /// of them, or the config file itself, changes.
+    pub fn plugin_files(&self) -> Vec<PathBuf> {
+        let plugins = &self.plugins;
+        plugins
+            .prompt
+            .iter()
+            .chain(&plugins.parser)
+            .chain(&plugins.validators)
+            .chain(plugins.named.values().map(|named| &named.file))
+            .cloned()
+            .collect()
     }
 
     /// The configuration keys every plugin can read through the host import.

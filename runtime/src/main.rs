@@ -141,18 +141,10 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
         }
         model
     };
-    let files = PluginFiles {
-        prompt: args.prompt_plugin.or(config.plugins.prompt.clone()),
-        parser: args.parser_plugin.or(config.plugins.parser.clone()),
-        validators: config
-            .plugins
-            .validators
-            .iter()
-            .cloned()
-            .chain(args.validator_plugin)
-            .collect(),
-        replace_default_validator: config.plugins.replace_default_validator,
-    };
+    let mut files = PluginFiles::from_config(&config);
+    files.prompt = args.prompt_plugin.or(files.prompt);
+    files.parser = args.parser_plugin.or(files.parser);
+    files.validators.extend(args.validator_plugin);
     let analyzer = Analyzer::new(&config, &files, model)?;
     let report = runtime.block_on(analyzer.analyze(&snapshot))?;
 

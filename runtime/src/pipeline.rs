@@ -10,7 +10,7 @@ use tokio::sync::OnceCell;
 
 use crate::actions::{self, Source};
 use crate::budget::{self, Budget};
-use crate::config::Config;
+use crate::config::{Config, PluginRole};
 use crate::facts::ClusterFacts;
 use crate::healing_action::HealingAction;
 use crate::incidents::{self, OpenIncident};
@@ -52,11 +52,25 @@ pub struct PluginFiles {
     pub replace_default_validator: bool,
 }
 
+impl PluginFiles {
+    /// The plugin files the config names.
+    pub fn from_config(config: &Config) -> PluginFiles {
+        PluginFiles {
+            prompt: config.plugins.prompt.clone(),
+            parser: config.plugins.parser.clone(),
+            validators: config.plugins.validators.clone(),
+            replace_default_validator: config.plugins.replace_default_validator,
+        }
+    }
+}
+
 pub struct Analyzer {
     host: PluginHost,
     prompt: Plugin,
     parser: Plugin,
     validators: Vec<Plugin>,
+    /// Plugins policies pick by name, with the role each was loaded for.
+    named: BTreeMap<String, (PluginRole, Plugin)>,
     model: Option<Box<dyn ModelProvider>>,
     model_info: OnceCell<ModelInfo>,
     cache: Option<ReplyCache>,
@@ -75,6 +89,11 @@ pub struct ModelCall {
     pub estimated_prompt_tokens: u64,
     /// Evidence left out to fit the context window.
     pub left_out: Option<String>,
+}
+
+struct PolicyPlugins<'a> {
+    prompt: &'a Plugin,
+    parser: &'a Plugin,
 }
 
 /// The context window assumed when neither the config nor the server says.
@@ -148,11 +167,22 @@ impl Analyzer {
                 plugin_config.clone(),
             )?);
         }
+        let mut named = BTreeMap::new();
+        for (name, plugin) in &config.plugins.named {
+            let kind = match plugin.kind {
+                PluginRole::Prompt => PluginKind::Prompt,
+                PluginRole::Parser => PluginKind::Parser,
+                PluginRole::Validator => PluginKind::Validator,
+            };
+            let loaded = host.load_file(&plugin.file, kind, limits, plugin_config.clone())?;
+            named.insert(name.clone(), (plugin.kind, loaded));
+        }
         Ok(Analyzer {
             host,
             prompt,
             parser,
             validators,
+            named,
             model,
             model_info: OnceCell::new(),
             cache: config
@@ -190,25 +220,43 @@ impl Analyzer {
         Ok(report)
     }
 
-    async fn analyze_incident(&self, open: &OpenIncident<'_>) -> IncidentReport {
+    /// Analyses one incident under its policy's `ai` settings: the policy may
+    /// turn the model off, pick named prompt and parser plugins, add named
+    /// validators after the configured chain, and tighten (never loosen) the
+    /// minimum confidence and the number of recommendations allowed.
+    pub async fn analyze_incident(&self, open: &OpenIncident<'_>) -> IncidentReport {
         let incident = &open.incident;
+        let policy_ai = &open.policy.spec.ai;
         let mut model_call = None;
-        let (analysis, source, fallback_reason) =
-            match self.ask_model(incident, &mut model_call).await {
-                Ok(analysis) => (analysis, Source::Llm, None),
-                Err(reason) => (
-                    rules::analyze(incident, open.policy),
-                    Source::Rules,
-                    Some(reason),
-                ),
-            };
-        let reviewed = review::review(
-            &self.host,
-            &self.validators,
-            &self.floor,
-            open,
-            analysis.recommendations,
-        );
+        let asked = match self.policy_plugins(open.policy) {
+            Err(reason) => Err(reason),
+            Ok(_) if !policy_ai.enabled => {
+                Err(format!("policy {} turns the model off", open.policy.name()))
+            }
+            Ok(plugins) => {
+                self.ask_model(incident, plugins.prompt, plugins.parser, &mut model_call)
+                    .await
+            }
+        };
+        let (analysis, source, fallback_reason) = match asked {
+            Ok(analysis) => (analysis, Source::Llm, None),
+            Err(reason) => (
+                rules::analyze(incident, open.policy),
+                Source::Rules,
+                Some(reason),
+            ),
+        };
+        let mut reviewed = match self.policy_validators(open.policy) {
+            Ok(validators) => review::review(
+                &self.host,
+                &validators,
+                &self.floor,
+                open,
+                analysis.recommendations,
+            ),
+            Err(reason) => review::deny_all(analysis.recommendations, &reason),
+        };
+        review::apply_policy_limits(&mut reviewed, open.policy);
         let actions = reviewed
             .iter()
             .filter(|r| r.allowed)
@@ -225,6 +273,50 @@ impl Analyzer {
             reviewed,
             actions,
         }
+    }
+
+    fn named_plugin(
+        &self,
+        policy: &HealingPolicy,
+        name: &str,
+        role: PluginRole,
+    ) -> Result<&Plugin, String> {
+        match self.named.get(name) {
+            Some((loaded_role, plugin)) if *loaded_role == role => Ok(plugin),
+            Some((loaded_role, _)) => Err(format!(
+                "policy {} wants {name} as a {role:?} plugin, but the config loads it as a {loaded_role:?} plugin",
+                policy.name()
+            )),
+            None => Err(format!(
+                "policy {} names plugin {name:?}, which plugins.named in the config does not define",
+                policy.name()
+            )),
+        }
+    }
+
+    fn policy_plugins(&self, policy: &HealingPolicy) -> Result<PolicyPlugins<'_>, String> {
+        let ai = &policy.spec.ai;
+        let pick = |name: &Option<String>, role, default| match name {
+            Some(name) => self.named_plugin(policy, name, role),
+            None => Ok(default),
+        };
+        Ok(PolicyPlugins {
+            prompt: pick(&ai.prompt_plugin, PluginRole::Prompt, &self.prompt)?,
+            parser: pick(&ai.parser_plugin, PluginRole::Parser, &self.parser)?,
+        })
+    }
+
+    /// The configured chain, then the policy's own validators: a policy can
+    /// add checks, never remove one.
+    fn policy_validators(&self, policy: &HealingPolicy) -> Result<Vec<Plugin>, String> {
+        let mut chain = self.validators.clone();
+        for name in &policy.spec.ai.validator_plugins {
+            chain.push(
+                self.named_plugin(policy, name, PluginRole::Validator)?
+                    .clone(),
+            );
+        }
+        Ok(chain)
     }
 
     /// The reply cache's (hits, misses), when caching is on.
@@ -257,6 +349,8 @@ impl Analyzer {
     async fn ask_model(
         &self,
         incident: &Incident,
+        prompt: &Plugin,
+        parser: &Plugin,
         call: &mut Option<ModelCall>,
     ) -> Result<Analysis, String> {
         let Some(model) = &self.model else {
@@ -265,9 +359,8 @@ impl Analyzer {
         let budget = self.context_budget(model.as_ref()).await?;
         let anonymized = self.ai.anonymize.then(|| privacy::anonymize(incident));
         let subject = anonymized.as_ref().map_or(incident, |a| &a.incident);
-        let fitted =
-            budget::fit(&self.host, &self.prompt, subject, budget).map_err(|e| e.to_string())?;
-        let key = cache::fingerprint(&model.describe(), self.prompt.digest(), incident);
+        let fitted = budget::fit(&self.host, prompt, subject, budget).map_err(|e| e.to_string())?;
+        let key = cache::fingerprint(&model.describe(), prompt.digest(), incident);
         let started = Instant::now();
         let cached = self
             .cache
@@ -294,7 +387,7 @@ impl Analyzer {
         });
         let analysis = self
             .host
-            .parse_response(&self.parser, &text, &fitted.incident)
+            .parse_response(parser, &text, &fitted.incident)
             .map_err(|e| format!("the model's reply was unusable: {e}"))?;
         if let Some(cache) = &self.cache {
             cache.put(key, text, Instant::now());

@@ -4,6 +4,7 @@
 
 use crate::incidents::OpenIncident;
 use crate::plugin_host::{Plugin, PluginHost};
+use crate::policy::HealingPolicy;
 use crate::safety::SafetyFloor;
 use crate::wit::{Recommendation, ReviewContext, Verdict};
 
@@ -93,5 +94,51 @@ fn review_one(
         allowed: rejections.is_empty(),
         rejections,
         adjustments,
+    }
+}
+
+/// Every recommendation refused for one reason: used when the checks a policy
+/// asks for cannot run at all.
+pub fn deny_all(recommendations: Vec<Recommendation>, reason: &str) -> Vec<Reviewed> {
+    recommendations
+        .into_iter()
+        .map(|recommendation| Reviewed {
+            recommendation,
+            allowed: false,
+            rejections: vec![format!(
+                "{reason} (denied because the validator could not run)"
+            )],
+            adjustments: Vec::new(),
+        })
+        .collect()
+}
+
+/// A policy's `ai.minConfidence` and `ai.maxRecommendations`, applied on top of
+/// what the validators allowed. They can only tighten: the configured
+/// validators have already applied the cluster-wide values.
+pub fn apply_policy_limits(reviewed: &mut [Reviewed], policy: &HealingPolicy) {
+    let ai = &policy.spec.ai;
+    let mut allowed = 0u32;
+    for outcome in reviewed.iter_mut().filter(|outcome| outcome.allowed) {
+        let confidence = outcome.recommendation.confidence;
+        if let Some(minimum) = ai.min_confidence
+            && confidence < minimum
+        {
+            outcome.rejections.push(format!(
+                "policy {}: confidence {confidence:.2} is below its minConfidence {minimum:.2}",
+                policy.name()
+            ));
+        } else if let Some(maximum) = ai.max_recommendations
+            && allowed >= maximum
+        {
+            outcome.rejections.push(format!(
+                "policy {}: already {maximum} recommendations allowed (its maxRecommendations)",
+                policy.name()
+            ));
+        } else {
+            allowed += 1;
+            continue;
+        }
+        outcome.allowed = false;
     }
 }

@@ -606,3 +606,137 @@ async fn anonymised_prompts_carry_no_names_and_actions_name_real_objects() {
             .contains("name: app\n")
     );
 }
+
+/// The seed scenario under the built-in policy with `edit` applied to it.
+fn seed_snapshot_with_policy(
+    edit: impl FnOnce(&mut kubeskippy::policy::HealingPolicy),
+) -> Snapshot {
+    let mut snapshot = Snapshot::load(&example("oom-crashloop.yaml")).unwrap();
+    let mut policy = kubeskippy::policy::HealingPolicy::builtin_default();
+    edit(&mut policy);
+    policy.validate().unwrap();
+    snapshot.policies.push(policy);
+    snapshot
+}
+
+#[tokio::test]
+async fn a_policy_can_turn_the_model_off() {
+    let stub = serve(ollama(good_reply)).await;
+    let snapshot = seed_snapshot_with_policy(|policy| policy.spec.ai.enabled = false);
+    let report = analyzer(&stub.endpoint(), "")
+        .analyze(&snapshot)
+        .await
+        .unwrap();
+    let incident = &report.incidents[0];
+    assert_eq!(incident.source, Source::Rules);
+    assert_eq!(
+        incident.fallback_reason.as_deref(),
+        Some("policy builtin-default turns the model off")
+    );
+    assert!(chat_calls(&stub).is_empty(), "the model was asked anyway");
+}
+
+#[tokio::test]
+async fn a_policy_only_tightens_confidence_and_count() {
+    let stub = serve(ollama(good_reply)).await;
+    let analyzer = analyzer(&stub.endpoint(), "");
+    // Of the model's four, the default validator allows the patch (0.85) and
+    // the scale (0.75); the restart of one pod and coredns are refused before.
+    let verdicts = |report: &Report| -> Vec<(f64, bool, Vec<String>)> {
+        report.incidents[0]
+            .reviewed
+            .iter()
+            .filter(|r| r.rejections.iter().all(|why| why.starts_with("policy ")))
+            .map(|r| (r.recommendation.confidence, r.allowed, r.rejections.clone()))
+            .collect()
+    };
+
+    let stricter = seed_snapshot_with_policy(|policy| policy.spec.ai.min_confidence = Some(0.8));
+    let report = analyzer.analyze(&stricter).await.unwrap();
+    assert_eq!(
+        verdicts(&report),
+        [
+            (0.85, true, vec![]),
+            (
+                0.75,
+                false,
+                vec![
+                    "policy builtin-default: confidence 0.75 is below its minConfidence 0.80"
+                        .to_string()
+                ]
+            )
+        ]
+    );
+
+    let fewer = seed_snapshot_with_policy(|policy| policy.spec.ai.max_recommendations = Some(1));
+    let report = analyzer.analyze(&fewer).await.unwrap();
+    assert_eq!(
+        verdicts(&report),
+        [
+            (0.85, true, vec![]),
+            (
+                0.75,
+                false,
+                vec!["policy builtin-default: already 1 recommendations allowed (its maxRecommendations)".to_string()]
+            )
+        ]
+    );
+    assert_eq!(report.incidents[0].actions.len(), 1);
+}
+
+#[tokio::test]
+async fn a_policy_naming_a_validator_the_config_lacks_allows_nothing() {
+    let stub = serve(ollama(good_reply)).await;
+    let snapshot = seed_snapshot_with_policy(|policy| {
+        policy.spec.ai.validator_plugins = vec!["strict".into()];
+    });
+    let report = analyzer(&stub.endpoint(), "")
+        .analyze(&snapshot)
+        .await
+        .unwrap();
+    let incident = &report.incidents[0];
+    assert!(incident.actions.is_empty());
+    for reviewed in &incident.reviewed {
+        assert!(!reviewed.allowed);
+        assert_eq!(
+            reviewed.rejections,
+            [
+                "policy builtin-default names plugin \"strict\", which plugins.named in the config does not define (denied because the validator could not run)"
+            ]
+        );
+    }
+}
+
+#[tokio::test]
+async fn named_plugins_are_picked_by_policy_and_checked_for_their_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("extra-validator.wasm");
+    std::fs::write(&file, kubeskippy::pipeline::defaults::VALIDATOR).unwrap();
+    let stub = serve(ollama(good_reply)).await;
+    let named = format!(
+        "plugins:\n  named:\n    extra: {{kind: validator, file: {}}}\n",
+        file.display()
+    );
+    let snapshot = seed_snapshot_with_policy(|policy| {
+        policy.spec.ai.validator_plugins = vec!["extra".into()];
+    });
+    let report = analyzer(&stub.endpoint(), &named)
+        .analyze(&snapshot)
+        .await
+        .unwrap();
+    assert_eq!(report.incidents[0].source, Source::Llm);
+    assert!(report.incidents[0].reviewed.iter().any(|r| r.allowed));
+
+    // The same file loaded as a prompt plugin is refused when the config loads.
+    let wrong = Config::parse(&format!(
+        "plugins:\n  named:\n    extra: {{kind: prompt, file: {}}}\n",
+        file.display()
+    ))
+    .unwrap();
+    let error = Analyzer::new(&wrong, &PluginFiles::default(), None)
+        .err()
+        .expect("a validator is not a prompt plugin")
+        .to_string();
+    assert!(error.contains("extra-validator.wasm"), "{error}");
+    assert!(error.contains("prompt"), "{error}");
+}
