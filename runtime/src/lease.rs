@@ -79,6 +79,23 @@ impl LeaseLock {
         self.replace(&lease, holder).await
     }
 
+    /// Gives the lease up on shutdown so a standby takes over at its next
+    /// round instead of waiting out a whole lease duration. Only a lease this
+    /// candidate still holds is touched.
+    pub async fn release(&mut self) -> Result<(), kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(());
+        };
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.renew_time = None;
+        spec.acquire_time = None;
+        self.replace(&lease, None).await.map(|_| ())
+    }
+
     async fn create(&mut self, now: MicroTime) -> Result<Role, kube::Error> {
         let lease = Lease {
             metadata: ObjectMeta {

@@ -76,3 +76,22 @@ async fn of_two_candidates_taking_over_at_once_only_one_wins() {
     );
     assert_eq!(lease(&fake).await["spec"]["leaseTransitions"], 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_released_lease_is_taken_over_at_once() {
+    let fake = FakeApi::new();
+    let mut a = candidate(&fake, "a");
+    let mut b = candidate(&fake, "b");
+    assert_eq!(a.try_acquire_or_renew().await.unwrap(), Role::Leader);
+    assert_eq!(b.try_acquire_or_renew().await.unwrap(), follower_of("a"));
+    a.release().await.unwrap();
+    assert_eq!(
+        lease(&fake).await["spec"]["holderIdentity"],
+        serde_json::Value::Null
+    );
+    // No lease duration has passed: only the release lets b in this soon.
+    assert_eq!(b.try_acquire_or_renew().await.unwrap(), Role::Leader);
+    // A release by a candidate that no longer holds the lease changes nothing.
+    a.release().await.unwrap();
+    assert_eq!(lease(&fake).await["spec"]["holderIdentity"], "b");
+}
