@@ -5,6 +5,7 @@ pub mod actions;
 pub mod bench;
 pub mod budget;
 pub mod config;
+pub mod daemon;
 pub mod execute;
 pub mod facts;
 pub mod healing_action;

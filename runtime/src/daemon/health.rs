@@ -1,0 +1,170 @@
+//! `/healthz` and `/readyz` over plain HTTP/1.1. Liveness fails when the
+//! control loop has stopped ticking; readiness says why the daemon is not
+//! ready (caches not synced, plugins not loaded) until it is.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+/// What the probes report, shared between the control loop and the server.
+#[derive(Clone)]
+pub struct Health {
+    inner: Arc<Mutex<State>>,
+    /// A loop that has not ticked for this long is stuck.
+    stall_after: Duration,
+}
+
+struct State {
+    not_ready: Option<String>,
+    last_tick: Instant,
+}
+
+impl Health {
+    pub fn new(stall_after: Duration) -> Health {
+        Health {
+            inner: Arc::new(Mutex::new(State {
+                not_ready: Some("starting".into()),
+                last_tick: Instant::now(),
+            })),
+            stall_after,
+        }
+    }
+
+    pub fn ready(&self) {
+        self.state().not_ready = None;
+    }
+
+    pub fn not_ready(&self, reason: impl Into<String>) {
+        self.state().not_ready = Some(reason.into());
+    }
+
+    /// The control loop calls this every iteration.
+    pub fn tick(&self) {
+        self.state().last_tick = Instant::now();
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// (status code, body) for a request path.
+    pub fn answer(&self, path: &str) -> (u16, String) {
+        let state = self.state();
+        match path {
+            "/healthz" | "/livez" => {
+                let idle = state.last_tick.elapsed();
+                if idle > self.stall_after {
+                    (
+                        500,
+                        format!(
+                            "control loop stalled: no iteration for {}s\n",
+                            idle.as_secs()
+                        ),
+                    )
+                } else {
+                    (200, "ok\n".into())
+                }
+            }
+            "/readyz" => match &state.not_ready {
+                None => (200, "ok\n".into()),
+                Some(reason) => (503, format!("not ready: {reason}\n")),
+            },
+            _ => (404, "not found\n".into()),
+        }
+    }
+
+    /// Serves the probes until the listener fails.
+    pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let health = self.clone();
+            tokio::spawn(async move {
+                if let Err(error) = health.respond(stream).await {
+                    tracing::debug!(%error, "health probe connection failed");
+                }
+            });
+        }
+    }
+
+    async fn respond(&self, mut stream: TcpStream) -> std::io::Result<()> {
+        // A probe's request line fits easily; anything longer is not a probe.
+        let mut buffer = [0u8; 1024];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "slow client"))??;
+        let request = String::from_utf8_lossy(&buffer[..read]);
+        let mut words = request.split_whitespace();
+        let (status, body) = match (words.next(), words.next()) {
+            (Some("GET"), Some(path)) => self.answer(path.split('?').next().unwrap_or(path)),
+            _ => (405, "only GET is served\n".into()),
+        };
+        let reason = match status {
+            200 => "OK",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            500 => "Internal Server Error",
+            _ => "Service Unavailable",
+        };
+        let response = format!(
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(address: std::net::SocketAddr, path: &str) -> String {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_daemon_and_liveness_the_loop() {
+        let health = Health::new(Duration::from_secs(60));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(health.clone().serve(listener));
+
+        let starting = get(address, "/readyz").await;
+        assert!(starting.starts_with("HTTP/1.1 503"), "{starting}");
+        assert!(starting.ends_with("not ready: starting\n"), "{starting}");
+        health.not_ready("caches not synced: pods");
+        assert!(
+            get(address, "/readyz")
+                .await
+                .ends_with("caches not synced: pods\n")
+        );
+        health.ready();
+        assert!(get(address, "/readyz").await.starts_with("HTTP/1.1 200"));
+        assert!(get(address, "/healthz").await.starts_with("HTTP/1.1 200"));
+        assert!(get(address, "/metrics").await.starts_with("HTTP/1.1 404"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_loop_fails_liveness() {
+        let health = Health::new(Duration::from_secs(60));
+        assert_eq!(health.answer("/healthz").0, 200);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let (status, body) = health.answer("/healthz");
+        assert_eq!(status, 500);
+        assert!(body.contains("no iteration for 61s"), "{body}");
+        health.tick();
+        assert_eq!(health.answer("/healthz").0, 200);
+    }
+}
