@@ -1,0 +1,495 @@
+"""Lints, renders and validates the Helm chart in deploy/kubeskippy, offline.
+
+Run by scripts/check-chart inside its venv (helm-python-sdk, kubernetes-validate,
+jsonschema, PyYAML). Prints a line per value set; on the first failure prints
+`check-chart: FAILED: <reason>` and exits 1.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import helm_python as helm
+import jsonschema
+import kubernetes_validate
+import kubernetes_validate.utils as kv
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "deploy" / "kubeskippy"
+CRD_FILE = CHART / "crds" / "kubeskippy.io.yaml"
+KUBE_VERSION = os.environ.get("KUBESKIPPY_CHART_KUBE_VERSION", "1.37.0")
+RELEASE = "kubeskippy"
+NAMESPACE = "kubeskippy"
+CONFIG_PATH = "/etc/kubeskippy/config.yaml"
+PLUGIN_DIR = "/etc/kubeskippy/plugins"
+CACHE_DIR = "/var/cache/kubeskippy"
+
+# The daemon's command line (kubeskippy run); any other flag is a chart bug.
+RUN_FLAGS = {
+    "config", "namespace", "health-addr", "leader-elect", "lease-name",
+    "lease-namespace", "identity", "evaluation-interval", "metrics-interval",
+    "cluster-actions-per-hour", "plugin-dir",
+}
+
+# Everything the daemon does to watched workloads, and nothing more.
+WORKLOAD_RULES = {
+    ("", "pods"): {"get", "list", "watch", "delete"},
+    ("", "pods/eviction"): {"create"},
+    ("", "events"): {"list", "watch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+    **{("apps", kind): {"get", "list", "watch", "patch"}
+       for kind in ("deployments", "statefulsets", "daemonsets", "replicasets")},
+    **{("apps", f"{kind}/scale"): {"get", "patch", "update"}
+       for kind in ("deployments", "statefulsets", "replicasets")},
+    ("autoscaling", "horizontalpodautoscalers"): {"get", "list"},
+    ("policy", "poddisruptionbudgets"): {"get", "list"},
+    ("metrics.k8s.io", "pods"): {"get", "list"},
+    ("kubeskippy.io", "healingpolicies"): {"get", "list", "watch"},
+    ("kubeskippy.io", "healingpolicies/status"): {"get", "patch", "update"},
+    ("kubeskippy.io", "healingactions"):
+        {"get", "list", "watch", "create", "patch", "update", "delete"},
+    ("kubeskippy.io", "healingactions/status"): {"get", "patch", "update"},
+}
+APPROVER_RULES = {
+    ("kubeskippy.io", "healingactions", verb, None) for verb in ("get", "list", "patch")
+} | {("authentication.k8s.io", "selfsubjectreviews", "create", None)}
+
+
+class Failed(Exception):
+    pass
+
+
+def check(condition: object, reason: str) -> None:
+    if not condition:
+        raise Failed(reason)
+
+
+def flatten(rules: dict) -> set:
+    return {(group, resource, verb, None)
+            for (group, resource), verbs in rules.items() for verb in verbs}
+
+
+def grants(rules: list, where: str) -> set:
+    """(group, resource, verb, resourceName or None) for each rule, refusing wildcards."""
+    out = set()
+    for rule in rules or []:
+        for field in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
+            check(not any("*" in item for item in rule.get(field) or []),
+                  f"{where}: wildcard in {field}: {rule.get(field)}")
+        check(not rule.get("nonResourceURLs"), f"{where}: nonResourceURLs granted")
+        names = rule.get("resourceNames") or [None]
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    for name in names:
+                        out.add((group, resource, verb, name))
+    return out
+
+
+# --- custom resources against the CRDs' own schemas --------------------------
+
+def strict_schema(node: object) -> object:
+    """The CRD's structural schema as JSON Schema, with unknown fields refused
+    (the daemon's types deny them, and `kubectl apply` warns or fails on them)
+    and OpenAPI's `nullable` spelled as a null type."""
+    if isinstance(node, list):
+        return [strict_schema(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: strict_schema(value) for key, value in node.items()}
+    if isinstance(node.get("properties"), dict) and "additionalProperties" not in node \
+            and not node.get("x-kubernetes-preserve-unknown-fields"):
+        out["additionalProperties"] = False
+    if node.get("nullable") and isinstance(node.get("type"), str):
+        out["type"] = [node["type"], "null"]
+    return out
+
+
+def crd_validators(crds: list) -> dict:
+    validators = {}
+    for crd in crds:
+        spec = crd["spec"]
+        for version in spec["versions"]:
+            schema = version["schema"]["openAPIV3Schema"]
+            check("x-kubernetes-validations" not in yaml.safe_dump(schema),
+                  f"{crd['metadata']['name']}: has CEL rules this check cannot evaluate; extend it")
+            # The API server adds these to every CRD's schema; generated schemas omit them.
+            schema = {**schema, "properties": {
+                "apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                "metadata": {"type": "object"}, **schema.get("properties", {})}}
+            key = (f"{spec['group']}/{version['name']}", spec["names"]["kind"])
+            validators[key] = jsonschema.Draft4Validator(strict_schema(schema))
+    return validators
+
+
+def validate_custom(doc: dict, validators: dict, where: str) -> None:
+    validator = validators.get((doc["apiVersion"], doc["kind"]))
+    check(validator, f"{where}: no CRD in {CRD_FILE.name} serves {doc['apiVersion']} {doc['kind']}")
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        path = ".".join(str(p) for p in errors[0].absolute_path)
+        raise Failed(f"{where}: {path}: {errors[0].message}")
+    check(doc.get("metadata", {}).get("name"), f"{where}: no metadata.name")
+
+
+def validate_builtin(doc: dict, where: str) -> None:
+    """kubernetes-validate --strict, except that a kind it has no schema for is a
+    failure here (its CLI only warns)."""
+    try:
+        kv.validate(doc, KUBE_VERSION, strict=True)
+    except kv.ValidationError as error:
+        path = ".".join(str(p) for p in error.path)
+        raise Failed(f"{where}: not valid for Kubernetes {error.version}: {path}: {error.message}")
+    except kv.SchemaNotFoundError as error:
+        raise Failed(f"{where}: {error.message}")
+
+
+# --- the chart ----------------------------------------------------------------
+
+def load_values(path: Path | None) -> dict | None:
+    if path is None:
+        return None
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def render(values: dict | None) -> dict[str, str]:
+    with helm.Chart.load(CHART) as chart:
+        return chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+
+
+def merged(values: dict | None) -> dict:
+    with helm.Chart.load(CHART) as chart:
+        return chart.merge_values(values)
+
+
+def lint(values: dict | None, label: str) -> None:
+    report = helm.lint(CHART, values, strict=True, namespace=NAMESPACE,
+                       kube_version=f"v{KUBE_VERSION}")
+    for message in report.get("messages", []):
+        check(message["severity"] < 2, f"helm lint ({label}): {message['path']}: {message['error']}")
+    check(not report.get("errors"), f"helm lint ({label}): {report.get('errors')}")
+
+
+def documents(manifests: dict[str, str]) -> list[tuple[str, dict]]:
+    out = []
+    for template, text in sorted(manifests.items()):
+        if template.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                out.append((template.split("/", 1)[1], doc))
+    return out
+
+
+def one(docs: list[dict], kind: str, label: str) -> dict:
+    found = [doc for doc in docs if doc["kind"] == kind]
+    check(len(found) == 1, f"{label}: expected one {kind}, rendered {len(found)}")
+    return found[0]
+
+
+def check_rbac(docs: list[dict], values: dict, service_account: str, label: str) -> None:
+    roles = {}
+    for doc in docs:
+        if doc["kind"] in ("Role", "ClusterRole"):
+            meta = doc["metadata"]
+            where = f"{label}: {doc['kind']} {meta.get('namespace', '')}/{meta['name']}"
+            roles[(doc["kind"], meta.get("namespace"), meta["name"])] = grants(doc.get("rules"), where)
+            check("aggregationRule" not in doc, f"{where}: aggregationRule would pull in other roles' rules")
+
+    cluster: set = set()
+    namespaced: dict[str, set] = {}
+    bound_roles = set()
+    for doc in docs:
+        if doc["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        ref = doc["roleRef"]
+        binding_ns = doc["metadata"].get("namespace")
+        role_key = (ref["kind"], None if ref["kind"] == "ClusterRole" else binding_ns, ref["name"])
+        check(role_key in roles, f"{label}: {doc['kind']} {doc['metadata']['name']} refers to "
+              f"{ref['kind']} {ref['name']}, which the chart does not render")
+        bound_roles.add(role_key)
+        subjects = doc.get("subjects") or []
+        check(subjects == [{"kind": "ServiceAccount", "name": service_account, "namespace": NAMESPACE}],
+              f"{label}: {doc['kind']} {doc['metadata']['name']} binds {subjects}, not only the daemon")
+        if doc["kind"] == "ClusterRoleBinding":
+            cluster |= roles[role_key]
+        else:
+            namespaced.setdefault(binding_ns, set()).update(roles[role_key])
+
+    watch = list(dict.fromkeys(values["watchNamespaces"] or []))
+    workload = flatten(WORKLOAD_RULES)
+    expected_ns: dict[str, set] = {}
+    if watch:
+        check(not cluster, f"{label}: watchNamespaces is set but the daemon is bound cluster-wide: {sorted(cluster)}")
+        for namespace in watch:
+            expected_ns.setdefault(namespace, set()).update(workload)
+    else:
+        check(cluster == workload, f"{label}: cluster-wide grants differ from what the daemon does: "
+              f"extra {sorted(cluster - workload)}, missing {sorted(workload - cluster)}")
+    if values["leaderElection"]["enabled"]:
+        lease = values["leaderElection"]["leaseName"] or f"{fullname(values)}-leader"
+        expected_ns.setdefault(NAMESPACE, set()).update({
+            ("coordination.k8s.io", "leases", "create", None),
+            ("coordination.k8s.io", "leases", "get", lease),
+            ("coordination.k8s.io", "leases", "update", lease),
+        })
+    secret_ref = (values["config"].get("ai") or {}).get("apiKeySecretRef")
+    if secret_ref:
+        expected_ns.setdefault(secret_ref.get("namespace") or NAMESPACE, set()).add(
+            ("", "secrets", "get", secret_ref["name"]))
+    for namespace in sorted(set(expected_ns) | set(namespaced)):
+        got, want = namespaced.get(namespace, set()), expected_ns.get(namespace, set())
+        check(got == want, f"{label}: grants in namespace {namespace} differ from what the daemon does: "
+              f"extra {sorted(got - want, key=str)}, missing {sorted(want - got, key=str)}")
+
+    approver = [key for key in roles if key[0] == "ClusterRole" and key[2].endswith("-approver")]
+    if values["approverRole"]["create"]:
+        check(len(approver) == 1, f"{label}: expected one approver ClusterRole, found {approver}")
+        check(roles[approver[0]] == APPROVER_RULES,
+              f"{label}: approver ClusterRole grants {sorted(roles[approver[0]], key=str)}")
+        check(approver[0] not in bound_roles, f"{label}: the approver ClusterRole is bound by the chart")
+    else:
+        check(not approver, f"{label}: approverRole.create is false but {approver} rendered")
+
+
+def fullname(values: dict) -> str:
+    if values.get("fullnameOverride"):
+        return values["fullnameOverride"]
+    return RELEASE  # the release name contains the chart name
+
+
+def check_deployment(docs: list[dict], manifests: dict[str, str], values: dict, label: str) -> None:
+    deployment = one(docs, "Deployment", label)
+    pod = deployment["spec"]["template"]
+    spec = pod["spec"]
+    check(len(spec["containers"]) == 1, f"{label}: expected one container")
+    container = spec["containers"][0]
+
+    args = container.get("args") or []
+    check(args[:1] == ["run"], f"{label}: args must start with the run subcommand, got {args[:1]}")
+    flags: dict[str, list[str]] = {}
+    for arg in args[1:]:
+        check(arg.startswith("--") and "=" in arg, f"{label}: argument {arg!r} is not --flag=value")
+        name, value = arg[2:].split("=", 1)
+        check(name in RUN_FLAGS, f"{label}: unknown flag --{name} (kubeskippy run takes {sorted(RUN_FLAGS)})")
+        flags.setdefault(name, []).append(value)
+    for name, values_seen in flags.items():
+        check(name == "namespace" or len(values_seen) == 1, f"{label}: --{name} given {len(values_seen)} times")
+    leader = values["leaderElection"]["enabled"]
+    want = {
+        "config": [CONFIG_PATH],
+        "health-addr": ["0.0.0.0:8080"],
+        "leader-elect": [str(leader).lower()],
+        "evaluation-interval": [values["evaluationInterval"]],
+        "metrics-interval": [values["metricsInterval"]],
+        "cluster-actions-per-hour": [str(values["clusterActionsPerHour"])],
+    }
+    if leader:
+        want["lease-name"] = [values["leaderElection"]["leaseName"] or f"{fullname(values)}-leader"]
+        want["lease-namespace"] = [NAMESPACE]
+    if values["watchNamespaces"]:
+        want["namespace"] = list(dict.fromkeys(values["watchNamespaces"]))
+    if values["plugins"]:
+        want["plugin-dir"] = [PLUGIN_DIR]
+    check(flags == want, f"{label}: run flags {flags} != expected {want}")
+
+    ports = {port["name"]: port["containerPort"] for port in container.get("ports") or []}
+    check(ports.get("health") == 8080, f"{label}: no container port named health on 8080: {ports}")
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"),
+                        ("readinessProbe", "/readyz")):
+        get = (container.get(probe) or {}).get("httpGet") or {}
+        check(get.get("path") == path and get.get("port") == "health",
+              f"{label}: {probe} must GET {path} on port health, got {get}")
+
+    pod_security = spec.get("securityContext") or {}
+    security = container.get("securityContext") or {}
+    check(pod_security.get("runAsNonRoot") is True, f"{label}: pod securityContext.runAsNonRoot is not true")
+    check(pod_security.get("runAsUser", 1) != 0, f"{label}: pod runs as uid 0")
+    for context, where in ((pod_security, "pod"), (security, "container")):
+        check((context.get("seccompProfile") or {}).get("type") == "RuntimeDefault",
+              f"{label}: {where} seccompProfile is not RuntimeDefault")
+    check(security.get("runAsNonRoot") is True, f"{label}: container runAsNonRoot is not true")
+    check(security.get("readOnlyRootFilesystem") is True, f"{label}: root filesystem is writable")
+    check(security.get("allowPrivilegeEscalation") is False, f"{label}: privilege escalation allowed")
+    check(not security.get("privileged"), f"{label}: privileged container")
+    capabilities = security.get("capabilities") or {}
+    check(capabilities.get("drop") == ["ALL"] and not capabilities.get("add"),
+          f"{label}: capabilities must drop ALL and add none, got {capabilities}")
+    check(not any(spec.get(key) for key in ("hostNetwork", "hostPID", "hostIPC")),
+          f"{label}: pod shares a host namespace")
+    check(not any("hostPath" in volume for volume in spec.get("volumes") or []),
+          f"{label}: pod mounts a host path")
+
+    configmap_text = manifests["kubeskippy/templates/configmap.yaml"]
+    checksum = (pod.get("metadata", {}).get("annotations") or {}).get("checksum/config")
+    check(checksum == hashlib.sha256(configmap_text.encode()).hexdigest(),
+          f"{label}: checksum/config annotation missing or not the rendered ConfigMap's sha256")
+
+    env = {item["name"]: item for item in container.get("env") or []}
+    for name, field in (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")):
+        got = ((env.get(name) or {}).get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath")
+        check(got == field, f"{label}: env {name} must come from the downward API ({field}), got {env.get(name)}")
+    check((env.get("RUST_LOG") or {}).get("value") == values["logLevel"], f"{label}: RUST_LOG is not logLevel")
+    check((env.get("KUBESKIPPY_CACHE_DIR") or {}).get("value") == CACHE_DIR,
+          f"{label}: KUBESKIPPY_CACHE_DIR is not {CACHE_DIR}")
+
+    volumes = {volume["name"]: volume for volume in spec.get("volumes") or []}
+    mounts = {mount["mountPath"]: mount for mount in container.get("volumeMounts") or []}
+    for path in ("/tmp", CACHE_DIR):
+        mount = mounts.get(path)
+        check(mount and "emptyDir" in volumes.get(mount["name"], {}) and not mount.get("readOnly"),
+              f"{label}: {path} is not a writable emptyDir")
+    # Mounted as a directory, so the kubelet's updates reach the file (a subPath
+    # mount never changes) and the daemon's reload sees them.
+    config_mount = mounts.get(os.path.dirname(CONFIG_PATH)) or {}
+    config_volume = volumes.get(config_mount.get("name"), {}).get("configMap", {})
+    configmap = one(docs, "ConfigMap", label)
+    check(config_volume.get("name") == configmap["metadata"]["name"] and not config_mount.get("subPath")
+          and config_volume.get("items") == [{"key": "config.yaml", "path": os.path.basename(CONFIG_PATH)}]
+          and config_mount.get("readOnly"),
+          f"{label}: {CONFIG_PATH} is not the chart's ConfigMap, read-only and without subPath")
+    plugin_mount = mounts.get(PLUGIN_DIR)
+    if values["plugins"]:
+        check(plugin_mount and plugin_mount.get("readOnly") and not plugin_mount.get("subPath"),
+              f"{label}: {PLUGIN_DIR} must be a read-only mount without subPath (updates must reach it)")
+        sources = volumes[plugin_mount["name"]].get("projected", {}).get("sources", [])
+        names = [source.get("configMap", {}).get("name") for source in sources]
+        check(names == list(dict.fromkeys(values["plugins"])) and not any(
+            source["configMap"].get("items") for source in sources),
+            f"{label}: plugin volume projects {names}, expected every key of {values['plugins']}")
+    else:
+        check(plugin_mount is None, f"{label}: a plugin directory is mounted without plugins")
+
+    # The config file is exactly .Values.config, plus the env var name the chart wires.
+    config = yaml.safe_load(configmap["data"]["config.yaml"])
+    want_config = copy.deepcopy(values["config"])
+    check("apiKey" not in (config.get("ai") or {}), f"{label}: an API key in the ConfigMap")
+    secret = values["apiKey"]["existingSecret"]
+    if secret:
+        key_env = (values["config"].get("ai") or {}).get("apiKeyEnv") or "KUBESKIPPY_API_KEY"
+        want_config.setdefault("ai", {})["apiKeyEnv"] = key_env
+        ref = ((env.get(key_env) or {}).get("valueFrom") or {}).get("secretKeyRef")
+        check(ref == {"name": secret, "key": values["apiKey"]["key"]},
+              f"{label}: env {key_env} must come from Secret {secret}, got {env.get(key_env)}")
+    check(config == want_config, f"{label}: config.yaml {config} is not .Values.config {want_config}")
+
+    pdbs = [doc for doc in docs if doc["kind"] == "PodDisruptionBudget"]
+    if values["replicaCount"] > 1:
+        check(len(pdbs) == 1, f"{label}: {values['replicaCount']} replicas need a PodDisruptionBudget")
+        selector = pdbs[0]["spec"]["selector"]["matchLabels"]
+        check(selector.items() <= pod["metadata"]["labels"].items(),
+              f"{label}: the PodDisruptionBudget does not select the daemon's pods")
+    else:
+        check(not pdbs, f"{label}: a PodDisruptionBudget for a single replica blocks node drains")
+
+    service_accounts = [doc for doc in docs if doc["kind"] == "ServiceAccount"]
+    check(len(service_accounts) == 1 and spec["serviceAccountName"] == service_accounts[0]["metadata"]["name"],
+          f"{label}: the pod does not run as the chart's ServiceAccount")
+    check_rbac(docs, values, spec["serviceAccountName"], label)
+
+
+def check_policies(docs: list[dict], values: dict, label: str) -> None:
+    policies = [doc for doc in docs if doc["kind"] == "HealingPolicy"]
+    wanted = values["defaultPolicy"]
+    if not wanted["enabled"]:
+        check(not policies, f"{label}: defaultPolicy is off but a HealingPolicy rendered")
+        return
+    watch = list(dict.fromkeys(values["watchNamespaces"] or []))
+    namespaces = [policy["metadata"]["namespace"] for policy in policies]
+    check(namespaces == (watch or [NAMESPACE]), f"{label}: HealingPolicies in {namespaces}")
+    for policy in policies:
+        check(policy["spec"]["mode"] == wanted["mode"], f"{label}: policy mode is not {wanted['mode']}")
+        if watch:
+            check(policy["spec"]["selector"].get("namespaces") == [policy["metadata"]["namespace"]],
+                  f"{label}: the policy in {policy['metadata']['namespace']} covers other namespaces")
+
+
+def check_value_set(path: Path | None, validators: dict) -> int:
+    label = path.relative_to(CHART).as_posix() if path else "default values"
+    values = load_values(path)
+    lint(values, label)
+    manifests = render(values)
+    effective = merged(values)
+    rendered = documents(manifests)
+    check(rendered, f"{label}: nothing rendered")
+    for template, doc in rendered:
+        where = f"{label}: {template}: {doc.get('kind')} {doc.get('metadata', {}).get('name')}"
+        if doc["apiVersion"].split("/")[0] == "kubeskippy.io":
+            validate_custom(doc, validators, where)
+        else:
+            validate_builtin(doc, where)
+        labels = doc["metadata"].get("labels") or {}
+        check(labels.get("app.kubernetes.io/instance") == RELEASE, f"{where}: no instance label")
+        if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+            # So `helm template | kubectl apply -f -` lands in the right place too.
+            check(doc["metadata"].get("namespace"), f"{where}: no metadata.namespace")
+    docs = [doc for _, doc in rendered]
+    check_deployment(docs, manifests, effective, label)
+    check_policies(docs, effective, label)
+    return len(rendered)
+
+
+def expect_refusal(values: dict, reason: str, label: str) -> None:
+    try:
+        render(values)
+    except helm.HelmError as error:
+        check(reason in str(error), f"{label}: refused for another reason: {error}")
+        return
+    raise Failed(f"{label}: the chart rendered; it must refuse ({reason})")
+
+
+def main() -> int:
+    kubernetes_validate_version = getattr(kubernetes_validate, "__version__", None) or kv.__version__
+    print(f"check-chart: Helm SDK {helm.helm_sdk_version()}, kubernetes-validate "
+          f"{kubernetes_validate_version} (Kubernetes {KUBE_VERSION}, strict)")
+    try:
+        crds = [doc for doc in yaml.safe_load_all(CRD_FILE.read_text()) if doc]
+        names = sorted(crd["metadata"]["name"] for crd in crds)
+        check(names == ["healingactions.kubeskippy.io", "healingpolicies.kubeskippy.io"],
+              f"{CRD_FILE.name}: CRDs {names}")
+        for crd in crds:
+            validate_builtin(crd, f"{CRD_FILE.name}: {crd['metadata']['name']}")
+        with helm.Chart.load(CHART) as chart:
+            seen = [entry["name"] for entry in chart.crds]
+            check(seen == [f"crds/{CRD_FILE.name}"], f"Helm sees {seen} as the chart's CRD files")
+            check(chart.metadata.get("appVersion") == "0.1.0", "Chart.yaml appVersion is not 0.1.0")
+        validators = crd_validators(crds)
+        print(f"check-chart: ok: {CRD_FILE.relative_to(ROOT)} ({len(crds)} CRDs)")
+
+        for path in [None, *sorted((CHART / "ci").glob("*.yaml"))]:
+            count = check_value_set(path, validators)
+            label = path.relative_to(ROOT) if path else "default values"
+            print(f"check-chart: ok: {label}: lint, {count} manifests validated, assertions hold")
+
+        base = render(None)["kubeskippy/templates/deployment.yaml"]
+        changed = render({"config": {"ai": {"model": "mistral:7b"}}})["kubeskippy/templates/deployment.yaml"]
+        annotation = lambda text: yaml.safe_load(text)["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+        check(annotation(base) != annotation(changed), "a config change does not change checksum/config")
+
+        expect_refusal({"leaderElection": {"enabled": False}}, "needs leaderElection.enabled", "2 replicas unelected")
+        expect_refusal({"config": {"ai": {"apiKey": "sk-123"}}}, "config.ai.apiKey is refused", "key in config")
+        expect_refusal({"apiKey": {"existingSecret": "a"}, "config": {"ai": {"apiKeySecretRef": {"name": "b", "key": "k"}}}},
+                       "not both", "two key sources")
+        print("check-chart: ok: config changes roll the pods; unsafe values are refused")
+    except Failed as failure:
+        print(f"check-chart: FAILED: {failure}", file=sys.stderr)
+        return 1
+    except helm.HelmError as error:
+        print(f"check-chart: FAILED: helm: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    except Exception as error:  # a chart shaped unlike what the checks expect
+        traceback.print_exc()
+        print(f"check-chart: FAILED: {type(error).__name__}: {' '.join(str(error).split())}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

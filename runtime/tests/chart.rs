@@ -1,0 +1,31 @@
+//! The Helm chart agrees with the binary: its CRDs are what `kubeskippy crds`
+//! prints, and the config its values render is one the daemon accepts.
+//! (scripts/check-chart lints and renders the chart itself.)
+
+use std::path::Path;
+
+fn chart() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubeskippy")
+}
+
+#[test]
+fn the_charts_crds_are_the_binarys() {
+    let shipped = std::fs::read_to_string(chart().join("crds/kubeskippy.io.yaml")).unwrap();
+    assert!(
+        shipped == kubeskippy::healing_action::crds_yaml(),
+        "deploy/kubeskippy/crds/kubeskippy.io.yaml is stale: regenerate it with \
+         `cargo run -q -- crds > deploy/kubeskippy/crds/kubeskippy.io.yaml`"
+    );
+}
+
+#[test]
+fn the_default_values_render_a_config_the_daemon_accepts() {
+    let values: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(chart().join("values.yaml")).unwrap())
+            .unwrap();
+    let config = serde_yaml_ng::to_string(&values["config"]).unwrap();
+    let parsed = kubeskippy::config::Config::parse(&config)
+        .unwrap_or_else(|error| panic!("values.yaml config: {error}"));
+    assert_eq!(parsed.ai.model, "llama2:7b");
+    assert_eq!(parsed.ai.min_confidence, 0.7);
+}
