@@ -220,6 +220,16 @@ pub enum PluginRole {
     Validator,
 }
 
+impl PluginRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginRole::Prompt => "prompt",
+            PluginRole::Parser => "parser",
+            PluginRole::Validator => "validator",
+        }
+    }
+}
+
 impl Default for PluginsConfig {
     fn default() -> Self {
         PluginsConfig {

@@ -41,6 +41,55 @@ pub enum AnalyzeError {
     Facts(#[from] crate::facts::FactsError),
     #[error("{0}")]
     Policy(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// The `.wasm` files of a plugin directory by name, sorted. Kubernetes mounts
+/// ConfigMap keys through `..data` symlinks; hidden entries are its plumbing.
+fn plugin_dir_files(dir: &std::path::Path) -> Result<Vec<(String, PathBuf)>, AnalyzeError> {
+    let entries = std::fs::read_dir(dir).map_err(|error| {
+        AnalyzeError::Config(format!("plugin directory {}: {error}", dir.display()))
+    })?;
+    let mut files = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(stem) = name.strip_suffix(".wasm")
+            && !name.starts_with('.')
+        {
+            files.push((stem.to_string(), path.clone()));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Loads a component as whichever plugin kind it implements.
+fn load_any_kind(
+    host: &PluginHost,
+    path: &std::path::Path,
+    limits: Limits,
+    plugin_config: &BTreeMap<String, String>,
+) -> Result<(PluginRole, Plugin), AnalyzeError> {
+    let mut reasons = Vec::new();
+    for (role, kind) in [
+        (PluginRole::Prompt, PluginKind::Prompt),
+        (PluginRole::Parser, PluginKind::Parser),
+        (PluginRole::Validator, PluginKind::Validator),
+    ] {
+        match host.load_file(path, kind, limits, plugin_config.clone()) {
+            Ok(plugin) => return Ok((role, plugin)),
+            Err(error) => reasons.push(error.to_string()),
+        }
+    }
+    Err(AnalyzeError::Config(format!(
+        "{} is not a prompt, parser or validator plugin: {}",
+        path.display(),
+        reasons.join("; ")
+    )))
 }
 
 /// Which plugin files replace the embedded defaults.
@@ -50,6 +99,10 @@ pub struct PluginFiles {
     pub parser: Option<PathBuf>,
     pub validators: Vec<PathBuf>,
     pub replace_default_validator: bool,
+    /// Every `NAME.wasm` here becomes the named plugin NAME, of whichever
+    /// kind it implements: how plugins mounted from a ConfigMap are offered
+    /// to policies without listing each in the config.
+    pub plugin_dir: Option<PathBuf>,
 }
 
 impl PluginFiles {
@@ -60,6 +113,7 @@ impl PluginFiles {
             parser: config.plugins.parser.clone(),
             validators: config.plugins.validators.clone(),
             replace_default_validator: config.plugins.replace_default_validator,
+            plugin_dir: None,
         }
     }
 }
@@ -177,6 +231,18 @@ impl Analyzer {
             let loaded = host.load_file(&plugin.file, kind, limits, plugin_config.clone())?;
             named.insert(name.clone(), (plugin.kind, loaded));
         }
+        if let Some(dir) = &files.plugin_dir {
+            for (name, path) in plugin_dir_files(dir)? {
+                if named.contains_key(&name) {
+                    return Err(AnalyzeError::Config(format!(
+                        "plugin {name:?} is both in plugins.named and {}",
+                        path.display()
+                    )));
+                }
+                let (role, plugin) = load_any_kind(&host, &path, limits, &plugin_config)?;
+                named.insert(name, (role, plugin));
+            }
+        }
         Ok(Analyzer {
             host,
             prompt,
@@ -284,8 +350,10 @@ impl Analyzer {
         match self.named.get(name) {
             Some((loaded_role, plugin)) if *loaded_role == role => Ok(plugin),
             Some((loaded_role, _)) => Err(format!(
-                "policy {} wants {name} as a {role:?} plugin, but the config loads it as a {loaded_role:?} plugin",
-                policy.name()
+                "policy {} wants plugin {name:?} as a {} plugin, but it is a {} plugin",
+                policy.name(),
+                role.as_str(),
+                loaded_role.as_str()
             )),
             None => Err(format!(
                 "policy {} names plugin {name:?}, which plugins.named in the config does not define",

@@ -740,3 +740,49 @@ async fn named_plugins_are_picked_by_policy_and_checked_for_their_role() {
     assert!(error.contains("extra-validator.wasm"), "{error}");
     assert!(error.contains("prompt"), "{error}");
 }
+
+#[tokio::test]
+async fn a_plugin_directory_offers_its_components_by_name_and_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("extra.wasm"),
+        kubeskippy::pipeline::defaults::VALIDATOR,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("README"), "not a plugin").unwrap();
+    let stub = serve(ollama(good_reply)).await;
+    let config = Config::parse(&format!("ai:\n  endpoint: {}\n", stub.endpoint())).unwrap();
+    let files = PluginFiles {
+        plugin_dir: Some(dir.path().to_path_buf()),
+        ..PluginFiles::default()
+    };
+    let model = kubeskippy::model::from_config(&config.ai).unwrap();
+    let analyzer = Analyzer::new(&config, &files, model).unwrap();
+    let snapshot = seed_snapshot_with_policy(|policy| {
+        policy.spec.ai.validator_plugins = vec!["extra".into()];
+    });
+    let report = analyzer.analyze(&snapshot).await.unwrap();
+    assert!(report.incidents[0].reviewed.iter().any(|r| r.allowed));
+
+    // A policy asking for it as a prompt plugin gets the model skipped, with why.
+    let snapshot = seed_snapshot_with_policy(|policy| {
+        policy.spec.ai.prompt_plugin = Some("extra".into());
+    });
+    let report = analyzer.analyze(&snapshot).await.unwrap();
+    assert_eq!(
+        report.incidents[0].fallback_reason.as_deref(),
+        Some(
+            "policy builtin-default wants plugin \"extra\" as a prompt plugin, but it is a validator plugin"
+        )
+    );
+
+    std::fs::write(dir.path().join("broken.wasm"), b"not wasm").unwrap();
+    let error = Analyzer::new(&config, &files, None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("broken.wasm is not a prompt, parser or validator plugin"),
+        "{error}"
+    );
+}
