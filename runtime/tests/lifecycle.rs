@@ -508,6 +508,36 @@ async fn a_reconcile_from_a_stale_copy_conflicts_instead_of_repeating_a_transiti
     assert!(matches!(error, LifecycleError::Conflict { .. }), "{error}");
 }
 
+#[tokio::test]
+async fn an_edit_during_execution_does_not_lose_the_outcome() {
+    let shop = shop();
+    shop.plan("scale", "Deployment", "app", scale_to(3));
+    shop.step("scale").await;
+    // Someone labels the action while its scale is being written, after
+    // the guarded InProgress write and before the outcome's.
+    shop.fake.after("PATCH", &format!("{APP}/scale"), |fake| {
+        let path = format!("{ACTIONS}scale");
+        let mut action = fake.get(&path).unwrap();
+        action["metadata"]["labels"]["team"] = json!("shop");
+        fake.insert(action);
+    });
+    assert_eq!(shop.step("scale").await.phase, Phase::Verifying);
+    let stored = shop.fake.get(&format!("{ACTIONS}scale")).unwrap();
+    assert_eq!(stored["metadata"]["labels"]["team"], "shop");
+    assert_eq!(stored["status"]["phase"], "Verifying");
+}
+
+#[tokio::test]
+async fn a_refused_event_is_logged_and_the_transition_still_happens() {
+    let shop = shop();
+    shop.fake
+        .fail_next("POST", EVENTS.trim_end_matches('/'), 403, 100);
+    shop.plan("heal", "Deployment", "app", restart());
+    assert_eq!(shop.step("heal").await.phase, Phase::Approved);
+    assert_eq!(shop.step("heal").await.phase, Phase::Verifying);
+    assert!(shop.events().is_empty());
+}
+
 // ---- approval ----
 
 #[tokio::test]

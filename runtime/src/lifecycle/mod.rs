@@ -589,7 +589,13 @@ async fn run(
         kind_name(action.spec.action.kind),
         execute::describe(&target)
     ));
-    let action = transition(ctx, action, status.clone(), Reason::Started).await?;
+    let mut action = transition(ctx, action, status.clone(), Reason::Started).await?;
+    // The guarded InProgress write made this call the one running the
+    // action, and only the lifecycle writes status. Guarding the outcome's
+    // write too would turn an unrelated edit (a label) made meanwhile into a
+    // conflict, leave the action InProgress, and have the next call roll
+    // back a change that worked.
+    action.metadata.resource_version = None;
 
     let mode = if dry_run { DryRun::Server } else { DryRun::Off };
     let outcome = execute::execute_spec(

@@ -74,6 +74,15 @@ struct State {
     /// Who SelfSubjectReviews say the caller is; `None`: not served (404).
     user: Option<String>,
     failures: Vec<Failure>,
+    hooks: Vec<Hook>,
+}
+
+/// Run after the server answered a request with this method and path, as
+/// another client writing at that moment would.
+struct Hook {
+    method: String,
+    path: String,
+    run: Arc<dyn Fn(&FakeApi) + Send + Sync>,
 }
 
 /// Requests answered with an error instead of being served.
@@ -175,6 +184,17 @@ impl FakeApi {
         });
     }
 
+    /// After answering each request with this method and exact path, run
+    /// `edit`: a concurrent writer acting between two of the client's
+    /// requests.
+    pub fn after(&self, method: &str, path: &str, edit: impl Fn(&FakeApi) + Send + Sync + 'static) {
+        self.state.lock().unwrap().hooks.push(Hook {
+            method: method.to_string(),
+            path: path.to_string(),
+            run: Arc::new(edit),
+        });
+    }
+
     fn injected_failure(&self, request: &Logged) -> Option<Response<Full<Bytes>>> {
         let mut state = self.state.lock().unwrap();
         let failure = state.failures.iter_mut().find(|failure| {
@@ -259,7 +279,20 @@ impl FakeApi {
         if logged.path == SELF_SUBJECT_REVIEWS {
             return self.self_subject_review(&logged);
         }
-        self.respond(&parts.method, &logged)
+        let response = self.respond(&parts.method, &logged);
+        let hooks: Vec<_> = self
+            .state
+            .lock()
+            .unwrap()
+            .hooks
+            .iter()
+            .filter(|hook| hook.method == logged.method && hook.path == logged.path)
+            .map(|hook| hook.run.clone())
+            .collect();
+        for hook in hooks {
+            hook(self);
+        }
+        response
     }
 
     fn respond(&self, method: &Method, request: &Logged) -> Response<Full<Bytes>> {
