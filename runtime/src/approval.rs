@@ -6,13 +6,14 @@
 //! trustworthy as the path that wrote it: anyone allowed to patch
 //! HealingActions can write `spec.approval` by hand.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 use crate::healing_action::{Approval, ApprovalDecision, HealingAction, Phase};
 use crate::lifecycle::gates::RESUMED_AT;
+use crate::lifecycle::stamp;
 use crate::policy::HealingPolicy;
 
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +134,7 @@ pub async fn decide(
     let approval = Approval {
         decision,
         by: who_am_i(client).await?,
-        at: at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        at: stamp(at),
         reason: reason
             .map(str::trim)
             .filter(|reason| !reason.is_empty())
@@ -160,7 +161,7 @@ pub async fn resume(
     let policies: Api<HealingPolicy> = Api::namespaced(client.clone(), namespace);
     let patch = json!({
         "metadata": { "annotations": {
-            RESUMED_AT: at.to_rfc3339_opts(SecondsFormat::Secs, true)
+            RESUMED_AT: stamp(at)
         } }
     });
     policies

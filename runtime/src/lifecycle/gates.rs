@@ -6,9 +6,10 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
+use super::{parse_time as time, stamp};
 use crate::healing_action::{ActionKind, ActionSpec, HealingAction, Phase};
 use crate::policy::HealingPolicy;
 
@@ -59,16 +60,6 @@ fn policy_peers<'a>(
 
 fn same(a: &HealingAction, b: &HealingAction) -> bool {
     a.metadata.namespace == b.metadata.namespace && a.metadata.name == b.metadata.name
-}
-
-fn time(text: Option<&str>) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text?)
-        .ok()
-        .map(|time| time.with_timezone(&Utc))
-}
-
-fn stamp(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 fn duration(text: &str, fallback: &str) -> Duration {

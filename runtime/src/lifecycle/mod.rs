@@ -118,11 +118,12 @@ fn action_name(action: &HealingAction) -> String {
     )
 }
 
-fn stamp(time: DateTime<Utc>) -> String {
+/// Status timestamps: RFC 3339 in UTC, whole seconds, as Kubernetes writes them.
+pub(crate) fn stamp(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-fn parse_time(text: Option<&str>) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(text: Option<&str>) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text?)
         .ok()
         .map(|time| time.with_timezone(&Utc))

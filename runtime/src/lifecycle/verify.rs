@@ -2,11 +2,12 @@
 //! Restarts climbing above the baseline or a new OOM kill fail it at once; at
 //! the window's end it passes only if the pods are Ready.
 
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, Utc};
 use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::Value;
 
 use super::gates::pod_ready;
+use super::{parse_time, stamp};
 use crate::execute::{self, ExecuteError, Kind};
 use crate::healing_action::{ActionKind, HealingAction, VerificationBaseline, WorkloadRef};
 use crate::wit::ObjectRef;
@@ -198,7 +199,7 @@ pub(crate) async fn baseline(
         Some(workload_ref(&workload))
     };
     let mut baseline = VerificationBaseline {
-        since: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        since: stamp(now),
         workload,
         ..VerificationBaseline::default()
     };
@@ -210,24 +211,18 @@ pub(crate) async fn baseline(
     Ok(baseline)
 }
 
-fn time(value: &Value) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(value.as_str()?)
-        .ok()
-        .map(|time| time.with_timezone(&Utc))
-}
-
 /// An OOM kill of one of the pod's containers after `since`.
 fn oom_kill_after(pod: &Value, since: DateTime<Utc>) -> Option<String> {
     container_statuses(pod).find_map(|status| {
         ["state", "lastState"].into_iter().find_map(|which| {
             let terminated = &status[which]["terminated"];
-            let at = time(&terminated["finishedAt"])?;
+            let at = parse_time(terminated["finishedAt"].as_str())?;
             (terminated["reason"] == "OOMKilled" && at > since).then(|| {
                 format!(
                     "container {} of pod {} was OOMKilled at {}",
                     status["name"].as_str().unwrap_or_default(),
                     name(pod),
-                    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+                    stamp(at)
                 )
             })
         })
@@ -241,7 +236,7 @@ pub fn judge(
     now: DateTime<Utc>,
     window: Duration,
 ) -> Verdict {
-    let Some(since) = time(&Value::from(baseline.since.as_str())) else {
+    let Some(since) = parse_time(Some(&baseline.since)) else {
         return Verdict::Failed(format!(
             "verification baseline has an invalid time {:?}",
             baseline.since
