@@ -3,6 +3,8 @@
 //! its lifecycle: `Pending → Approved → InProgress → Verifying → Succeeded |
 //! Failed | RolledBack | Cancelled`.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -194,6 +196,46 @@ pub struct HealingActionStatus {
     pub dry_run_result: Option<serde_json::Value>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// Who let the action run: the approver's identity, or the automatic mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// A failed attempt is retried no sooner than this; kept in status so a
+    /// restarted daemon honours the backoff too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<String>,
+    /// What verification compares against, captured before the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationBaseline>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationBaseline {
+    /// When the change was made; the verification window starts here and
+    /// only OOM kills after it count.
+    pub since: String,
+    /// The workload whose pods are verified; absent when the change leaves
+    /// nothing to watch (a bare pod deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadRef>,
+    /// Summed container restart counts per pod at `since`.
+    #[serde(default)]
+    pub restarts: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadRef {
+    pub kind: String,
+    pub name: String,
+}
+
+impl HealingActionStatus {
+    pub fn condition(&self, kind: &str) -> Option<&Condition> {
+        self.conditions
+            .iter()
+            .find(|condition| condition.type_ == kind)
+    }
 }
 
 /// Kubernetes prunes fields a structural schema does not declare; snapshots of

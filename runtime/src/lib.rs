@@ -2,15 +2,18 @@
 //! parser plugin → validators → host safety floor → HealingActions.
 
 pub mod actions;
+pub mod approval;
 pub mod bench;
 pub mod budget;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod execute;
 pub mod facts;
 pub mod healing_action;
 pub mod incidents;
 pub mod lease;
+pub mod lifecycle;
 pub mod model;
 pub mod pipeline;
 pub mod plugin_host;

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use kubeskippy::approval;
 use kubeskippy::config::{Config, Provider, parse_duration};
+use kubeskippy::healing_action::ApprovalDecision;
 use kubeskippy::model;
 use kubeskippy::pipeline::{Analyzer, PluginFiles};
 use kubeskippy::snapshot::Snapshot;
@@ -30,6 +32,33 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Print the CustomResourceDefinitions (HealingPolicy, HealingAction) as YAML.
     Crds,
+    /// Approve a HealingAction that waits for approval, as the identity the API server knows you by.
+    Approve(DecisionArgs),
+    /// Reject a HealingAction that waits for approval; it is cancelled.
+    Reject(DecisionArgs),
+    /// Lift a HealingPolicy's circuit breaker: earlier failures stop counting.
+    Resume(ResumeArgs),
+}
+
+#[derive(clap::Args)]
+struct DecisionArgs {
+    /// The HealingAction's name.
+    name: String,
+    /// Its namespace; default: the kubeconfig context's namespace.
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// Why, recorded with the decision.
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct ResumeArgs {
+    /// The HealingPolicy's name.
+    policy: String,
+    /// Its namespace; default: the kubeconfig context's namespace.
+    #[arg(short, long)]
+    namespace: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -89,6 +118,9 @@ fn main() -> ExitCode {
             print!("{}", kubeskippy::healing_action::crds_yaml());
             Ok(())
         }
+        Command::Approve(args) => decide(args, ApprovalDecision::Approved),
+        Command::Reject(args) => decide(args, ApprovalDecision::Rejected),
+        Command::Resume(args) => resume(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -97,6 +129,53 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `work` with a client from the kubeconfig or the in-cluster config.
+fn with_client<T>(work: impl AsyncFnOnce(kube::Client) -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|error| anyhow::anyhow!("no Kubernetes client: {error}"))?;
+        work(client).await
+    })
+}
+
+fn decide(args: DecisionArgs, decision: ApprovalDecision) -> anyhow::Result<()> {
+    let approval = with_client(async |client| {
+        let namespace = args
+            .namespace
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        Ok(approval::decide(
+            &client,
+            &namespace,
+            &args.name,
+            decision,
+            args.reason.as_deref(),
+            chrono::Utc::now(),
+        )
+        .await?)
+    })?;
+    let verb = match decision {
+        ApprovalDecision::Approved => "approved",
+        ApprovalDecision::Rejected => "rejected",
+    };
+    println!("{} {verb} by {}", args.name, approval.by);
+    Ok(())
+}
+
+fn resume(args: ResumeArgs) -> anyhow::Result<()> {
+    with_client(async |client| {
+        let namespace = args
+            .namespace
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        Ok(approval::resume(&client, &namespace, &args.policy, chrono::Utc::now()).await?)
+    })?;
+    println!("policy {} resumed", args.policy);
+    Ok(())
 }
 
 fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {

@@ -107,6 +107,17 @@ pub struct SafetyRules {
     /// Objects this policy must never touch, beyond the host's own floor.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub protected_resources: Vec<ProtectedResource>,
+    /// How long the target is watched after a change before it counts as
+    /// healed, e.g. `2m`.
+    #[serde(default = "default_verification_window")]
+    pub verification_window: String,
+    /// This many failed actions in a row pause the policy.
+    #[serde(default = "default_breaker_threshold")]
+    pub breaker_threshold: u32,
+    /// How long a paused policy stays paused after its last failure, unless
+    /// `kubeskippy resume` lifts the pause sooner.
+    #[serde(default = "default_breaker_cool_off")]
+    pub breaker_cool_off: String,
 }
 
 impl Default for SafetyRules {
@@ -118,6 +129,9 @@ impl Default for SafetyRules {
             min_healthy_percent: default_min_healthy(),
             require_approval: false,
             protected_resources: Vec::new(),
+            verification_window: default_verification_window(),
+            breaker_threshold: default_breaker_threshold(),
+            breaker_cool_off: default_breaker_cool_off(),
         }
     }
 }
@@ -130,6 +144,15 @@ fn default_cooldown() -> String {
 }
 fn default_min_healthy() -> u32 {
     50
+}
+fn default_verification_window() -> String {
+    "2m".into()
+}
+fn default_breaker_threshold() -> u32 {
+    3
+}
+fn default_breaker_cool_off() -> String {
+    "30m".into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
@@ -358,6 +381,13 @@ impl HealingPolicy {
             .map_err(|why| format!("spec.safety.cooldown: {why}"))?;
         if spec.safety.min_healthy_percent > 100 {
             return Err("spec.safety.minHealthyPercent must be at most 100".into());
+        }
+        crate::config::parse_duration(&spec.safety.verification_window)
+            .map_err(|why| format!("spec.safety.verificationWindow: {why}"))?;
+        crate::config::parse_duration(&spec.safety.breaker_cool_off)
+            .map_err(|why| format!("spec.safety.breakerCoolOff: {why}"))?;
+        if spec.safety.breaker_threshold == 0 {
+            return Err("spec.safety.breakerThreshold must be at least 1".into());
         }
         if let Some(confidence) = spec.ai.min_confidence
             && !(0.0..=1.0).contains(&confidence)

@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DynamicObject, PatchParams};
 use serde_json::{Map, Value};
 
+use crate::healing_action::{ActionKind, ActionSpec, ActionTarget, PatchType};
 use crate::wit::{Action, ObjectRef, Patch};
 
 pub use patch::PatchKind;
@@ -37,6 +38,8 @@ pub enum ExecuteError {
     InvalidPatch { target: String, message: String },
     #[error("{target}: cannot roll back: {message}")]
     InvalidOriginal { target: String, message: String },
+    #[error("{target}: invalid action: {message}")]
+    InvalidAction { target: String, message: String },
 }
 
 /// What an executor did (or, in dry-run, would do).
@@ -176,6 +179,123 @@ pub async fn rollback(
     }
 }
 
+/// A HealingAction's target as the executors address it.
+pub fn object_ref(target: &ActionTarget) -> ObjectRef {
+    ObjectRef {
+        kind: target.kind.clone(),
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
+    }
+}
+
+/// The block of a HealingAction's action that its `type` requires.
+fn block<'a, T>(
+    target: &ObjectRef,
+    block: &'a Option<T>,
+    name: &str,
+) -> Result<&'a T, ExecuteError> {
+    block.as_ref().ok_or_else(|| ExecuteError::InvalidAction {
+        target: describe(target),
+        message: format!("{name} is required for this action type"),
+    })
+}
+
+fn patch_kind(patch_type: PatchType) -> PatchKind {
+    match patch_type {
+        PatchType::Strategic => PatchKind::Strategic,
+        PatchType::Merge => PatchKind::Merge,
+        PatchType::Json => PatchKind::Json,
+    }
+}
+
+/// Runs a HealingAction's action against `target`, enforcing `limits`.
+pub async fn execute_spec(
+    client: &kube::Client,
+    target: &ObjectRef,
+    action: &ActionSpec,
+    mode: DryRun,
+    limits: &Limits,
+    clock: &dyn Clock,
+) -> Result<Outcome, ExecuteError> {
+    match action.kind {
+        ActionKind::Restart => restart::restart(client, target, mode, clock.now()).await,
+        ActionKind::Scale => {
+            let scale = block(target, &action.scale_action, "scaleAction")?;
+            scale::scale(client, target, scale.replicas, limits.replicas, mode).await
+        }
+        ActionKind::Patch => {
+            let patch = block(target, &action.patch_action, "patchAction")?;
+            let kind = patch_kind(patch.patch_type);
+            patch::document(client, target, kind, &patch.patch, limits, mode).await
+        }
+        ActionKind::DeletePod => {
+            let delete = block(target, &action.delete_pod_action, "deletePodAction")?;
+            if delete.pod_name != target.name {
+                return Err(ExecuteError::InvalidAction {
+                    target: describe(target),
+                    message: format!(
+                        "deletePodAction.podName {} is not the target",
+                        delete.pod_name
+                    ),
+                });
+            }
+            if delete.use_eviction {
+                evict::evict(client, target, mode).await
+            } else {
+                restart::delete_pod(client, target, mode).await
+            }
+        }
+    }
+}
+
+/// Whether [`rollback_spec`] can undo the action.
+pub fn reversible(action: &ActionSpec) -> bool {
+    matches!(action.kind, ActionKind::Scale | ActionKind::Patch)
+}
+
+/// What [`rollback_spec`] will need, read before [`execute_spec`] writes, so
+/// it can be saved first and a crash mid-write still leaves a way back.
+/// The same shapes the executors' [`Outcome::original`] has.
+pub async fn capture_original(
+    client: &kube::Client,
+    target: &ObjectRef,
+    action: &ActionSpec,
+) -> Result<Option<Value>, ExecuteError> {
+    match action.kind {
+        ActionKind::Scale => {
+            let (_, api) = dynamic_api(client, target, "scale")?;
+            let replicas = scale::current_replicas(&api, target).await?;
+            Ok(Some(scale::original(replicas)))
+        }
+        ActionKind::Patch => {
+            let (_, api) = dynamic_api(client, target, "patch")?;
+            Ok(Some(patch::original(&get_json(&api, target).await?)))
+        }
+        ActionKind::Restart | ActionKind::DeletePod => Ok(None),
+    }
+}
+
+/// Undoes a HealingAction's scale or patch from what [`capture_original`]
+/// recorded.
+pub async fn rollback_spec(
+    client: &kube::Client,
+    target: &ObjectRef,
+    action: &ActionSpec,
+    original: &Value,
+) -> Result<Outcome, ExecuteError> {
+    match action.kind {
+        ActionKind::Scale => scale::rollback(client, target, original).await,
+        ActionKind::Patch => patch::rollback_document(client, target, original).await,
+        ActionKind::Restart | ActionKind::DeletePod => {
+            let name = serde_json::to_value(action.kind).expect("a kind serialises");
+            Err(unsupported(
+                target,
+                &format!("rollback of {}", name.as_str().unwrap_or_default()),
+            ))
+        }
+    }
+}
+
 pub(crate) fn action_name(action: &Action) -> &'static str {
     match action {
         Action::Restart => "restart",
@@ -245,7 +365,7 @@ impl Kind {
         })
     }
 
-    fn api_resource(self) -> ApiResource {
+    pub(crate) fn api_resource(self) -> ApiResource {
         match self {
             Kind::Deployment => ApiResource::erase::<Deployment>(&()),
             Kind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),

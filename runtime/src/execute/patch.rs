@@ -201,11 +201,14 @@ pub async fn document(
             patch_kind.name(),
             describe(target)
         ),
-        original: Some(
-            json!({ "spec": current.get("spec").cloned().unwrap_or_else(|| json!({})) }),
-        ),
+        original: Some(original(&current)),
         dry_run_result: mode.is_on().then_some(stored),
     })
+}
+
+/// What [`rollback_document`] restores: the object's spec.
+pub(crate) fn original(current: &Value) -> Value {
+    json!({ "spec": current.get("spec").cloned().unwrap_or_else(|| json!({})) })
 }
 
 /// Restores the spec [`document`] recorded with a merge patch, which replaces

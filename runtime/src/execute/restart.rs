@@ -52,7 +52,8 @@ pub async fn restart(
     }
 }
 
-async fn delete_pod(
+/// Deletes a pod outright, bypassing PodDisruptionBudgets.
+pub(crate) async fn delete_pod(
     client: &kube::Client,
     target: &ObjectRef,
     mode: DryRun,

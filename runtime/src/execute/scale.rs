@@ -25,11 +25,7 @@ pub async fn scale(
         return Err(unsupported(target, "scale"));
     }
     guard(client, target, replicas, bounds).await?;
-    let previous = api
-        .get_scale(&target.name)
-        .await
-        .map_err(|error| api_error(target, error))?;
-    let previous = replicas_of(previous.spec.and_then(|spec| spec.replicas));
+    let previous = current_replicas(&api, target).await?;
     let stored = write(&api, target, replicas, mode).await?;
     Ok(Outcome {
         message: format!(
@@ -37,9 +33,25 @@ pub async fn scale(
             mode.prefix(),
             describe(target)
         ),
-        original: Some(json!({ "replicas": previous })),
+        original: Some(original(previous)),
         dry_run_result: mode.is_on().then_some(stored),
     })
+}
+
+pub(crate) async fn current_replicas(
+    api: &Api<kube::api::DynamicObject>,
+    target: &ObjectRef,
+) -> Result<u32, ExecuteError> {
+    let scale = api
+        .get_scale(&target.name)
+        .await
+        .map_err(|error| api_error(target, error))?;
+    Ok(replicas_of(scale.spec.and_then(|spec| spec.replicas)))
+}
+
+/// What [`rollback`] restores.
+pub(crate) fn original(replicas: u32) -> Value {
+    json!({ "replicas": replicas })
 }
 
 /// Restores the replica count recorded by [`scale`].

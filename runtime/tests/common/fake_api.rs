@@ -1,14 +1,17 @@
 //! An in-memory Kubernetes API server as a `tower::service_fn`, answering a
 //! real `kube::Client`: GET/LIST/POST/PUT/PATCH/DELETE on namespaced objects,
-//! `/scale` for Deployments, StatefulSets and ReplicaSets, `pods/NAME/eviction`
-//! honouring seeded PodDisruptionBudgets, server-side dry-run, and a log of
-//! every request.
+//! LIST with an equality `labelSelector`, `/scale` for Deployments,
+//! StatefulSets and ReplicaSets, `/status` for any object,
+//! `pods/NAME/eviction` honouring seeded PodDisruptionBudgets, server-side
+//! dry-run, a `metadata.resourceVersion` precondition on PUT and PATCH,
+//! `authentication.k8s.io/v1` SelfSubjectReviews for a configured user,
+//! injected failures, and a log of every request.
 //!
 //! Patches: JSON merge (RFC 7386), JSON patch (RFC 6902), and strategic merge
 //! as merge plus list-merge-by-key for the lists our patches rely on
 //! (`containers` by `name` and friends) and `$patch: delete` on list items.
-//! Not served: watch, label/field selectors, cluster-scoped paths, server-side
-//! apply, defaulting and validation.
+//! Not served: watch, set-based label selectors, field selectors, other
+//! cluster-scoped paths, server-side apply, defaulting and validation.
 
 #![allow(dead_code)]
 
@@ -68,7 +71,29 @@ struct State {
     objects: BTreeMap<String, Value>,
     resource_version: u64,
     log: Vec<Logged>,
+    /// Who SelfSubjectReviews say the caller is; `None`: not served (404).
+    user: Option<String>,
+    failures: Vec<Failure>,
+    hooks: Vec<Hook>,
 }
+
+/// Run after the server answered a request with this method and path, as
+/// another client writing at that moment would.
+struct Hook {
+    method: String,
+    path: String,
+    run: Arc<dyn Fn(&FakeApi) + Send + Sync>,
+}
+
+/// Requests answered with an error instead of being served.
+struct Failure {
+    method: String,
+    path: String,
+    code: u16,
+    remaining: usize,
+}
+
+const SELF_SUBJECT_REVIEWS: &str = "/apis/authentication.k8s.io/v1/selfsubjectreviews";
 
 /// Lists the API server merges by key in a strategic-merge patch, as declared
 /// by `patchMergeKey` in the core types.
@@ -143,6 +168,66 @@ impl FakeApi {
         self.state.lock().unwrap().log.clear();
     }
 
+    /// Serve SelfSubjectReviews, answering that the caller is `user`.
+    pub fn set_user(&self, user: &str) {
+        self.state.lock().unwrap().user = Some(user.to_string());
+    }
+
+    /// Answer the next `times` requests with this method and exact path with
+    /// a Status of `code`, as an overloaded or failing server would.
+    pub fn fail_next(&self, method: &str, path: &str, code: u16, times: usize) {
+        self.state.lock().unwrap().failures.push(Failure {
+            method: method.to_string(),
+            path: path.to_string(),
+            code,
+            remaining: times,
+        });
+    }
+
+    /// After answering each request with this method and exact path, run
+    /// `edit`: a concurrent writer acting between two of the client's
+    /// requests.
+    pub fn after(&self, method: &str, path: &str, edit: impl Fn(&FakeApi) + Send + Sync + 'static) {
+        self.state.lock().unwrap().hooks.push(Hook {
+            method: method.to_string(),
+            path: path.to_string(),
+            run: Arc::new(edit),
+        });
+    }
+
+    fn injected_failure(&self, request: &Logged) -> Option<Response<Full<Bytes>>> {
+        let mut state = self.state.lock().unwrap();
+        let failure = state.failures.iter_mut().find(|failure| {
+            failure.remaining > 0
+                && failure.method == request.method
+                && failure.path == request.path
+        })?;
+        failure.remaining -= 1;
+        let code = failure.code;
+        Some(status(
+            code,
+            "InternalError",
+            &format!("injected failure {code}"),
+        ))
+    }
+
+    fn self_subject_review(&self, request: &Logged) -> Response<Full<Bytes>> {
+        let user = self.state.lock().unwrap().user.clone();
+        match (request.method.as_str(), user) {
+            ("POST", Some(user)) => {
+                let mut review = request.body.clone();
+                review["status"] =
+                    json!({ "userInfo": { "username": user, "groups": ["system:authenticated"] } });
+                respond_with(StatusCode::CREATED, &review)
+            }
+            _ => status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ),
+        }
+    }
+
     fn store(&self, path: &str, mut object: Value) -> Value {
         let mut state = self.state.lock().unwrap();
         state.resource_version += 1;
@@ -188,7 +273,26 @@ impl FakeApi {
             body,
         };
         self.state.lock().unwrap().log.push(logged.clone());
-        self.respond(&parts.method, &logged)
+        if let Some(failure) = self.injected_failure(&logged) {
+            return failure;
+        }
+        if logged.path == SELF_SUBJECT_REVIEWS {
+            return self.self_subject_review(&logged);
+        }
+        let response = self.respond(&parts.method, &logged);
+        let hooks: Vec<_> = self
+            .state
+            .lock()
+            .unwrap()
+            .hooks
+            .iter()
+            .filter(|hook| hook.method == logged.method && hook.path == logged.path)
+            .map(|hook| hook.run.clone())
+            .collect();
+        for hook in hooks {
+            hook(self);
+        }
+        response
     }
 
     fn respond(&self, method: &Method, request: &Logged) -> Response<Full<Bytes>> {
@@ -215,6 +319,7 @@ impl FakeApi {
         match (method.clone(), route.name.as_deref(), route.sub.as_deref()) {
             (Method::GET, None, None) => {
                 let prefix = format!("{}/", route.collection);
+                let selector = label_selector(&request.query);
                 let state = self.state.lock().unwrap();
                 let items: Vec<&Value> = state
                     .objects
@@ -224,6 +329,11 @@ impl FakeApi {
                             .is_some_and(|rest| !rest.contains('/'))
                     })
                     .map(|(_, object)| object)
+                    .filter(|object| {
+                        selector
+                            .iter()
+                            .all(|(key, value)| object["metadata"]["labels"][key] == *value)
+                    })
                     .collect();
                 ok(&json!({
                     "kind": "List",
@@ -275,16 +385,8 @@ impl FakeApi {
                 let Some(current) = existing else {
                     return not_found();
                 };
-                let sent = &request.body["metadata"]["resourceVersion"];
-                if !sent.is_null() && *sent != current["metadata"]["resourceVersion"] {
-                    return status(
-                        409,
-                        "Conflict",
-                        &format!(
-                            "Operation cannot be fulfilled on {} \"{name}\": the object has been modified",
-                            route.resource
-                        ),
-                    );
+                if let Some(conflict) = stale(request, &current, &route.resource, name) {
+                    return conflict;
                 }
                 let object = request.body.clone();
                 let object = if dry_run {
@@ -294,10 +396,13 @@ impl FakeApi {
                 };
                 ok(&object)
             }
-            (Method::PATCH, Some(_), sub) => {
+            (Method::PATCH, Some(name), sub) => {
                 let Some(mut object) = existing else {
                     return not_found();
                 };
+                if let Some(conflict) = stale(request, &object, &route.resource, name) {
+                    return conflict;
+                }
                 match sub {
                     Some("scale") if route.scalable() => {
                         let mut scale = scale_of(&object);
@@ -309,6 +414,23 @@ impl FakeApi {
                     None => {
                         if let Err((code, reason, message)) = apply_patch(&mut object, request) {
                             return status(code, reason, &message);
+                        }
+                    }
+                    // Only status (and metadata) change through /status.
+                    Some("status") => {
+                        let before = object.clone();
+                        if let Err((code, reason, message)) = apply_patch(&mut object, request) {
+                            return status(code, reason, &message);
+                        }
+                        let status = object.get("status").cloned();
+                        let metadata = object["metadata"].clone();
+                        object = before;
+                        object["metadata"] = metadata;
+                        match status {
+                            Some(status) => object["status"] = status,
+                            None => {
+                                object.as_object_mut().expect("objects").remove("status");
+                            }
                         }
                     }
                     Some(_) => return not_found(),
@@ -415,6 +537,70 @@ impl Route {
     fn scalable(&self) -> bool {
         SCALABLE.contains(&self.resource.as_str())
     }
+}
+
+/// The API server's answer to a write whose body names a resourceVersion
+/// other than the stored one: an optimistic lock lost.
+fn stale(
+    request: &Logged,
+    current: &Value,
+    resource: &str,
+    name: &str,
+) -> Option<Response<Full<Bytes>>> {
+    let sent = &request.body["metadata"]["resourceVersion"];
+    (sent.is_string() && *sent != current["metadata"]["resourceVersion"]).then(|| {
+        status(
+            409,
+            "Conflict",
+            &format!(
+                "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified"
+            ),
+        )
+    })
+}
+
+/// `key=value` pairs of the query's `labelSelector`.
+fn label_selector(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("labelSelector="))
+        .flat_map(|selector| {
+            percent_decode(selector)
+                .split(',')
+                .filter_map(|term| {
+                    let (key, value) = term.split_once('=')?;
+                    Some((key.to_string(), value.to_string()))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let escaped = (bytes[index] == b'%')
+            .then(|| text.get(index + 1..index + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                index += 3;
+            }
+            None => {
+                out.push(if bytes[index] == b'+' {
+                    b' '
+                } else {
+                    bytes[index]
+                });
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The storage path of an object, pluralising kinds the way the API does for

@@ -1,0 +1,130 @@
+//! Kubernetes Events (`events.k8s.io/v1`) for every HealingAction transition,
+//! on the HealingAction and on its target, so `kubectl describe` of either
+//! shows what the healer did and why. Events are best-effort: a refused event
+//! is logged and never stops the lifecycle.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::healing_action::HealingAction;
+
+/// Shown as the events' reporting controller.
+pub const CONTROLLER: &str = "kubeskippy";
+
+/// The API server refuses notes over 1 kB.
+const MAX_NOTE_BYTES: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    AwaitingApproval,
+    Approved,
+    Blocked,
+    Started,
+    Retrying,
+    DryRunCompleted,
+    Verifying,
+    Succeeded,
+    Failed,
+    RolledBack,
+    Cancelled,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::AwaitingApproval => "AwaitingApproval",
+            Reason::Approved => "Approved",
+            Reason::Blocked => "Blocked",
+            Reason::Started => "Started",
+            Reason::Retrying => "Retrying",
+            Reason::DryRunCompleted => "DryRunCompleted",
+            Reason::Verifying => "Verifying",
+            Reason::Succeeded => "Succeeded",
+            Reason::Failed => "Failed",
+            Reason::RolledBack => "RolledBack",
+            Reason::Cancelled => "Cancelled",
+        }
+    }
+
+    fn event_type(self) -> EventType {
+        match self {
+            Reason::Blocked | Reason::Retrying | Reason::Failed | Reason::RolledBack => {
+                EventType::Warning
+            }
+            _ => EventType::Normal,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct EventRecorder {
+    recorder: Recorder,
+}
+
+impl EventRecorder {
+    /// `instance` tells replicas apart (the pod name, usually).
+    pub fn new(client: kube::Client, instance: &str) -> EventRecorder {
+        let reporter = Reporter {
+            controller: CONTROLLER.into(),
+            instance: Some(instance.into()),
+        };
+        EventRecorder {
+            recorder: Recorder::new(client, reporter),
+        }
+    }
+
+    /// Publishes `reason` with `note` on the action (as just written) and on
+    /// its target.
+    ///
+    /// The recorder folds events with the same regarding object, reason and
+    /// related object into one series that keeps the first note. Every
+    /// transition writes the action first, so its reference carries a new
+    /// resourceVersion, and each event names the other object as `related`:
+    /// no two transitions share a series and every note is shown.
+    pub async fn transition(&self, action: &HealingAction, reason: Reason, note: &str) {
+        let mut own = action.object_ref(&());
+        own.resource_version = action.metadata.resource_version.clone();
+        let target = target_ref(action);
+        let note = truncate(note);
+        for (regarding, related) in [(&own, &target), (&target, &own)] {
+            let event = Event {
+                type_: reason.event_type(),
+                reason: reason.as_str().into(),
+                note: Some(note.clone()),
+                action: "Heal".into(),
+                secondary: Some(related.clone()),
+            };
+            if let Err(error) = self.recorder.publish(&event, regarding).await {
+                tracing::warn!(
+                    reason = reason.as_str(),
+                    object = regarding.name.as_deref().unwrap_or_default(),
+                    "event not recorded: {error}"
+                );
+            }
+        }
+    }
+}
+
+pub fn target_ref(action: &HealingAction) -> ObjectReference {
+    let target = &action.spec.target;
+    ObjectReference {
+        api_version: Some(target.api_version.clone()),
+        kind: Some(target.kind.clone()),
+        namespace: Some(target.namespace.clone()),
+        name: Some(target.name.clone()),
+        uid: target.uid.clone(),
+        ..ObjectReference::default()
+    }
+}
+
+fn truncate(note: &str) -> String {
+    if note.len() <= MAX_NOTE_BYTES {
+        return note.to_string();
+    }
+    let mut end = MAX_NOTE_BYTES - '…'.len_utf8();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &note[..end])
+}
