@@ -4,7 +4,9 @@
 pub mod actions;
 pub mod bench;
 pub mod budget;
+pub mod collect;
 pub mod config;
+pub mod evaluation;
 pub mod execute;
 pub mod facts;
 pub mod healing_action;
@@ -15,6 +17,7 @@ pub mod pipeline;
 pub mod plugin_host;
 pub mod policy;
 pub mod privacy;
+pub mod prometheus;
 pub mod report;
 pub mod review;
 pub mod rules;

@@ -177,7 +177,8 @@ impl Analyzer {
         } else {
             &snapshot.policies
         };
-        let fired = triggers::evaluate(&facts, policies).map_err(AnalyzeError::Policy)?;
+        let fired = triggers::evaluate(&facts, policies, &triggers::Context::offline(&facts))
+            .map_err(AnalyzeError::Policy)?;
         let mut report = Report {
             pods_seen: facts.pods.len(),
             ignored: snapshot.ignored.clone(),
@@ -190,7 +191,8 @@ impl Analyzer {
         Ok(report)
     }
 
-    async fn analyze_incident(&self, open: &OpenIncident<'_>) -> IncidentReport {
+    /// Model (or rules) → review → planned actions for one incident.
+    pub async fn analyze_incident(&self, open: &OpenIncident<'_>) -> IncidentReport {
         let incident = &open.incident;
         let mut model_call = None;
         let (analysis, source, fallback_reason) =
