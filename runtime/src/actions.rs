@@ -159,6 +159,19 @@ fn spec_action(recommendation: &Recommendation) -> Option<ActionSpec> {
     })
 }
 
+/// The triggers that fired for the incident an action answers, comma
+/// separated: cooldowns per (policy, trigger, target) are counted from them.
+pub const TRIGGERS_ANNOTATION: &str = "kubeskippy.io/triggers";
+
+fn fired_triggers(incident: &crate::wit::Incident) -> String {
+    let names: std::collections::BTreeSet<&str> = incident
+        .findings
+        .iter()
+        .map(|finding| finding.trigger.as_str())
+        .collect();
+    names.into_iter().collect::<Vec<_>>().join(",")
+}
+
 /// Builds the planned HealingAction for an allowed recommendation. Names are
 /// derived from the incident and the action, so the same plan gets the same
 /// name on every run and a controller can tell it already exists.
@@ -240,6 +253,7 @@ pub fn plan(
         ),
         ("ai.reasoning".to_string(), recommendation.reason.clone()),
         ("kubeskippy.io/incident".to_string(), incident.id.clone()),
+        (TRIGGERS_ANNOTATION.to_string(), fired_triggers(incident)),
     ]));
     healing_action.status = Some(HealingActionStatus::default());
     Some(healing_action)

@@ -14,6 +14,8 @@ use crate::snapshot::Snapshot;
 use crate::synthetic;
 use crate::wit;
 
+mod live;
+
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Calls per plugin measurement.
@@ -22,6 +24,13 @@ pub struct BenchArgs {
     /// Pods in the synthetic snapshot.
     #[arg(long, default_value_t = 10_000)]
     pub pods: usize,
+    /// Run only the live-evaluation sections (evaluation pass, cache memory,
+    /// incident to HealingAction).
+    #[arg(long)]
+    pub evaluation_only: bool,
+    /// Internal: measure the cache's memory in this (child) process and exit.
+    #[arg(long, hide = true)]
+    pub cache_memory_child: bool,
 }
 
 /// The seed's incident grown to 10 pods and 30 events.
@@ -68,6 +77,7 @@ pub fn realistic_reply() -> String {
 
 struct Stats {
     p50: Duration,
+    p95: Duration,
     p99: Duration,
 }
 
@@ -86,6 +96,7 @@ fn measure(iterations: usize, mut call: impl FnMut()) -> Stats {
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
     Stats {
         p50: at(0.5),
+        p95: at(0.95),
         p99: at(0.99),
     }
 }
@@ -103,6 +114,12 @@ fn peak_rss_mib() -> Option<f64> {
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.iterations > 0, "--iterations must be at least 1");
+    if args.cache_memory_child {
+        return live::cache_memory_child(args.pods);
+    }
+    if args.evaluation_only {
+        return live::run(args.pods);
+    }
     let host = PluginHost::new()?;
     let config: BTreeMap<String, String> = Config::default().plugin_config();
     let limits = Limits::default();
@@ -234,7 +251,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Some(mib) => println!("peak RSS of this process: {mib:.0} MiB"),
         None => println!("peak RSS: not available on this platform"),
     }
-    Ok(())
+    live::run(args.pods)
 }
 
 /// The providers' own cost — building the request, HTTP over loopback, reading

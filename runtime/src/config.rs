@@ -20,6 +20,22 @@ pub struct Config {
     pub plugins: PluginsConfig,
     #[serde(default)]
     pub safety: SafetyConfig,
+    /// Where `prometheus` metric triggers send their PromQL queries.
+    #[serde(default)]
+    pub prometheus: Option<PrometheusConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusConfig {
+    /// The server's base URL, such as http://prometheus.monitoring:9090.
+    pub url: String,
+    #[serde(default = "default_prometheus_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+}
+
+fn default_prometheus_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
@@ -460,6 +476,14 @@ impl Config {
             return Err(format!(
                 "ai.maxRetries must be at most 10, got {}",
                 ai.max_retries
+            ));
+        }
+        if let Some(prometheus) = &self.prometheus
+            && !(prometheus.url.starts_with("http://") || prometheus.url.starts_with("https://"))
+        {
+            return Err(format!(
+                "prometheus.url must be an http:// or https:// URL, got {:?}",
+                prometheus.url
             ));
         }
         if self.plugins.memory_limit < 1 << 20 {

@@ -6,10 +6,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, ResourceRequirements};
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kubeskippy_plugin_sdk::quantity;
 
+use crate::prometheus::QueryResults;
 use crate::snapshot::{PodMetrics, Snapshot};
 use crate::wit::{ContainerFacts, EventFacts, ObjectRef, PodFacts, ResourceAmounts, WorkloadFacts};
 
@@ -47,11 +50,44 @@ pub struct WorkloadRecord {
     pub marks: ObjectMarks,
 }
 
+/// An event's facts and when it happened, for windowed triggers.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    pub facts: EventFacts,
+    /// firstTimestamp, else eventTime, else the object's creation.
+    pub first_seen: Option<DateTime<Utc>>,
+    /// The latest of lastTimestamp, eventTime and series.lastObservedTime, else
+    /// the object's creation.
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Default)]
 pub struct ClusterFacts {
     pub pods: Vec<PodRecord>,
     pub workloads: HashMap<ObjectKey, WorkloadRecord>,
-    pub events: Vec<EventFacts>,
+    pub events: Vec<EventRecord>,
+    /// Indices into `pods`, per workload, in workload order.
+    pub pods_by_workload: BTreeMap<ObjectKey, Vec<usize>>,
+    /// Indices into `events` of the events about a workload or one of its
+    /// pods, in `events` order.
+    pub events_by_workload: HashMap<ObjectKey, Vec<usize>>,
+    /// The last occurrence of the newest event.
+    pub newest_event: Option<DateTime<Utc>>,
+}
+
+/// The objects facts are built from, borrowed: a parsed snapshot and the live
+/// cache's stores both lend them, so nothing is cloned to build facts.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterObjects<'a> {
+    pub pods: Vec<&'a Pod>,
+    pub events: Vec<&'a Event>,
+    pub deployments: Vec<&'a Deployment>,
+    pub replica_sets: Vec<&'a ReplicaSet>,
+    pub stateful_sets: Vec<&'a StatefulSet>,
+    pub daemon_sets: Vec<&'a DaemonSet>,
+    pub pod_metrics: Vec<&'a PodMetrics>,
+    /// Prometheus results by query text; absent when nothing was queried.
+    pub queries: Option<&'a QueryResults>,
 }
 
 /// (kind, namespace, name): how records are looked up.
@@ -81,75 +117,166 @@ pub struct FactsError {
 }
 
 impl ClusterFacts {
+    /// Facts of a snapshot; the first unreadable object fails the whole
+    /// snapshot, so a half-read cluster is never analysed as if it were whole.
     pub fn from_snapshot(snapshot: &Snapshot) -> Result<ClusterFacts, FactsError> {
-        let mut facts = ClusterFacts::default();
-        collect_workloads(snapshot, &mut facts.workloads);
+        let (facts, mut problems) = ClusterFacts::from_objects(&snapshot.objects());
+        match problems.is_empty() {
+            true => Ok(facts),
+            false => Err(problems.swap_remove(0)),
+        }
+    }
 
-        let replica_set_owner: HashMap<(String, String), Option<OwnerReference>> = snapshot
+    /// Facts of whatever objects are at hand, and the objects that could not
+    /// be read (a pod with an unparsable quantity), which are left out: in a
+    /// live cluster one odd pod must not stop every other from being watched.
+    pub fn from_objects(objects: &ClusterObjects) -> (ClusterFacts, Vec<FactsError>) {
+        let mut facts = ClusterFacts::default();
+        let mut problems = Vec::new();
+        collect_workloads(objects, &mut facts.workloads);
+
+        let replica_set_owner: HashMap<(&str, &str), Option<&OwnerReference>> = objects
             .replica_sets
             .iter()
             .map(|rs| {
                 (
-                    (namespace_of(&rs.metadata), name_of(&rs.metadata)),
-                    controller_of(&rs.metadata).cloned(),
+                    (namespace_str(&rs.metadata), name_str(&rs.metadata)),
+                    controller_of(&rs.metadata),
                 )
             })
             .collect();
-        let metrics: HashMap<(String, String), &PodMetrics> = snapshot
+        let metrics: HashMap<(&str, &str), &PodMetrics> = objects
             .pod_metrics
             .iter()
-            .map(|m| ((namespace_of(&m.metadata), name_of(&m.metadata)), m))
+            .map(|m| ((namespace_str(&m.metadata), name_str(&m.metadata)), *m))
             .collect();
 
-        for pod in &snapshot.pods {
-            let namespace = namespace_of(&pod.metadata);
-            let name = name_of(&pod.metadata);
+        let mut pod_index: HashMap<(&str, &str), usize> = HashMap::new();
+        for pod in &objects.pods {
+            let namespace = namespace_str(&pod.metadata);
+            let name = name_str(&pod.metadata);
             let workload = resolve_owner(pod, &replica_set_owner, &facts.workloads);
-            let usage = metrics.get(&(namespace.clone(), name.clone())).copied();
-            let record = pod_record(pod, workload, usage).map_err(|message| FactsError {
-                object: format!("Pod {namespace}/{name}"),
-                message,
-            })?;
-            facts.pods.push(record);
+            let usage = metrics.get(&(namespace, name)).copied();
+            match pod_record(pod, workload, usage) {
+                Ok(record) => {
+                    pod_index.insert((namespace, name), facts.pods.len());
+                    facts
+                        .pods_by_workload
+                        .entry(key_of(&record.workload))
+                        .or_default()
+                        .push(facts.pods.len());
+                    facts.pods.push(record);
+                }
+                Err(message) => problems.push(FactsError {
+                    object: format!("Pod {namespace}/{name}"),
+                    message,
+                }),
+            }
         }
 
-        facts.events = snapshot
+        facts.events = objects
             .events
             .iter()
-            .map(|event| EventFacts {
-                event_type: event.type_.clone().unwrap_or_else(|| "Normal".into()),
-                reason: event.reason.clone().unwrap_or_default(),
-                message: event.message.clone().unwrap_or_default(),
-                count: event
-                    .count
-                    .and_then(|c| u32::try_from(c).ok())
-                    .unwrap_or(1)
-                    .max(1),
-                involved: object_ref(
-                    event.involved_object.kind.as_deref().unwrap_or_default(),
-                    event
-                        .involved_object
-                        .namespace
-                        .as_deref()
-                        .or(event.metadata.namespace.as_deref())
-                        .unwrap_or_default(),
-                    event.involved_object.name.as_deref().unwrap_or_default(),
-                ),
-            })
+            .map(|event| event_record(event))
             .collect();
-        Ok(facts)
+        for (index, event) in facts.events.iter().enumerate() {
+            let involved = &event.facts.involved;
+            let workload = if involved.kind == "Pod" {
+                pod_index
+                    .get(&(involved.namespace.as_str(), involved.name.as_str()))
+                    .map(|&pod| key_of(&facts.pods[pod].workload))
+            } else {
+                Some(key_of(involved))
+            };
+            if let Some(workload) = workload {
+                facts
+                    .events_by_workload
+                    .entry(workload)
+                    .or_default()
+                    .push(index);
+            }
+        }
+        facts.newest_event = facts.events.iter().filter_map(|e| e.last_seen).max();
+        (facts, problems)
+    }
+
+    /// The pods of a workload.
+    pub fn pods_of<'f>(&'f self, workload: &ObjectKey) -> impl Iterator<Item = &'f PodRecord> {
+        self.pods_by_workload
+            .get(workload)
+            .into_iter()
+            .flatten()
+            .map(|&index| &self.pods[index])
+    }
+
+    /// The events about a workload or one of its pods.
+    pub fn events_of<'f>(&'f self, workload: &ObjectKey) -> impl Iterator<Item = &'f EventRecord> {
+        self.events_by_workload
+            .get(workload)
+            .into_iter()
+            .flatten()
+            .map(|&index| &self.events[index])
     }
 }
 
-fn namespace_of(metadata: &ObjectMeta) -> String {
-    metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into())
+fn event_record(event: &Event) -> EventRecord {
+    let last_seen = [
+        event.last_timestamp.as_ref().map(|t| t.0),
+        event.event_time.as_ref().map(|t| t.0),
+        event
+            .series
+            .as_ref()
+            .and_then(|s| s.last_observed_time.as_ref())
+            .map(|t| t.0),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .or(event.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    let first_seen = event
+        .first_timestamp
+        .as_ref()
+        .map(|t| t.0)
+        .or(event.event_time.as_ref().map(|t| t.0))
+        .or(event.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    EventRecord {
+        facts: EventFacts {
+            event_type: event.type_.clone().unwrap_or_else(|| "Normal".into()),
+            reason: event.reason.clone().unwrap_or_default(),
+            message: event.message.clone().unwrap_or_default(),
+            count: event
+                .count
+                .and_then(|c| u32::try_from(c).ok())
+                .unwrap_or(1)
+                .max(1),
+            involved: object_ref(
+                event.involved_object.kind.as_deref().unwrap_or_default(),
+                event
+                    .involved_object
+                    .namespace
+                    .as_deref()
+                    .or(event.metadata.namespace.as_deref())
+                    .unwrap_or_default(),
+                event.involved_object.name.as_deref().unwrap_or_default(),
+            ),
+        },
+        first_seen: first_seen.map(chrono_of),
+        last_seen: last_seen.map(chrono_of),
+    }
 }
 
-fn name_of(metadata: &ObjectMeta) -> String {
-    metadata.name.clone().unwrap_or_default()
+/// k8s-openapi's timestamps are jiff's; the rest of KubeSkippy uses chrono.
+pub fn chrono_of(timestamp: k8s_openapi::jiff::Timestamp) -> DateTime<Utc> {
+    DateTime::from_timestamp(timestamp.as_second(), timestamp.subsec_nanosecond() as u32)
+        .unwrap_or_default()
+}
+
+fn namespace_str(metadata: &ObjectMeta) -> &str {
+    metadata.namespace.as_deref().unwrap_or("default")
+}
+
+fn name_str(metadata: &ObjectMeta) -> &str {
+    metadata.name.as_deref().unwrap_or_default()
 }
 
 fn controller_of(metadata: &ObjectMeta) -> Option<&OwnerReference> {
@@ -168,13 +295,13 @@ fn container_names(template: Option<&k8s_openapi::api::core::v1::PodTemplateSpec
         .unwrap_or_default()
 }
 
-fn collect_workloads(snapshot: &Snapshot, workloads: &mut HashMap<ObjectKey, WorkloadRecord>) {
+fn collect_workloads(objects: &ClusterObjects, workloads: &mut HashMap<ObjectKey, WorkloadRecord>) {
     let mut add = |kind: &str,
                    metadata: &ObjectMeta,
                    desired: Option<i32>,
                    ready: Option<i32>,
                    containers: Vec<String>| {
-        let target = object_ref(kind, &namespace_of(metadata), &name_of(metadata));
+        let target = object_ref(kind, namespace_str(metadata), name_str(metadata));
         workloads.insert(
             key_of(&target),
             WorkloadRecord {
@@ -188,7 +315,7 @@ fn collect_workloads(snapshot: &Snapshot, workloads: &mut HashMap<ObjectKey, Wor
             },
         );
     };
-    for deployment in &snapshot.deployments {
+    for deployment in &objects.deployments {
         let spec = &deployment.spec;
         add(
             "Deployment",
@@ -204,7 +331,7 @@ fn collect_workloads(snapshot: &Snapshot, workloads: &mut HashMap<ObjectKey, Wor
             container_names(Some(&spec.template)),
         );
     }
-    for set in &snapshot.stateful_sets {
+    for set in &objects.stateful_sets {
         add(
             "StatefulSet",
             &set.metadata,
@@ -218,7 +345,7 @@ fn collect_workloads(snapshot: &Snapshot, workloads: &mut HashMap<ObjectKey, Wor
             container_names(Some(&set.spec.template)),
         );
     }
-    for set in &snapshot.daemon_sets {
+    for set in &objects.daemon_sets {
         let status = set.status.as_ref();
         add(
             "DaemonSet",
@@ -228,7 +355,7 @@ fn collect_workloads(snapshot: &Snapshot, workloads: &mut HashMap<ObjectKey, Wor
             container_names(Some(&set.spec.template)),
         );
     }
-    for set in &snapshot.replica_sets {
+    for set in &objects.replica_sets {
         // A ReplicaSet under a Deployment is not a workload of its own.
         if controller_of(&set.metadata).is_some_and(|owner| owner.kind == "Deployment") {
             continue;
@@ -252,37 +379,42 @@ fn collect_workloads(snapshot: &Snapshot, workloads: &mut HashMap<ObjectKey, Wor
 /// traced to its Deployment through the `pod-template-hash` naming convention.
 fn resolve_owner(
     pod: &Pod,
-    replica_set_owner: &HashMap<(String, String), Option<OwnerReference>>,
+    replica_set_owner: &HashMap<(&str, &str), Option<&OwnerReference>>,
     workloads: &HashMap<ObjectKey, WorkloadRecord>,
 ) -> ObjectRef {
-    let namespace = namespace_of(&pod.metadata);
+    let namespace = namespace_str(&pod.metadata);
     let Some(owner) = controller_of(&pod.metadata) else {
-        return object_ref("Pod", &namespace, &name_of(&pod.metadata));
+        return object_ref("Pod", namespace, name_str(&pod.metadata));
     };
     if owner.kind != "ReplicaSet" {
-        return object_ref(&owner.kind, &namespace, &owner.name);
+        return object_ref(&owner.kind, namespace, &owner.name);
     }
-    match replica_set_owner.get(&(namespace.clone(), owner.name.clone())) {
-        Some(Some(grand_owner)) => object_ref(&grand_owner.kind, &namespace, &grand_owner.name),
-        Some(None) => object_ref("ReplicaSet", &namespace, &owner.name),
+    match replica_set_owner.get(&(namespace, owner.name.as_str())) {
+        Some(Some(grand_owner)) => object_ref(&grand_owner.kind, namespace, &grand_owner.name),
+        Some(None) => object_ref("ReplicaSet", namespace, &owner.name),
         None => {
             let hash = pod
                 .metadata
                 .labels
                 .as_ref()
                 .and_then(|labels| labels.get("pod-template-hash"));
-            let deployment = hash.and_then(|hash| owner.name.strip_suffix(&format!("-{hash}")));
+            let deployment = hash.and_then(|hash| {
+                owner
+                    .name
+                    .strip_suffix(hash.as_str())
+                    .and_then(|rest| rest.strip_suffix('-'))
+            });
             match deployment {
                 Some(name)
                     if workloads.contains_key(&(
                         "Deployment".into(),
-                        namespace.clone(),
+                        namespace.into(),
                         name.into(),
                     )) =>
                 {
-                    object_ref("Deployment", &namespace, name)
+                    object_ref("Deployment", namespace, name)
                 }
-                _ => object_ref("ReplicaSet", &namespace, &owner.name),
+                _ => object_ref("ReplicaSet", namespace, &owner.name),
             }
         }
     }
@@ -426,8 +558,8 @@ fn pod_record(
 
     let has_metrics = metrics.is_some();
     let facts = PodFacts {
-        name: name_of(&pod.metadata),
-        namespace: namespace_of(&pod.metadata),
+        name: name_str(&pod.metadata).to_string(),
+        namespace: namespace_str(&pod.metadata).to_string(),
         phase: status
             .and_then(|s| s.phase.clone())
             .unwrap_or_else(|| "Unknown".into()),

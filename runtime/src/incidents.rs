@@ -41,11 +41,7 @@ fn open_one<'p>(facts: &ClusterFacts, fired: Fired<'p>) -> OpenIncident<'p> {
     } = fired;
     let key = key_of(&workload);
     let troubled: HashSet<&str> = findings.iter().filter_map(|f| f.pod.as_deref()).collect();
-    let mut pods: Vec<_> = facts
-        .pods
-        .iter()
-        .filter(|pod| key_of(&pod.workload) == key)
-        .collect();
+    let mut pods: Vec<_> = facts.pods_of(&key).collect();
     pods.sort_by_key(|pod| {
         (
             !troubled.contains(pod.facts.name.as_str()),
@@ -56,13 +52,12 @@ fn open_one<'p>(facts: &ClusterFacts, fired: Fired<'p>) -> OpenIncident<'p> {
 
     let pod_names: HashSet<&str> = pods.iter().map(|pod| pod.facts.name.as_str()).collect();
     let mut events: Vec<EventFacts> = facts
-        .events
-        .iter()
+        .events_of(&key)
+        .map(|event| &event.facts)
         .filter(|event| {
-            event.involved.namespace == workload.namespace
-                && ((event.involved.kind == "Pod"
-                    && pod_names.contains(event.involved.name.as_str()))
-                    || key_of(&event.involved) == key)
+            let involved = &event.involved;
+            (involved.kind == "Pod" && pod_names.contains(involved.name.as_str()))
+                || (involved.kind == workload.kind && involved.name == workload.name)
         })
         .cloned()
         .collect();
@@ -122,4 +117,15 @@ fn incident_id(workload: &crate::wit::ObjectRef, kinds: &BTreeSet<String>) -> St
         workload.kind.to_lowercase(),
         workload.name
     )
+}
+
+/// The workload an incident id names, as (kind in lower case, name), given
+/// the namespace it is in. The id is `{namespace}-{kind}-{name}-{8 hex}` and a
+/// kind has no dashes, so with the namespace known the parse is unambiguous.
+pub fn workload_of_incident_id<'i>(id: &'i str, namespace: &str) -> Option<(&'i str, &'i str)> {
+    let rest = id.strip_prefix(namespace)?.strip_prefix('-')?;
+    let (kind, rest) = rest.split_once('-')?;
+    let (name, digest) = rest.rsplit_once('-')?;
+    (digest.len() == 8 && digest.bytes().all(|b| b.is_ascii_hexdigit()) && !name.is_empty())
+        .then_some((kind, name))
 }

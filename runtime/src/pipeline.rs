@@ -273,7 +273,8 @@ impl Analyzer {
         } else {
             &snapshot.policies
         };
-        let fired = triggers::evaluate(&facts, policies).map_err(AnalyzeError::Policy)?;
+        let fired = triggers::evaluate(&facts, policies, &triggers::Context::offline(&facts))
+            .map_err(AnalyzeError::Policy)?;
         let mut report = Report {
             pods_seen: facts.pods.len(),
             ignored: snapshot.ignored.clone(),

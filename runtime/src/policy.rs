@@ -201,12 +201,84 @@ pub struct Trigger {
     pub condition: Option<ConditionTrigger>,
 }
 
-/// A per-pod metric at or above a threshold.
+/// A metric at or above a threshold: per pod, or per workload for
+/// `errorEventRate`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricTrigger {
     pub name: Metric,
-    pub threshold: f64,
+    /// A number: a percentage for `*PercentOfLimit`, restarts for
+    /// `restartCount`, Warning events per minute for `errorEventRate`, the
+    /// query's value for `prometheus`. `cpuMillicores` and `memoryBytes` also
+    /// take a quantity such as `500m` or `1.5Gi`.
+    #[schemars(schema_with = "number_or_quantity")]
+    pub threshold: Threshold,
+    /// `errorEventRate` only: the window the rate is measured over (default
+    /// 5m), ending at the evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// `prometheus` only: an instant PromQL query; each sample of its vector
+    /// result is matched to a pod by its `namespace` and `pod` labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// How long the metric must stay at or above the threshold, on every
+    /// evaluation, before the trigger fires. `kubeskippy analyze` sees one
+    /// instant and cannot observe a duration: there the trigger fires on what
+    /// the snapshot shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+}
+
+/// A threshold as written: a number, or a Kubernetes quantity for the
+/// absolute usage metrics.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Threshold {
+    Number(f64),
+    Quantity(String),
+}
+
+/// A number or a string: a structural schema has no type for that pair, so
+/// the API server keeps the value as sent and [`HealingPolicy::validate`]
+/// checks it.
+fn number_or_quantity(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-preserve-unknown-fields": true,
+        "description": "A number, or for cpuMillicores and memoryBytes a quantity such as 500m or 1.5Gi.",
+    })
+}
+
+/// The window `errorEventRate` measures over when none is given.
+pub const DEFAULT_RATE_WINDOW: &str = "5m";
+
+impl MetricTrigger {
+    /// The threshold in the metric's unit: millicores, bytes, a percentage, a
+    /// count or a rate.
+    pub fn threshold_value(&self) -> Result<f64, String> {
+        let value = match &self.threshold {
+            Threshold::Number(number) => *number,
+            Threshold::Quantity(text) => match self.name {
+                Metric::CpuMillicores => {
+                    kubeskippy_plugin_sdk::quantity::cpu_millicores(text)? as f64
+                }
+                Metric::MemoryBytes => kubeskippy_plugin_sdk::quantity::memory_bytes(text)? as f64,
+                _ => text
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{text:?} is not a number"))?,
+            },
+        };
+        if value.is_finite() && value >= 0.0 {
+            Ok(value)
+        } else {
+            Err("must be a number >= 0".into())
+        }
+    }
+
+    /// The rate window of `errorEventRate`.
+    pub fn rate_window(&self) -> Result<std::time::Duration, String> {
+        crate::config::parse_duration(self.window.as_deref().unwrap_or(DEFAULT_RATE_WINDOW))
+    }
 }
 
 /// Events whose reason matches `reason` (a regex, anchored) with a summed count
@@ -219,6 +291,12 @@ pub struct EventTrigger {
     pub event_type: String,
     #[serde(default = "one")]
     pub min_count: u32,
+    /// Only events whose last occurrence (lastTimestamp, eventTime or
+    /// series.lastObservedTime) falls within this window before the
+    /// evaluation count. `kubeskippy analyze` has no clock of the cluster: there
+    /// the window ends at the newest event in the snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
 }
 
 /// A container or pod in one of these states: a waiting reason
@@ -228,6 +306,12 @@ pub struct EventTrigger {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConditionTrigger {
     pub states: Vec<String>,
+    /// How long a pod must be seen in one of the states, on every evaluation,
+    /// before the trigger fires. `kubeskippy analyze` sees one instant and
+    /// cannot observe a duration: there the trigger fires on what the snapshot
+    /// shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
 }
 
 /// The one condition a valid trigger has.
@@ -247,6 +331,15 @@ impl Trigger {
             _ => None,
         }
     }
+
+    /// How long the trigger's condition must hold before it fires, as written.
+    pub fn duration_text(&self) -> Option<&str> {
+        match self.condition()? {
+            TriggerCondition::Metric(metric) => metric.duration.as_deref(),
+            TriggerCondition::Condition(condition) => condition.duration.as_deref(),
+            TriggerCondition::Event(_) => None,
+        }
+    }
 }
 
 fn warning() -> String {
@@ -263,6 +356,14 @@ pub enum Metric {
     RestartCount,
     CpuPercentOfLimit,
     MemoryPercentOfLimit,
+    /// The pod's CPU usage (all containers), in millicores.
+    CpuMillicores,
+    /// The pod's memory usage (all containers), in bytes.
+    MemoryBytes,
+    /// Warning events about the workload and its pods, per minute over `window`.
+    ErrorEventRate,
+    /// The value of `query` for the pod, from the configured Prometheus.
+    Prometheus,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
@@ -327,6 +428,35 @@ fn headroom() -> f64 {
     1.25
 }
 
+fn validate_metric(index: usize, metric: &MetricTrigger) -> Result<(), String> {
+    let at = format!("spec.triggers[{index}].metric");
+    metric
+        .threshold_value()
+        .map_err(|why| format!("{at}.threshold: {why}"))?;
+    if metric.window.is_some() && metric.name != Metric::ErrorEventRate {
+        return Err(format!("{at}.window applies to errorEventRate only"));
+    }
+    metric
+        .rate_window()
+        .map_err(|why| format!("{at}.window: {why}"))?;
+    match (&metric.query, metric.name) {
+        (None, Metric::Prometheus) => {
+            return Err(format!("{at}.query is required for the prometheus metric"));
+        }
+        (Some(query), Metric::Prometheus) if query.trim().is_empty() => {
+            return Err(format!("{at}.query is empty"));
+        }
+        (Some(_), name) if name != Metric::Prometheus => {
+            return Err(format!("{at}.query applies to the prometheus metric only"));
+        }
+        _ => {}
+    }
+    if let Some(duration) = &metric.duration {
+        crate::config::parse_duration(duration).map_err(|why| format!("{at}.duration: {why}"))?;
+    }
+    Ok(())
+}
+
 impl HealingPolicy {
     /// Checks what serde cannot: names unique and referenced, numbers in range,
     /// regexes that compile. The message names the offending field.
@@ -354,14 +484,12 @@ impl HealingPolicy {
                 )
             })?;
             match condition {
-                TriggerCondition::Metric(metric)
-                    if !(metric.threshold.is_finite() && metric.threshold >= 0.0) =>
-                {
-                    return Err(format!(
-                        "spec.triggers[{index}].metric.threshold must be a number >= 0"
-                    ));
-                }
+                TriggerCondition::Metric(metric) => validate_metric(index, metric)?,
                 TriggerCondition::Event(event) => {
+                    if let Some(window) = &event.window {
+                        crate::config::parse_duration(window)
+                            .map_err(|why| format!("spec.triggers[{index}].event.window: {why}"))?;
+                    }
                     regex::Regex::new(&format!("^(?:{})$", event.reason)).map_err(|error| {
                         format!(
                             "spec.triggers[{index}].event.reason is not a valid regex: {}",
@@ -369,12 +497,18 @@ impl HealingPolicy {
                         )
                     })?;
                 }
-                TriggerCondition::Condition(condition) if condition.states.is_empty() => {
-                    return Err(format!(
-                        "spec.triggers[{index}].condition.states must list at least one state"
-                    ));
+                TriggerCondition::Condition(condition) => {
+                    if condition.states.is_empty() {
+                        return Err(format!(
+                            "spec.triggers[{index}].condition.states must list at least one state"
+                        ));
+                    }
+                    if let Some(duration) = &condition.duration {
+                        crate::config::parse_duration(duration).map_err(|why| {
+                            format!("spec.triggers[{index}].condition.duration: {why}")
+                        })?;
+                    }
                 }
-                _ => {}
             }
         }
         crate::config::parse_duration(&spec.safety.cooldown)

@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::facts::ClusterObjects;
 use crate::policy::HealingPolicy;
 
 /// metrics.k8s.io/v1beta1 PodMetrics; k8s-openapi has no type for it.
@@ -164,6 +165,20 @@ impl Snapshot {
             _ => *self.ignored.entry(kind).or_default() += 1,
         }
         Ok(())
+    }
+
+    /// The snapshot's objects, borrowed, for building facts.
+    pub fn objects(&self) -> ClusterObjects<'_> {
+        ClusterObjects {
+            pods: self.pods.iter().collect(),
+            events: self.events.iter().collect(),
+            deployments: self.deployments.iter().collect(),
+            replica_sets: self.replica_sets.iter().collect(),
+            stateful_sets: self.stateful_sets.iter().collect(),
+            daemon_sets: self.daemon_sets.iter().collect(),
+            pod_metrics: self.pod_metrics.iter().collect(),
+            queries: None,
+        }
     }
 
     pub fn object_count(&self) -> usize {

@@ -2,13 +2,16 @@
 //! on the cluster facts. Every finding is tied to the workload (and pod) that
 //! fired it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kubeskippy_plugin_sdk::quantity;
 
-use crate::facts::{ClusterFacts, ObjectKey, PodRecord, key_of};
-use crate::policy::{EventTrigger, HealingPolicy, Metric, TriggerCondition};
+use crate::facts::{ClusterFacts, EventRecord, ObjectKey, PodRecord};
+use crate::policy::{HealingPolicy, Metric, MetricTrigger, TriggerCondition};
+use crate::prometheus::QueryResults;
 use crate::wit::{Finding, FindingKind, ObjectRef};
 
 /// The findings of one workload under the policy that governs it.
@@ -19,40 +22,50 @@ pub struct Fired<'p> {
     pub findings: Vec<Finding>,
 }
 
+/// What an evaluation sees beside the facts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context<'c> {
+    /// Where event windows end. `None` counts every event, whatever its age.
+    pub now: Option<DateTime<Utc>>,
+    /// Prometheus results by query; a `prometheus` trigger whose query has no
+    /// result here does not fire.
+    pub queries: Option<&'c QueryResults>,
+}
+
+impl Context<'_> {
+    /// `kubeskippy analyze` has one snapshot and no clock of the cluster's:
+    /// windows end at the newest event the snapshot holds (so a snapshot taken
+    /// last week reads as it did then), `duration` cannot be observed and is
+    /// not checked, and nothing is asked of Prometheus.
+    pub fn offline(facts: &ClusterFacts) -> Context<'static> {
+        Context {
+            now: facts.newest_event,
+            queries: None,
+        }
+    }
+}
+
 /// Evaluates every policy over the facts. A workload is governed by the first
-/// policy, in name order, whose selector matches it, so two overlapping policies
-/// never open two incidents for one workload.
+/// policy, in name order (then namespace), whose selector matches it, so two
+/// overlapping policies never open two incidents for one workload.
 pub fn evaluate<'p>(
     facts: &ClusterFacts,
-    policies: &'p [HealingPolicy],
+    policies: impl IntoIterator<Item = &'p HealingPolicy>,
+    context: &Context,
 ) -> Result<Vec<Fired<'p>>, String> {
-    let mut ordered: Vec<&HealingPolicy> = policies.iter().collect();
-    ordered.sort_by(|a, b| a.name().cmp(b.name()));
+    let mut ordered: Vec<&HealingPolicy> = policies.into_iter().collect();
+    ordered.sort_by(|a, b| {
+        (a.name(), a.metadata.namespace.as_deref())
+            .cmp(&(b.name(), b.metadata.namespace.as_deref()))
+    });
     let compiled: Vec<CompiledPolicy> = ordered
         .iter()
         .map(|p| CompiledPolicy::new(p))
         .collect::<Result<_, _>>()?;
 
-    let mut pods_by_workload: BTreeMap<ObjectKey, Vec<&PodRecord>> = BTreeMap::new();
-    for pod in &facts.pods {
-        pods_by_workload
-            .entry(key_of(&pod.workload))
-            .or_default()
-            .push(pod);
-    }
-    let pod_workload: HashMap<(&str, &str), &ObjectRef> = facts
-        .pods
-        .iter()
-        .map(|pod| {
-            (
-                (pod.facts.namespace.as_str(), pod.facts.name.as_str()),
-                &pod.workload,
-            )
-        })
-        .collect();
-
     let mut fired = Vec::new();
-    for (key, pods) in &pods_by_workload {
+    for (key, pod_indices) in &facts.pods_by_workload {
+        let pods: Vec<&PodRecord> = pod_indices.iter().map(|&i| &facts.pods[i]).collect();
         let workload = &pods[0].workload;
         let labels = facts
             .workloads
@@ -65,16 +78,7 @@ pub fn evaluate<'p>(
         else {
             continue;
         };
-        let events_of_workload = facts.events.iter().filter(|event| {
-            let involved = &event.involved;
-            if involved.kind == "Pod" {
-                pod_workload.get(&(involved.namespace.as_str(), involved.name.as_str()))
-                    == Some(&workload)
-            } else {
-                key_of(involved) == *key
-            }
-        });
-        let findings = policy.findings(pods, events_of_workload.collect());
+        let findings = policy.findings(&pods, facts, key, context);
         if !findings.is_empty() {
             fired.push(Fired {
                 workload: workload.clone(),
@@ -86,31 +90,66 @@ pub fn evaluate<'p>(
     Ok(fired)
 }
 
+/// A trigger with its text already parsed.
+enum Compiled<'p> {
+    Metric {
+        metric: &'p MetricTrigger,
+        threshold: f64,
+        window: Duration,
+    },
+    Event {
+        pattern: regex::Regex,
+        event_type: &'p str,
+        min_count: u32,
+        window: Option<Duration>,
+    },
+    Condition {
+        states: &'p [String],
+    },
+}
+
 struct CompiledPolicy<'p> {
     policy: &'p HealingPolicy,
-    event_patterns: HashMap<String, regex::Regex>,
+    triggers: Vec<(&'p str, Compiled<'p>)>,
 }
 
 impl<'p> CompiledPolicy<'p> {
     fn new(policy: &'p HealingPolicy) -> Result<Self, String> {
-        let mut event_patterns = HashMap::new();
+        let mut triggers = Vec::new();
         for trigger in &policy.spec.triggers {
-            if let Some(TriggerCondition::Event(event)) = trigger.condition() {
-                let pattern =
-                    regex::Regex::new(&format!("^(?:{})$", event.reason)).map_err(|error| {
-                        format!(
-                            "policy {}: trigger {}: {error}",
-                            policy.name(),
-                            trigger.name
-                        )
-                    })?;
-                event_patterns.insert(trigger.name.clone(), pattern);
-            }
+            let failed = |error: String| {
+                format!(
+                    "policy {}: trigger {}: {error}",
+                    policy.name(),
+                    trigger.name
+                )
+            };
+            let compiled = match trigger.condition() {
+                None => continue,
+                Some(TriggerCondition::Metric(metric)) => Compiled::Metric {
+                    metric,
+                    threshold: metric.threshold_value().map_err(failed)?,
+                    window: metric.rate_window().map_err(failed)?,
+                },
+                Some(TriggerCondition::Event(event)) => Compiled::Event {
+                    pattern: regex::Regex::new(&format!("^(?:{})$", event.reason))
+                        .map_err(|error| failed(error.to_string()))?,
+                    event_type: &event.event_type,
+                    min_count: event.min_count,
+                    window: event
+                        .window
+                        .as_deref()
+                        .map(crate::config::parse_duration)
+                        .transpose()
+                        .map_err(failed)?,
+                },
+                Some(TriggerCondition::Condition(condition)) => Compiled::Condition {
+                    states: &condition.states,
+                },
+            };
+            triggers.push((trigger.name.as_str(), compiled));
         }
-        Ok(CompiledPolicy {
-            policy,
-            event_patterns,
-        })
+        Ok(CompiledPolicy { policy, triggers })
     }
 
     fn selects(&self, workload: &ObjectRef, labels: &BTreeMap<String, String>) -> bool {
@@ -128,26 +167,65 @@ impl<'p> CompiledPolicy<'p> {
                 .is_none_or(|label_selector| label_selector_matches(label_selector, labels))
     }
 
-    fn findings(&self, pods: &[&PodRecord], events: Vec<&crate::wit::EventFacts>) -> Vec<Finding> {
+    fn findings(
+        &self,
+        pods: &[&PodRecord],
+        facts: &ClusterFacts,
+        workload: &ObjectKey,
+        context: &Context,
+    ) -> Vec<Finding> {
         let mut findings = Vec::new();
-        for trigger in &self.policy.spec.triggers {
-            let name = &trigger.name;
-            match trigger.condition() {
-                None => {}
-                Some(TriggerCondition::Metric(metric)) => {
-                    for pod in pods {
-                        findings.extend(metric_finding(name, metric.name, metric.threshold, pod));
+        for (name, trigger) in &self.triggers {
+            match trigger {
+                Compiled::Metric {
+                    metric,
+                    threshold,
+                    window,
+                } => match metric.name {
+                    Metric::ErrorEventRate => findings.extend(error_rate_finding(
+                        name,
+                        *threshold,
+                        *window,
+                        facts.events_of(workload),
+                        context.now,
+                    )),
+                    Metric::Prometheus => {
+                        let values = metric
+                            .query
+                            .as_ref()
+                            .and_then(|query| context.queries?.get(query)?.as_ref().ok());
+                        if let Some(values) = values {
+                            for pod in pods {
+                                let key = (pod.facts.namespace.clone(), pod.facts.name.clone());
+                                if let Some(&value) = values.get(&key)
+                                    && value >= *threshold
+                                {
+                                    findings.push(Finding {
+                                        trigger: name.to_string(),
+                                        kind: FindingKind::Other,
+                                        detail: format!(
+                                            "Prometheus query {:?} is {value} for pod {} (threshold {threshold})",
+                                            metric.query.as_deref().unwrap_or_default(),
+                                            pod.facts.name
+                                        ),
+                                        pod: Some(pod.facts.name.clone()),
+                                    });
+                                }
+                            }
+                        }
                     }
-                }
-                Some(TriggerCondition::Condition(condition)) => {
+                    _ => {
+                        for pod in pods {
+                            findings.extend(metric_finding(name, metric.name, *threshold, pod));
+                        }
+                    }
+                },
+                Compiled::Condition { states } => {
                     for pod in pods {
-                        if let Some(state) = condition
-                            .states
-                            .iter()
-                            .find(|state| pod.states.contains(state))
+                        if let Some(state) = states.iter().find(|state| pod.states.contains(state))
                         {
                             findings.push(Finding {
-                                trigger: name.clone(),
+                                trigger: name.to_string(),
                                 kind: kind_of_state(state),
                                 detail: condition_detail(pod, state),
                                 pod: Some(pod.facts.name.clone()),
@@ -155,29 +233,40 @@ impl<'p> CompiledPolicy<'p> {
                         }
                     }
                 }
-                Some(TriggerCondition::Event(EventTrigger {
+                Compiled::Event {
+                    pattern,
                     event_type,
                     min_count,
-                    ..
-                })) => {
-                    let pattern = &self.event_patterns[name];
-                    let matching: Vec<_> = events
-                        .iter()
+                    window,
+                } => {
+                    let since = context.now.zip(*window).map(|(now, window)| now - window);
+                    let matching: Vec<&EventRecord> = facts
+                        .events_of(workload)
                         .filter(|event| {
-                            event.event_type == *event_type && pattern.is_match(&event.reason)
+                            event.facts.event_type == *event_type
+                                && pattern.is_match(&event.facts.reason)
+                                && within(event, since)
                         })
                         .collect();
-                    let total: u64 = matching.iter().map(|event| u64::from(event.count)).sum();
+                    let total: u64 = matching
+                        .iter()
+                        .map(|event| u64::from(event.facts.count))
+                        .sum();
                     if !matching.is_empty() && total >= u64::from(*min_count) {
-                        let mut reasons: Vec<&str> =
-                            matching.iter().map(|event| event.reason.as_str()).collect();
+                        let mut reasons: Vec<&str> = matching
+                            .iter()
+                            .map(|event| event.facts.reason.as_str())
+                            .collect();
                         reasons.sort();
                         reasons.dedup();
+                        let within = window
+                            .map(|window| format!(" within {}", format_window(window)))
+                            .unwrap_or_default();
                         findings.push(Finding {
-                            trigger: name.clone(),
+                            trigger: name.to_string(),
                             kind: kind_of_event_reason(reasons[0]),
                             detail: format!(
-                                "{total} {event_type} events ({}) detected",
+                                "{total} {event_type} events ({}) detected{within}",
                                 reasons.join(", ")
                             ),
                             pod: None,
@@ -188,6 +277,61 @@ impl<'p> CompiledPolicy<'p> {
         }
         findings
     }
+}
+
+/// An event counts when it last occurred at or after `since`; an event with no
+/// timestamp at all counts, since nothing says it is old.
+fn within(event: &EventRecord, since: Option<DateTime<Utc>>) -> bool {
+    match (since, event.last_seen) {
+        (Some(since), Some(last)) => last >= since,
+        _ => true,
+    }
+}
+
+fn format_window(window: Duration) -> String {
+    let seconds = window.as_secs();
+    match seconds {
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// Warning events per minute over the window. An Event object's count covers
+/// its whole series; when the series began before the window, only the share
+/// of the count proportional to the overlap is taken, as if the occurrences
+/// were spread evenly between the first and the last.
+fn error_rate_finding<'f>(
+    trigger: &str,
+    threshold: f64,
+    window: Duration,
+    events: impl Iterator<Item = &'f EventRecord>,
+    now: Option<DateTime<Utc>>,
+) -> Option<Finding> {
+    let since = now.map(|now| now - window);
+    let mut occurrences = 0.0;
+    for event in events.filter(|event| event.facts.event_type == "Warning") {
+        if !within(event, since) {
+            continue;
+        }
+        let count = f64::from(event.facts.count);
+        occurrences += match (since, event.first_seen, event.last_seen) {
+            (Some(since), Some(first), Some(last)) if first < since && last > first => {
+                count * (last - since).as_seconds_f64() / (last - first).as_seconds_f64()
+            }
+            _ => count,
+        };
+    }
+    let rate = occurrences / (window.as_secs_f64() / 60.0);
+    (occurrences > 0.0 && rate >= threshold).then(|| Finding {
+        trigger: trigger.to_string(),
+        kind: FindingKind::WarningEvents,
+        detail: format!(
+            "{rate:.1} Warning events per minute over the last {} (threshold {threshold})",
+            format_window(window)
+        ),
+        pod: None,
+    })
 }
 
 fn metric_finding(trigger: &str, metric: Metric, threshold: f64, pod: &PodRecord) -> Vec<Finding> {
@@ -209,6 +353,38 @@ fn metric_finding(trigger: &str, metric: Metric, threshold: f64, pod: &PodRecord
                 vec![]
             }
         }
+        Metric::CpuMillicores | Metric::MemoryBytes => {
+            let (usage, what, kind, show): (_, _, _, fn(u64) -> String) =
+                if metric == Metric::MemoryBytes {
+                    (
+                        facts.usage.memory_bytes,
+                        "Memory",
+                        FindingKind::MemoryPressure,
+                        quantity::format_memory_rounded,
+                    )
+                } else {
+                    (
+                        facts.usage.cpu_millicores,
+                        "CPU",
+                        FindingKind::CpuPressure,
+                        quantity::format_cpu,
+                    )
+                };
+            match usage {
+                Some(usage) if usage as f64 >= threshold => vec![finding(
+                    kind,
+                    format!(
+                        "{what} usage of pod {} at {} (threshold {})",
+                        facts.name,
+                        show(usage),
+                        show(threshold as u64)
+                    ),
+                )],
+                _ => vec![],
+            }
+        }
+        // Evaluated per workload or from query results, not from a pod's facts.
+        Metric::ErrorEventRate | Metric::Prometheus => vec![],
         Metric::CpuPercentOfLimit | Metric::MemoryPercentOfLimit => facts
             .containers
             .iter()

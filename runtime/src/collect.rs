@@ -1,0 +1,631 @@
+//! Collection from the API server: reflector stores for Pods, Events,
+//! Deployments, ReplicaSets, StatefulSets, DaemonSets, HealingPolicies and
+//! HealingActions, watched over all namespaces or one watcher per listed
+//! namespace, and PodMetrics (and the policies' PromQL queries) polled on an
+//! interval into a shared map.
+//!
+//! Every object is stripped as it arrives ([`Strip`]) down to what the
+//! pipeline reads — names, labels, annotations, uid, owners, container names,
+//! resources and states, event texts and times — so ten thousand pods stay
+//! small. Container `env`, volumes, probes, managedFields and the
+//! last-applied annotation are never kept.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerStatus, Event, Pod, PodSpec, PodStatus, PodTemplateSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::runtime::reflector::{self, Store, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+
+use crate::facts::ClusterObjects;
+use crate::healing_action::HealingAction;
+use crate::policy::HealingPolicy;
+use crate::prometheus::{Prometheus, QueryResults, queries_of};
+use crate::snapshot::PodMetrics;
+
+/// Drops what the pipeline never reads from an object as it enters a store.
+pub trait Strip {
+    fn strip(&mut self);
+}
+
+/// The annotation `kubectl apply` leaves: a full copy of the object.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+fn strip_metadata(metadata: &mut ObjectMeta) {
+    metadata.managed_fields = None;
+    if let Some(annotations) = &mut metadata.annotations {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// Keeps a container's name, image and resources: env, mounts, probes,
+/// commands and ports are never read.
+fn strip_container(container: &mut Container) {
+    *container = Container {
+        name: std::mem::take(&mut container.name),
+        image: container.image.take(),
+        resources: container.resources.take(),
+        ..Container::default()
+    };
+}
+
+fn strip_template(template: &mut PodTemplateSpec) {
+    if let Some(metadata) = &mut template.metadata {
+        strip_metadata(metadata);
+    }
+    if let Some(spec) = &mut template.spec {
+        strip_pod_spec(spec);
+    }
+}
+
+fn strip_pod_spec(spec: &mut PodSpec) {
+    let mut containers = std::mem::take(&mut spec.containers);
+    containers.iter_mut().for_each(strip_container);
+    *spec = PodSpec {
+        containers,
+        node_name: spec.node_name.take(),
+        ..PodSpec::default()
+    };
+}
+
+impl Strip for Pod {
+    fn strip(&mut self) {
+        strip_metadata(&mut self.metadata);
+        if let Some(spec) = &mut self.spec {
+            strip_pod_spec(spec);
+        }
+        if let Some(status) = &mut self.status {
+            let statuses = status.container_statuses.take().map(|statuses| {
+                statuses
+                    .into_iter()
+                    .map(|s| ContainerStatus {
+                        name: s.name,
+                        ready: s.ready,
+                        restart_count: s.restart_count,
+                        state: s.state,
+                        last_state: s.last_state,
+                        image: s.image,
+                        ..ContainerStatus::default()
+                    })
+                    .collect()
+            });
+            *status = PodStatus {
+                phase: status.phase.take(),
+                reason: status.reason.take(),
+                message: status.message.take(),
+                conditions: status.conditions.take(),
+                container_statuses: statuses,
+                start_time: status.start_time.take(),
+                ..PodStatus::default()
+            };
+        }
+    }
+}
+
+impl Strip for Event {
+    fn strip(&mut self) {
+        strip_metadata(&mut self.metadata);
+        self.metadata.annotations = None;
+        self.metadata.labels = None;
+        self.related = None;
+        self.source = None;
+        self.reporting_component = None;
+        self.reporting_instance = None;
+        self.action = None;
+        self.involved_object.field_path = None;
+        self.involved_object.resource_version = None;
+    }
+}
+
+/// Workload specs are small but for their pod template, which is stripped
+/// like a pod's spec.
+impl Strip for Deployment {
+    fn strip(&mut self) {
+        strip_metadata(&mut self.metadata);
+        strip_template(&mut self.spec.template);
+    }
+}
+
+impl Strip for ReplicaSet {
+    fn strip(&mut self) {
+        strip_metadata(&mut self.metadata);
+        if let Some(template) = &mut self.spec.template {
+            strip_template(template);
+        }
+    }
+}
+
+impl Strip for StatefulSet {
+    fn strip(&mut self) {
+        strip_metadata(&mut self.metadata);
+        strip_template(&mut self.spec.template);
+        self.spec.volume_claim_templates = None;
+    }
+}
+
+impl Strip for DaemonSet {
+    fn strip(&mut self) {
+        strip_metadata(&mut self.metadata);
+        strip_template(&mut self.spec.template);
+    }
+}
+
+impl Strip for HealingPolicy {
+    fn strip(&mut self) {
+        strip_metadata(&mut self.metadata);
+    }
+}
+
+impl Strip for HealingAction {
+    fn strip(&mut self) {
+        strip_metadata(&mut self.metadata);
+        // The captured original and dry-run result can be whole objects; only
+        // the phase and identity matter for cooldowns and open actions.
+        if let Some(status) = &mut self.status {
+            status.original = None;
+            status.dry_run_result = None;
+        }
+    }
+}
+
+impl Strip for PodMetrics {
+    fn strip(&mut self) {
+        let metadata = std::mem::take(&mut self.metadata);
+        self.metadata = ObjectMeta {
+            name: metadata.name,
+            namespace: metadata.namespace,
+            ..ObjectMeta::default()
+        };
+    }
+}
+
+/// Fills a store as a watcher's initial list would: every object stripped,
+/// then the store marked ready. For tests and benchmarks, which feed stores
+/// without an API server.
+pub fn fill<K>(writer: &mut Writer<K>, objects: impl IntoIterator<Item = K>)
+where
+    K: Resource + Strip + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for mut object in objects {
+        object.strip();
+        writer.apply_watcher_event(&watcher::Event::InitApply(object));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+}
+
+/// The stores of one kind: one per watched namespace, or one for all.
+#[derive(Clone)]
+struct Stores<K: Resource + 'static>(Vec<Store<K>>)
+where
+    K::DynamicType: Eq + Hash;
+
+impl<K> Stores<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    fn all(&self) -> Vec<Arc<K>> {
+        let mut all = Vec::with_capacity(self.0.iter().map(Store::len).sum());
+        for store in &self.0 {
+            all.extend(store.state());
+        }
+        all
+    }
+
+    fn ready(&self) -> bool {
+        self.0
+            .iter()
+            .all(|store| matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))))
+    }
+
+    async fn wait(&self) -> Result<(), reflector::store::WriterDropped> {
+        for store in &self.0 {
+            store.wait_until_ready().await?;
+        }
+        Ok(())
+    }
+}
+
+/// How the last poll of metrics.k8s.io went.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum MetricsState {
+    #[default]
+    NotPolled,
+    Available,
+    /// The reason; metric triggers do not fire meanwhile.
+    Unavailable(String),
+}
+
+#[derive(Default)]
+struct Polled {
+    pod_metrics: Arc<Vec<PodMetrics>>,
+    queries: Arc<QueryResults>,
+    state: MetricsState,
+}
+
+/// Everything KubeSkippy watches in the cluster, kept current by the future
+/// [`ClusterCache::start`] returns. Cloning shares the stores.
+#[derive(Clone)]
+pub struct ClusterCache {
+    pods: Stores<Pod>,
+    events: Stores<Event>,
+    deployments: Stores<Deployment>,
+    replica_sets: Stores<ReplicaSet>,
+    stateful_sets: Stores<StatefulSet>,
+    daemon_sets: Stores<DaemonSet>,
+    policies: Stores<HealingPolicy>,
+    actions: Stores<HealingAction>,
+    polled: Arc<RwLock<Polled>>,
+}
+
+/// The writing side of a cache that no watcher feeds: tests and benchmarks
+/// fill it with [`fill`] or `apply_watcher_event`.
+pub struct CacheWriters {
+    pub pods: Writer<Pod>,
+    pub events: Writer<Event>,
+    pub deployments: Writer<Deployment>,
+    pub replica_sets: Writer<ReplicaSet>,
+    pub stateful_sets: Writer<StatefulSet>,
+    pub daemon_sets: Writer<DaemonSet>,
+    pub policies: Writer<HealingPolicy>,
+    pub actions: Writer<HealingAction>,
+    polled: Arc<RwLock<Polled>>,
+}
+
+impl CacheWriters {
+    /// Replaces the polled PodMetrics, stripped, as a successful poll would.
+    pub fn set_pod_metrics(&self, mut metrics: Vec<PodMetrics>) {
+        metrics.iter_mut().for_each(Strip::strip);
+        let mut polled = self
+            .polled
+            .write()
+            .expect("the metrics lock is never poisoned");
+        polled.pod_metrics = Arc::new(metrics);
+        polled.state = MetricsState::Available;
+    }
+
+    /// Replaces the Prometheus results, as a poll would.
+    pub fn set_query_results(&self, results: QueryResults) {
+        self.polled
+            .write()
+            .expect("the metrics lock is never poisoned")
+            .queries = Arc::new(results);
+    }
+}
+
+/// The cache's content at one moment: shared references to the stored
+/// objects (no object is copied), lent to facts as [`ClusterObjects`].
+pub struct CacheView {
+    pub pods: Vec<Arc<Pod>>,
+    pub events: Vec<Arc<Event>>,
+    pub deployments: Vec<Arc<Deployment>>,
+    pub replica_sets: Vec<Arc<ReplicaSet>>,
+    pub stateful_sets: Vec<Arc<StatefulSet>>,
+    pub daemon_sets: Vec<Arc<DaemonSet>>,
+    pub policies: Vec<Arc<HealingPolicy>>,
+    pub actions: Vec<Arc<HealingAction>>,
+    pub pod_metrics: Arc<Vec<PodMetrics>>,
+    pub queries: Arc<QueryResults>,
+}
+
+impl CacheView {
+    pub fn objects(&self) -> ClusterObjects<'_> {
+        ClusterObjects {
+            pods: self.pods.iter().map(Arc::as_ref).collect(),
+            events: self.events.iter().map(Arc::as_ref).collect(),
+            deployments: self.deployments.iter().map(Arc::as_ref).collect(),
+            replica_sets: self.replica_sets.iter().map(Arc::as_ref).collect(),
+            stateful_sets: self.stateful_sets.iter().map(Arc::as_ref).collect(),
+            daemon_sets: self.daemon_sets.iter().map(Arc::as_ref).collect(),
+            pod_metrics: self.pod_metrics.iter().collect(),
+            queries: Some(&self.queries),
+        }
+    }
+
+    pub fn policies(&self) -> impl Iterator<Item = &HealingPolicy> {
+        self.policies.iter().map(Arc::as_ref)
+    }
+
+    pub fn actions(&self) -> impl Iterator<Item = &HealingAction> {
+        self.actions.iter().map(Arc::as_ref)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("a cache writer was dropped before its store was filled")]
+pub struct CacheClosed;
+
+impl ClusterCache {
+    /// A cache with one store per kind and the writers that fill them.
+    pub fn detached() -> (ClusterCache, CacheWriters) {
+        let polled = Arc::new(RwLock::new(Polled::default()));
+        let (pods, pods_writer) = reflector::store();
+        let (events, events_writer) = reflector::store();
+        let (deployments, deployments_writer) = reflector::store();
+        let (replica_sets, replica_sets_writer) = reflector::store();
+        let (stateful_sets, stateful_sets_writer) = reflector::store();
+        let (daemon_sets, daemon_sets_writer) = reflector::store();
+        let (policies, policies_writer) = reflector::store();
+        let (actions, actions_writer) = reflector::store();
+        (
+            ClusterCache {
+                pods: Stores(vec![pods]),
+                events: Stores(vec![events]),
+                deployments: Stores(vec![deployments]),
+                replica_sets: Stores(vec![replica_sets]),
+                stateful_sets: Stores(vec![stateful_sets]),
+                daemon_sets: Stores(vec![daemon_sets]),
+                policies: Stores(vec![policies]),
+                actions: Stores(vec![actions]),
+                polled: polled.clone(),
+            },
+            CacheWriters {
+                pods: pods_writer,
+                events: events_writer,
+                deployments: deployments_writer,
+                replica_sets: replica_sets_writer,
+                stateful_sets: stateful_sets_writer,
+                daemon_sets: daemon_sets_writer,
+                policies: policies_writer,
+                actions: actions_writer,
+                polled,
+            },
+        )
+    }
+
+    /// Watches every kind over `namespaces` (empty: all namespaces, one
+    /// cluster-wide watcher per kind; otherwise one watcher per namespace) and
+    /// polls PodMetrics — and, with `prometheus`, the policies' queries —
+    /// every `metrics_interval`. The cache fills while the returned future
+    /// runs; it runs until dropped. Watch errors are logged and retried with
+    /// backoff.
+    pub fn start(
+        client: Client,
+        namespaces: &[String],
+        metrics_interval: Duration,
+        prometheus: Option<Prometheus>,
+    ) -> (ClusterCache, impl Future<Output = ()> + Send + 'static) {
+        let scopes: Vec<Option<String>> = if namespaces.is_empty() {
+            vec![None]
+        } else {
+            namespaces.iter().cloned().map(Some).collect()
+        };
+        let mut streams: Vec<BoxStream<'static, ()>> = Vec::new();
+        let cache = ClusterCache {
+            pods: watch_all(&client, &scopes, &mut streams),
+            events: watch_all(&client, &scopes, &mut streams),
+            deployments: watch_all(&client, &scopes, &mut streams),
+            replica_sets: watch_all(&client, &scopes, &mut streams),
+            stateful_sets: watch_all(&client, &scopes, &mut streams),
+            daemon_sets: watch_all(&client, &scopes, &mut streams),
+            policies: watch_all(&client, &scopes, &mut streams),
+            actions: watch_all(&client, &scopes, &mut streams),
+            polled: Arc::new(RwLock::new(Polled::default())),
+        };
+        let watchers = futures::stream::select_all(streams).for_each(|()| async {});
+        let poller = poll_metrics(
+            client,
+            scopes,
+            metrics_interval,
+            cache.polled.clone(),
+            prometheus,
+            cache.policies.clone(),
+        );
+        let run = async move {
+            futures::future::join(watchers, poller).await;
+        };
+        (cache, run)
+    }
+
+    /// Every store has had its initial list.
+    pub fn is_ready(&self) -> bool {
+        self.pods.ready()
+            && self.events.ready()
+            && self.deployments.ready()
+            && self.replica_sets.ready()
+            && self.stateful_sets.ready()
+            && self.daemon_sets.ready()
+            && self.policies.ready()
+            && self.actions.ready()
+    }
+
+    /// Waits until [`is_ready`](Self::is_ready).
+    pub async fn wait_ready(&self) -> Result<(), CacheClosed> {
+        let closed = |_| CacheClosed;
+        self.pods.wait().await.map_err(closed)?;
+        self.events.wait().await.map_err(closed)?;
+        self.deployments.wait().await.map_err(closed)?;
+        self.replica_sets.wait().await.map_err(closed)?;
+        self.stateful_sets.wait().await.map_err(closed)?;
+        self.daemon_sets.wait().await.map_err(closed)?;
+        self.policies.wait().await.map_err(closed)?;
+        self.actions.wait().await.map_err(closed)
+    }
+
+    pub fn metrics_state(&self) -> MetricsState {
+        self.polled
+            .read()
+            .expect("the metrics lock is never poisoned")
+            .state
+            .clone()
+    }
+
+    /// The cache's content now.
+    pub fn view(&self) -> CacheView {
+        let polled = self
+            .polled
+            .read()
+            .expect("the metrics lock is never poisoned");
+        CacheView {
+            pods: self.pods.all(),
+            events: self.events.all(),
+            deployments: self.deployments.all(),
+            replica_sets: self.replica_sets.all(),
+            stateful_sets: self.stateful_sets.all(),
+            daemon_sets: self.daemon_sets.all(),
+            policies: self.policies.all(),
+            actions: self.actions.all(),
+            pod_metrics: polled.pod_metrics.clone(),
+            queries: polled.queries.clone(),
+        }
+    }
+}
+
+/// One reflector per scope for kind `K`, its streams added to `streams`.
+fn watch_all<K>(
+    client: &Client,
+    scopes: &[Option<String>],
+    streams: &mut Vec<BoxStream<'static, ()>>,
+) -> Stores<K>
+where
+    K: Resource<Scope = NamespaceResourceScope>
+        + Strip
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let stores = scopes
+        .iter()
+        .map(|scope| {
+            let api: Api<K> = match scope {
+                Some(namespace) => Api::namespaced(client.clone(), namespace),
+                None => Api::all(client.clone()),
+            };
+            let (store, writer) = reflector::store();
+            let events = watcher(api, watcher::Config::default())
+                .default_backoff()
+                .modify(K::strip);
+            let kind = kind.clone();
+            let scope = scope.clone().unwrap_or_else(|| "all namespaces".into());
+            streams.push(
+                reflector::reflector(writer, events)
+                    .filter_map(move |event| {
+                        if let Err(error) = event {
+                            tracing::warn!("watching {kind} in {scope}: {error}; retrying");
+                        }
+                        futures::future::ready(None)
+                    })
+                    .boxed(),
+            );
+            store
+        })
+        .collect();
+    Stores(stores)
+}
+
+fn pod_metrics_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("metrics.k8s.io", "v1beta1", "PodMetrics"),
+        "pods",
+    )
+}
+
+/// Lists PodMetrics over the scopes. A missing metrics API (404, or 503 while
+/// metrics-server starts) is reported as such, not as a failure of the cache.
+async fn list_pod_metrics(
+    client: &Client,
+    scopes: &[Option<String>],
+) -> Result<Vec<PodMetrics>, String> {
+    let resource = pod_metrics_resource();
+    let mut all = Vec::new();
+    for scope in scopes {
+        let api: Api<DynamicObject> = match scope {
+            Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|error| match &error {
+                kube::Error::Api(status) if status.code == 404 || status.code == 503 => format!(
+                    "metrics.k8s.io/v1beta1 is not served (HTTP {}): is metrics-server installed?",
+                    status.code
+                ),
+                _ => format!("listing PodMetrics failed: {error}"),
+            })?;
+        for object in list.items {
+            let containers = object
+                .data
+                .get("containers")
+                .cloned()
+                .unwrap_or(serde_json::Value::Array(Vec::new()));
+            let containers = serde_json::from_value(containers).map_err(|error| {
+                format!(
+                    "PodMetrics {}: containers are malformed: {error}",
+                    object.metadata.name.as_deref().unwrap_or("?")
+                )
+            })?;
+            let mut metrics = PodMetrics {
+                metadata: object.metadata,
+                containers,
+            };
+            metrics.strip();
+            all.push(metrics);
+        }
+    }
+    Ok(all)
+}
+
+async fn poll_metrics(
+    client: Client,
+    scopes: Vec<Option<String>>,
+    interval: Duration,
+    polled: Arc<RwLock<Polled>>,
+    prometheus: Option<Prometheus>,
+    policies: Stores<HealingPolicy>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticker.tick().await;
+        let listed = list_pod_metrics(&client, &scopes).await;
+        let queries = match &prometheus {
+            Some(prometheus) => {
+                let policies = policies.all();
+                prometheus
+                    .query_all(queries_of(policies.iter().map(Arc::as_ref)))
+                    .await
+            }
+            None => QueryResults::new(),
+        };
+        let (metrics, state) = match listed {
+            Ok(metrics) => (metrics, MetricsState::Available),
+            // Stale usage would keep firing triggers on numbers no longer true.
+            Err(reason) => (Vec::new(), MetricsState::Unavailable(reason)),
+        };
+        let mut polled = polled.write().expect("the metrics lock is never poisoned");
+        if polled.state != state {
+            match &state {
+                MetricsState::Unavailable(reason) => {
+                    tracing::warn!(
+                        "pod metrics unavailable: {reason}; metric triggers will not fire until they are back"
+                    );
+                }
+                _ => tracing::info!("pod metrics available"),
+            }
+        }
+        polled.pod_metrics = Arc::new(metrics);
+        polled.queries = Arc::new(queries);
+        polled.state = state;
+    }
+}

@@ -1,0 +1,527 @@
+//! The cluster cache: fed through its store writers as a watcher would, joined
+//! with polled metrics, stripped without losing what triggers read, and
+//! started against a stub API server to show the per-namespace watchers and a
+//! missing metrics API handled as a state, not an error loop.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::{Recorded, Reply, serve};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kubeskippy::collect::{self, ClusterCache, MetricsState, Strip};
+use kubeskippy::evaluation::{self, TriggerMemory};
+use kubeskippy::facts::ClusterFacts;
+use kubeskippy::policy::HealingPolicy;
+use kubeskippy::snapshot::{ContainerMetrics, PodMetrics};
+use serde_json::{Value, json};
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-26T09:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn deployment(namespace: &str, name: &str) -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "uid": format!("d-{name}"), "labels": {"app": name}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "app", "image": "app:1"}]}}},
+        "status": {"replicas": 2, "readyReplicas": 1},
+    }))
+    .unwrap()
+}
+
+fn replica_set(namespace: &str, deployment: &str) -> ReplicaSet {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": format!("{deployment}-5d8f7"), "namespace": namespace,
+                     "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment, "uid": format!("d-{deployment}"), "controller": true}]},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": deployment}}},
+    }))
+    .unwrap()
+}
+
+/// A pod of `deployment` as the API server serves it: managedFields, the
+/// last-applied annotation, env, mounts, probes and volumes included.
+fn full_pod(namespace: &str, deployment: &str, name: &str, crashing: bool) -> Value {
+    let (state, last_state, restarts) = if crashing {
+        (
+            json!({"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s restarting failed container"}}),
+            json!({"terminated": {"reason": "OOMKilled", "exitCode": 137}}),
+            6,
+        )
+    } else {
+        (
+            json!({"running": {"startedAt": "2026-11-26T08:00:00Z"}}),
+            json!({}),
+            0,
+        )
+    };
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": name, "namespace": namespace, "uid": format!("uid-{name}"),
+            "labels": {"app": deployment, "pod-template-hash": "5d8f7"},
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"spec\":{\"containers\":[{\"env\":[{\"name\":\"API_TOKEN\",\"value\":\"s3cret\"}]}]}}",
+                "kubeskippy.io/protected": "true",
+            },
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{deployment}-5d8f7"), "uid": "rs-1", "controller": true}],
+            "managedFields": [{"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:phase": {}}}}],
+        },
+        "spec": {
+            "nodeName": "node-1",
+            "containers": [{
+                "name": "app", "image": "app:1",
+                "env": [{"name": "API_TOKEN", "value": "s3cret"}],
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+                "resources": {"limits": {"cpu": "500m", "memory": "1Gi"}, "requests": {"cpu": "250m", "memory": "512Mi"}},
+            }],
+            "volumes": [{"name": "data", "emptyDir": {}}],
+        },
+        "status": {
+            "phase": "Running", "podIP": "10.1.2.3",
+            "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": [{"name": "app", "image": "app:1", "imageID": "app@sha256:0123", "containerID": "containerd://abc",
+                                   "ready": !crashing, "restartCount": restarts, "state": state, "lastState": last_state}],
+        },
+    })
+}
+
+fn pod(namespace: &str, deployment: &str, name: &str, crashing: bool) -> Pod {
+    serde_json::from_value(full_pod(namespace, deployment, name, crashing)).unwrap()
+}
+
+fn event(namespace: &str, pod: &str, reason: &str) -> Event {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": format!("{pod}.{reason}"), "namespace": namespace},
+        "involvedObject": {"kind": "Pod", "namespace": namespace, "name": pod},
+        "reason": reason, "message": "Back-off restarting failed container", "type": "Warning", "count": 9,
+        "lastTimestamp": "2026-11-26T08:59:00Z",
+    }))
+    .unwrap()
+}
+
+fn pod_metrics(namespace: &str, pod: &str, cpu: &str, memory: &str) -> PodMetrics {
+    serde_json::from_value(json!({
+        "metadata": {"name": pod, "namespace": namespace},
+        "containers": [{"name": "app", "usage": {"cpu": cpu, "memory": memory}}],
+    }))
+    .unwrap()
+}
+
+/// A detached cache holding the `shop` Deployment with two pods, the first
+/// crash-looping, and its events; `policies` in the policy store.
+fn shop_cache(policies: Vec<HealingPolicy>) -> (ClusterCache, collect::CacheWriters) {
+    let (cache, mut writers) = ClusterCache::detached();
+    collect::fill(&mut writers.deployments, [deployment("shop", "app")]);
+    collect::fill(&mut writers.replica_sets, [replica_set("shop", "app")]);
+    collect::fill(
+        &mut writers.pods,
+        [
+            pod("shop", "app", "app-5d8f7-a", true),
+            pod("shop", "app", "app-5d8f7-b", false),
+        ],
+    );
+    collect::fill(
+        &mut writers.events,
+        [
+            event("shop", "app-5d8f7-a", "BackOff"),
+            event("shop", "gone-pod", "BackOff"),
+        ],
+    );
+    collect::fill(&mut writers.stateful_sets, []);
+    collect::fill(&mut writers.daemon_sets, []);
+    collect::fill(&mut writers.policies, policies);
+    (cache, writers)
+}
+
+/// A pass over the view with nothing remembered.
+fn first_pass(view: &collect::CacheView) -> evaluation::Pass<'_> {
+    evaluation::pass(
+        &view.objects(),
+        view.policies(),
+        &mut TriggerMemory::new(),
+        view.actions(),
+        now(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_cache_fed_through_its_writers_gives_facts_and_is_ready_once_every_store_is() {
+    let (cache, mut writers) = shop_cache(vec![HealingPolicy::builtin_default()]);
+    assert!(!cache.is_ready(), "the HealingAction store has had no list");
+    collect::fill(&mut writers.actions, []);
+    assert!(cache.is_ready());
+    tokio::time::timeout(Duration::from_secs(1), cache.wait_ready())
+        .await
+        .unwrap()
+        .unwrap();
+
+    let view = cache.view();
+    assert_eq!(
+        (view.pods.len(), view.events.len(), view.policies.len()),
+        (2, 2, 1)
+    );
+    let (facts, skipped) = ClusterFacts::from_objects(&view.objects());
+    assert!(skipped.is_empty());
+    for record in &facts.pods {
+        assert_eq!(
+            (record.workload.kind.as_str(), record.workload.name.as_str()),
+            ("Deployment", "app")
+        );
+    }
+    let workload = (
+        "Deployment".to_string(),
+        "shop".to_string(),
+        "app".to_string(),
+    );
+    assert_eq!(facts.pods_of(&workload).count(), 2);
+    let events: Vec<_> = facts
+        .events_of(&workload)
+        .map(|e| &e.facts.involved.name)
+        .collect();
+    assert_eq!(
+        events,
+        ["app-5d8f7-a"],
+        "an event about a pod not cached belongs to no workload"
+    );
+    assert_eq!(facts.workloads[&workload].facts.ready_replicas, Some(1));
+}
+
+#[test]
+fn polled_metrics_join_their_pods_and_drive_absolute_usage_triggers() {
+    let policy: HealingPolicy = serde_yaml_ng::from_str(
+        "apiVersion: kubeskippy.io/v1alpha1\nkind: HealingPolicy\nmetadata: {name: usage}\nspec:\n  triggers:\n  - name: big\n    metric: {name: memoryBytes, threshold: 1.5Gi}\n  - name: busy\n    metric: {name: cpuMillicores, threshold: 400}\n",
+    )
+    .unwrap();
+    policy.validate().unwrap();
+    let (cache, mut writers) = shop_cache(vec![policy]);
+    collect::fill(&mut writers.actions, []);
+
+    let pass = |cache: &ClusterCache| {
+        let view = cache.view();
+        let pass = first_pass(&view);
+        pass.incidents
+            .iter()
+            .flat_map(|open| open.incident.findings.iter().map(|f| f.detail.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert!(pass(&cache).is_empty(), "no metrics, no usage triggers");
+
+    writers.set_pod_metrics(vec![
+        pod_metrics("shop", "app-5d8f7-a", "450m", "1600Mi"),
+        pod_metrics("shop", "app-5d8f7-b", "120000000n", "1Gi"),
+        pod_metrics("shop", "not-cached", "4", "64Gi"),
+    ]);
+    assert_eq!(cache.metrics_state(), MetricsState::Available);
+    let view = cache.view();
+    let (facts, _) = ClusterFacts::from_objects(&view.objects());
+    let mut usage: Vec<_> = facts
+        .pods
+        .iter()
+        .map(|p| {
+            let usage = &p.facts.usage;
+            (
+                p.facts.name.as_str(),
+                usage.cpu_millicores,
+                usage.memory_bytes,
+            )
+        })
+        .collect();
+    usage.sort();
+    assert_eq!(
+        usage,
+        [
+            ("app-5d8f7-a", Some(450), Some(1600 << 20)),
+            ("app-5d8f7-b", Some(120), Some(1 << 30))
+        ]
+    );
+    assert_eq!(
+        pass(&cache),
+        [
+            "Memory usage of pod app-5d8f7-a at 1600Mi (threshold 1536Mi)",
+            "CPU usage of pod app-5d8f7-a at 450m (threshold 400m)",
+        ]
+    );
+}
+
+#[test]
+fn stripping_drops_what_is_never_read_and_keeps_what_triggers_need() {
+    let full = pod("shop", "app", "app-5d8f7-a", true);
+    let mut stripped = full.clone();
+    stripped.strip();
+
+    let container = &stripped.spec.as_ref().unwrap().containers[0];
+    assert_eq!(container.env, None);
+    assert_eq!(container.volume_mounts, None);
+    assert_eq!(container.liveness_probe, None);
+    assert_eq!(stripped.spec.as_ref().unwrap().volumes, None);
+    assert_eq!(stripped.metadata.managed_fields, None);
+    let annotations = stripped.metadata.annotations.as_ref().unwrap();
+    assert!(!annotations.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
+    assert_eq!(annotations["kubeskippy.io/protected"], "true");
+    assert_eq!(stripped.metadata.labels, full.metadata.labels);
+    assert_eq!(stripped.metadata.uid, full.metadata.uid);
+    assert_eq!(
+        stripped.metadata.owner_references,
+        full.metadata.owner_references
+    );
+    let text = serde_json::to_string(&stripped).unwrap();
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(text.len() < serde_json::to_string(&full).unwrap().len());
+
+    // Every fact the pipeline reads is the same with and without the strip.
+    let facts_of = |pod: &Pod| {
+        let objects = kubeskippy::facts::ClusterObjects {
+            pods: vec![pod],
+            ..Default::default()
+        };
+        let (facts, _) = ClusterFacts::from_objects(&objects);
+        let record = facts.pods.into_iter().next().unwrap();
+        (
+            record.facts,
+            record.workload,
+            record.marks.labels,
+            record.marks.uid,
+            record.states,
+        )
+    };
+    assert_eq!(facts_of(&stripped), facts_of(&full));
+}
+
+#[test]
+fn the_default_policy_still_fires_on_stripped_pods() {
+    let (cache, mut writers) = shop_cache(vec![HealingPolicy::builtin_default()]);
+    collect::fill(&mut writers.actions, []);
+    writers.set_pod_metrics(vec![pod_metrics("shop", "app-5d8f7-a", "100m", "1000Mi")]);
+    let view = cache.view();
+    assert_eq!(
+        view.pods[0].metadata.managed_fields, None,
+        "filled stores are stripped"
+    );
+    let pass = first_pass(&view);
+    assert_eq!(pass.incidents.len(), 1);
+    let open = &pass.incidents[0];
+    let mut triggers: Vec<&str> = open
+        .incident
+        .findings
+        .iter()
+        .map(|f| f.trigger.as_str())
+        .collect();
+    triggers.sort();
+    assert_eq!(
+        triggers,
+        ["crash-loop", "memory-limit", "oom-killed", "restart-count"]
+    );
+    assert_eq!(open.incident.events.len(), 1);
+    let (_, marks) = &open.pod_marks[0];
+    assert_eq!(
+        marks.annotations["kubeskippy.io/protected"], "true",
+        "the floor still sees it"
+    );
+}
+
+/// A stub API server: lists per path from `objects`, a watch that stays
+/// open, and metrics.k8s.io answering 404 until `metrics` is set.
+fn api_server(metrics: Arc<AtomicBool>) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
+    move |request: &Recorded| {
+        let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
+        if query
+            .split('&')
+            .any(|pair| pair == "watch=true" || pair == "watch=1")
+        {
+            return Reply::Slow {
+                delay: Duration::from_secs(60),
+                body: String::new(),
+            };
+        }
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let namespace = segments
+            .iter()
+            .position(|s| *s == "namespaces")
+            .map(|i| segments[i + 1]);
+        let list = |items: Vec<Value>| {
+            Reply::Json {
+            status: 200,
+            body: json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "7"}, "items": items}).to_string(),
+        }
+        };
+        if path.starts_with("/apis/metrics.k8s.io/") {
+            if !metrics.load(Ordering::SeqCst) {
+                return Reply::Json {
+                    status: 404,
+                    body: "404 page not found".into(),
+                };
+            }
+            let namespace = namespace.unwrap_or("a");
+            return list(vec![json!({
+                "apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetrics",
+                "metadata": {"name": format!("app-5d8f7-{namespace}"), "namespace": namespace},
+                "timestamp": "2026-11-26T09:00:00Z", "window": "30s",
+                "containers": [{"name": "app", "usage": {"cpu": "250m", "memory": "300Mi"}}],
+            })]);
+        }
+        match (segments.last().copied(), namespace) {
+            (Some("pods"), Some(namespace)) => list(vec![full_pod(
+                namespace,
+                "app",
+                &format!("app-5d8f7-{namespace}"),
+                false,
+            )]),
+            (Some("pods"), None) => list(
+                ["a", "b", "c"]
+                    .iter()
+                    .map(|ns| full_pod(ns, "app", &format!("app-5d8f7-{ns}"), false))
+                    .collect(),
+            ),
+            _ => list(Vec::new()),
+        }
+    }
+}
+
+async fn client_for(stub: &common::Stub) -> kube::Client {
+    let config = kube::Config::new(stub.endpoint().parse().unwrap());
+    kube::Client::try_from(config).unwrap()
+}
+
+#[tokio::test]
+async fn listed_namespaces_get_one_watcher_each_and_a_missing_metrics_api_is_a_state() {
+    let metrics = Arc::new(AtomicBool::new(false));
+    let stub = serve(api_server(metrics.clone())).await;
+    let namespaces = ["a".to_string(), "b".to_string()];
+    let (cache, run) = ClusterCache::start(
+        client_for(&stub).await,
+        &namespaces,
+        Duration::from_millis(200),
+        None,
+    );
+    let running = tokio::spawn(run);
+    tokio::time::timeout(Duration::from_secs(10), cache.wait_ready())
+        .await
+        .expect("the stores fill from the initial lists")
+        .unwrap();
+    let mut pods: Vec<String> = cache
+        .view()
+        .pods
+        .iter()
+        .map(|p| p.metadata.namespace.clone().unwrap())
+        .collect();
+    pods.sort();
+    assert_eq!(pods, ["a", "b"]);
+
+    let metric_polls = || {
+        stub.requests()
+            .iter()
+            .filter(|r| r.path.contains("metrics.k8s.io"))
+            .count()
+    };
+    let before = metric_polls();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let polls = metric_polls() - before;
+    // Two namespaces every 200 ms: about 11 requests in 1.1 s, not a tight loop.
+    assert!((2..=14).contains(&polls), "{polls} requests in 1.1 s");
+    let state = cache.metrics_state();
+    assert!(
+        matches!(&state, MetricsState::Unavailable(reason) if reason.contains("HTTP 404") && reason.contains("metrics-server")),
+        "{state:?}"
+    );
+    let paths: Vec<String> = stub.requests().iter().map(|r| r.path.clone()).collect();
+    for path in &paths {
+        assert!(
+            path.contains("/namespaces/a/") || path.contains("/namespaces/b/"),
+            "only the listed namespaces are read: {path}"
+        );
+    }
+    for resource in [
+        "/api/v1/namespaces/a/pods",
+        "/api/v1/namespaces/b/events",
+        "/apis/apps/v1/namespaces/a/deployments",
+        "/apis/apps/v1/namespaces/b/replicasets",
+        "/apis/apps/v1/namespaces/a/statefulsets",
+        "/apis/apps/v1/namespaces/b/daemonsets",
+        "/apis/kubeskippy.io/v1alpha1/namespaces/a/healingpolicies",
+        "/apis/kubeskippy.io/v1alpha1/namespaces/b/healingactions",
+    ] {
+        assert!(
+            paths.iter().any(|p| p.starts_with(&format!("{resource}?"))),
+            "{resource} was not listed"
+        );
+    }
+
+    metrics.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(cache.metrics_state(), MetricsState::Available);
+    let view = cache.view();
+    let (facts, _) = ClusterFacts::from_objects(&view.objects());
+    assert!(
+        facts
+            .pods
+            .iter()
+            .all(|p| p.facts.usage.memory_bytes == Some(300 << 20))
+    );
+    running.abort();
+}
+
+#[tokio::test]
+async fn without_a_namespace_list_each_kind_is_watched_cluster_wide() {
+    let stub = serve(api_server(Arc::new(AtomicBool::new(true)))).await;
+    let (cache, run) =
+        ClusterCache::start(client_for(&stub).await, &[], Duration::from_secs(60), None);
+    let running = tokio::spawn(run);
+    tokio::time::timeout(Duration::from_secs(10), cache.wait_ready())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cache.view().pods.len(), 3);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while cache.metrics_state() == MetricsState::NotPolled {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(cache.metrics_state(), MetricsState::Available);
+    let paths: Vec<String> = stub.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(paths.iter().any(|p| p.starts_with("/api/v1/pods?")));
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.starts_with("/apis/metrics.k8s.io/v1beta1/pods"))
+    );
+    assert!(
+        paths.iter().all(|p| !p.contains("/namespaces/")),
+        "{paths:?}"
+    );
+    running.abort();
+}
+
+#[test]
+fn metrics_are_stripped_to_their_identity_and_usage() {
+    let mut metrics = pod_metrics("shop", "app", "1", "1Gi");
+    metrics.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+    metrics.metadata.creation_timestamp = None;
+    metrics.strip();
+    assert_eq!(metrics.metadata.labels, None);
+    assert_eq!(metrics.metadata.name.as_deref(), Some("app"));
+    assert_eq!(
+        metrics.containers,
+        [ContainerMetrics {
+            name: "app".into(),
+            usage: [
+                ("cpu".to_string(), "1".to_string()),
+                ("memory".to_string(), "1Gi".to_string())
+            ]
+            .into(),
+        }]
+    );
+}
