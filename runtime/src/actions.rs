@@ -69,7 +69,7 @@ fn resource_fields(patch: &ResourcePatch) -> Vec<(&'static str, String)> {
     fields
 }
 
-fn api_version_of(kind: &str) -> &'static str {
+pub fn api_version_of(kind: &str) -> &'static str {
     match kind {
         "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => "apps/v1",
         _ => "v1",

@@ -106,6 +106,59 @@ impl EventRecorder {
     }
 }
 
+/// What the controller says about an incident on the workload itself, before
+/// (or instead of) any HealingAction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentNote {
+    /// Its policy is in monitor mode: recorded, nothing planned.
+    Detected,
+    /// A HealingAction was created for it.
+    Planned,
+    /// Every recommendation was refused.
+    NoSafeAction,
+}
+
+impl IncidentNote {
+    fn reason(self) -> &'static str {
+        match self {
+            IncidentNote::Detected => "IncidentDetected",
+            IncidentNote::Planned => "HealingPlanned",
+            IncidentNote::NoSafeAction => "NoSafeAction",
+        }
+    }
+}
+
+impl EventRecorder {
+    /// Publishes `note` on `regarding`, the incident's workload or pod;
+    /// `related` (the HealingAction planned) keeps each plan's note its own
+    /// rather than folded into one series.
+    pub async fn incident(
+        &self,
+        regarding: &ObjectReference,
+        related: Option<ObjectReference>,
+        kind: IncidentNote,
+        note: &str,
+    ) {
+        let event = Event {
+            type_: match kind {
+                IncidentNote::Planned => EventType::Normal,
+                IncidentNote::Detected | IncidentNote::NoSafeAction => EventType::Warning,
+            },
+            reason: kind.reason().into(),
+            note: Some(truncate(note)),
+            action: "Evaluate".into(),
+            secondary: related,
+        };
+        if let Err(error) = self.recorder.publish(&event, regarding).await {
+            tracing::warn!(
+                reason = kind.reason(),
+                object = regarding.name.as_deref().unwrap_or_default(),
+                "event not recorded: {error}"
+            );
+        }
+    }
+}
+
 pub fn target_ref(action: &HealingAction) -> ObjectReference {
     let target = &action.spec.target;
     ObjectReference {

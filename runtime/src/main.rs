@@ -28,6 +28,8 @@ struct Cli {
 enum Command {
     /// Analyse a snapshot of cluster objects offline and print the planned HealingActions.
     Analyze(AnalyzeArgs),
+    /// Run the operator against the cluster (in-cluster config or kubeconfig).
+    Run(RunArgs),
     /// Measure plugin call latency and whole-snapshot analysis time.
     Bench(bench::BenchArgs),
     /// Print the CustomResourceDefinitions (HealingPolicy, HealingAction) as YAML.
@@ -102,17 +104,92 @@ struct AnalyzeArgs {
     validator_plugin: Vec<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The config file (ai/plugins/safety/prometheus), or a ConfigMap carrying it;
+    /// reloaded when it changes.
+    #[arg(long, env = "KUBESKIPPY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Namespaces to watch (repeatable); none means all.
+    #[arg(long = "namespace")]
+    namespaces: Vec<String>,
+    /// Where /healthz and /readyz are served.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    health_addr: std::net::SocketAddr,
+    /// Act only while holding the leader Lease, so replicas can stand by.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    #[arg(long, default_value = "kubeskippy-leader")]
+    lease_name: String,
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// This replica's name in the Lease and on Events; defaults to POD_NAME, then the host name.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    #[arg(long, default_value = "15s", value_parser = duration_arg)]
+    lease_duration: std::time::Duration,
+    #[arg(long, default_value = "30s", value_parser = duration_arg)]
+    evaluation_interval: std::time::Duration,
+    #[arg(long, default_value = "30s", value_parser = duration_arg)]
+    metrics_interval: std::time::Duration,
+    /// Executed HealingActions per hour across all policies.
+    #[arg(long, default_value_t = 30)]
+    cluster_actions_per_hour: u32,
+    /// Each NAME.wasm here is a plugin policies can name; reloaded when files change.
+    #[arg(long)]
+    plugin_dir: Option<PathBuf>,
+}
+
+fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    parse_duration(text)
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let identity = match args.identity {
+        Some(identity) => identity,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|name| name.trim().to_string())
+            .unwrap_or_else(|_| format!("kubeskippy-{}", std::process::id())),
+    };
+    let options = kubeskippy::daemon::RunOptions {
+        config: args.config,
+        namespaces: args.namespaces,
+        health_addr: args.health_addr,
+        leader_elect: args.leader_elect,
+        lease_name: args.lease_name,
+        lease_namespace: args.lease_namespace,
+        identity,
+        lease_duration: args.lease_duration,
+        evaluation_interval: args.evaluation_interval,
+        metrics_interval: args.metrics_interval,
+        cluster_actions_per_hour: args.cluster_actions_per_hour,
+        plugin_dir: args.plugin_dir,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(kubeskippy::daemon::run(options))?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The daemon's log is its record of what it did; the commands print
+    // their results and log only problems.
+    let default_level = match cli.command {
+        Command::Run(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KUBESKIPPY_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Analyze(args) => analyze(args),
+        Command::Run(args) => run(args),
         Command::Bench(args) => bench::run(&args),
         Command::Crds => {
             print!("{}", kubeskippy::healing_action::crds_yaml());

@@ -10,31 +10,38 @@ use crate::config::Config;
 
 pub struct Watched {
     config_path: Option<PathBuf>,
+    /// Plugin directories: every `.wasm` file in them, added or removed too.
+    dirs: Vec<PathBuf>,
     fingerprint: String,
 }
 
 impl Watched {
     pub fn new(config_path: Option<&Path>, config: &Config) -> Watched {
-        let config_path = config_path.map(Path::to_path_buf);
-        let fingerprint = fingerprint(config_path.as_deref(), config);
-        Watched {
-            config_path,
-            fingerprint,
-        }
+        let mut watched = Watched {
+            config_path: config_path.map(Path::to_path_buf),
+            dirs: Vec::new(),
+            fingerprint: String::new(),
+        };
+        watched.settle(config);
+        watched
+    }
+
+    pub fn watch_dir(&mut self, dir: &Path) {
+        self.dirs.push(dir.to_path_buf());
     }
 
     /// Whether the files differ from when [`Watched::settle`] last ran (or
     /// `new`). A file that cannot be read counts as a change, so the reload
     /// that follows reports the error.
     pub fn changed(&self, current: &Config) -> bool {
-        fingerprint(self.config_path.as_deref(), current) != self.fingerprint
+        self.fingerprint_of(current) != self.fingerprint
     }
 
     /// Records the files as they are now, after a reload attempt: `config` is
     /// the config now in force (the new one, or the old one when the new one
     /// failed to load), so a failed reload is retried only after the next edit.
     pub fn settle(&mut self, config: &Config) {
-        self.fingerprint = fingerprint(self.config_path.as_deref(), config);
+        self.fingerprint = self.fingerprint_of(config);
     }
 
     pub fn config_path(&self) -> Option<&Path> {
@@ -42,16 +49,36 @@ impl Watched {
     }
 }
 
-/// The digest of the config file and of the plugin files `config` names; the
-/// plugin list comes from the last config that loaded, and a change to the
-/// config file changes the digest by itself.
-fn fingerprint(config_path: Option<&Path>, config: &Config) -> String {
+impl Watched {
+    /// The digest of the config file, of the plugin files `config` names and
+    /// of the watched directories' plugins; the plugin list comes from the
+    /// last config that loaded, and a change to the config file changes the
+    /// digest by itself.
+    fn fingerprint_of(&self, config: &Config) -> String {
+        let in_dirs = self.dirs.iter().flat_map(|dir| {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|entry| entry.path())
+                .filter(|path| path.extension().is_some_and(|ext| ext == "wasm"))
+                .collect();
+            files.sort();
+            files
+        });
+        let paths = self
+            .config_path
+            .clone()
+            .into_iter()
+            .chain(config.plugin_files())
+            .chain(in_dirs);
+        digest(paths)
+    }
+}
+
+fn digest(paths: impl Iterator<Item = PathBuf>) -> String {
     let mut hasher = Sha256::new();
-    for path in config_path
-        .map(Path::to_path_buf)
-        .into_iter()
-        .chain(config.plugin_files())
-    {
+    for path in paths {
         hasher.update(path.display().to_string().as_bytes());
         match std::fs::read(&path) {
             Ok(bytes) => hasher.update(Sha256::digest(&bytes)),
@@ -89,5 +116,21 @@ mod tests {
 
         std::fs::remove_file(&plugin).unwrap();
         assert!(watched.changed(&config), "a vanished plugin is a change");
+    }
+
+    #[test]
+    fn a_watched_directory_notices_added_and_removed_plugins() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::default();
+        let mut watched = Watched::new(None, &config);
+        watched.watch_dir(dir.path());
+        watched.settle(&config);
+        std::fs::write(dir.path().join("notes.txt"), b"ignored").unwrap();
+        assert!(!watched.changed(&config));
+        std::fs::write(dir.path().join("strict.wasm"), b"v1").unwrap();
+        assert!(watched.changed(&config));
+        watched.settle(&config);
+        std::fs::remove_file(dir.path().join("strict.wasm")).unwrap();
+        assert!(watched.changed(&config));
     }
 }

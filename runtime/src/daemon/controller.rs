@@ -1,0 +1,453 @@
+//! The control loop's two steps. `evaluate` runs one evaluation pass over the
+//! caches and turns each incident into HealingActions through the same
+//! `Analyzer` as `kubeskippy analyze`; `reconcile_due` moves every unfinished
+//! HealingAction on by one lifecycle transition when its time has come.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::Resource;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::collect::ClusterCache;
+use crate::evaluation::{self, PolicyOutcome, TriggerMemory};
+use crate::events::IncidentNote;
+use crate::execute::FIELD_MANAGER;
+use crate::healing_action::{HealingAction, Phase};
+use crate::incidents::OpenIncident;
+use crate::lifecycle::{self, gates};
+use crate::pipeline::Analyzer;
+use crate::policy::{HealingPolicy, Mode};
+
+/// Policy status is rewritten at least this often even when nothing changed,
+/// so `lastEvaluation` shows the controller is alive.
+const STATUS_REFRESH: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("evaluation: {0}")]
+    Evaluation(#[from] evaluation::EvaluationError),
+}
+
+/// What one evaluation did, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Evaluated {
+    pub incidents: usize,
+    /// HealingActions created, by name.
+    pub created: Vec<String>,
+    /// Incidents only recorded: their policy is in monitor mode.
+    pub monitored: usize,
+    /// Incidents for which no recommendation was allowed.
+    pub without_action: usize,
+}
+
+pub struct Controller {
+    client: kube::Client,
+    cache: ClusterCache,
+    lifecycle: lifecycle::Context,
+    memory: TriggerMemory,
+    /// Incidents reported without a HealingAction (monitor mode, or nothing
+    /// allowed), by incident id: reported again only after the policy's
+    /// cooldown, so an unresolvable problem is not re-analysed every pass.
+    reported: HashMap<String, DateTime<Utc>>,
+    /// Per action (namespace, name): the resourceVersion last reconciled and
+    /// when to look again (`None`: only when the object changes).
+    schedule: HashMap<(String, String), Scheduled>,
+    /// The status last written per policy, to skip identical rewrites.
+    written_status: HashMap<(String, String), (serde_json::Value, DateTime<Utc>)>,
+}
+
+impl Controller {
+    pub fn new(client: kube::Client, cache: ClusterCache, lifecycle: lifecycle::Context) -> Self {
+        Controller {
+            client,
+            cache,
+            lifecycle,
+            memory: TriggerMemory::new(),
+            reported: HashMap::new(),
+            schedule: HashMap::new(),
+            written_status: HashMap::new(),
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.lifecycle.clock.now()
+    }
+
+    /// One evaluation pass, then the policies' status.
+    pub async fn evaluate(&mut self, analyzer: &Analyzer) -> Result<Evaluated, ControllerError> {
+        let now = self.now();
+        let view = self.cache.view();
+        let objects = view.objects();
+        let pass = evaluation::pass(
+            &objects,
+            view.policies(),
+            &mut self.memory,
+            view.actions(),
+            now,
+        )?;
+        let mut evaluated = Evaluated {
+            incidents: pass.incidents.len(),
+            ..Evaluated::default()
+        };
+        self.reported.retain(|_, until| *until > now);
+        for open in &pass.incidents {
+            self.handle_incident(analyzer, open, now, &mut evaluated)
+                .await;
+        }
+        for outcome in &pass.policies {
+            self.write_policy_status(outcome, &view.actions, now).await;
+        }
+        Ok(evaluated)
+    }
+
+    async fn handle_incident(
+        &mut self,
+        analyzer: &Analyzer,
+        open: &OpenIncident<'_>,
+        now: DateTime<Utc>,
+        evaluated: &mut Evaluated,
+    ) {
+        let incident = &open.incident;
+        if self.reported.contains_key(&incident.id) {
+            return;
+        }
+        let policy = open.policy;
+        let quiet_until = now + cooldown(policy);
+        let findings: Vec<String> = incident
+            .findings
+            .iter()
+            .map(|finding| finding.detail.clone())
+            .collect();
+        let target = object_reference(&incident.target, open);
+        if policy.spec.mode == Mode::Monitor {
+            self.lifecycle
+                .events
+                .incident(
+                    &target,
+                    None,
+                    IncidentNote::Detected,
+                    &format!(
+                        "policy {} (monitor): {}",
+                        policy.name(),
+                        findings.join("; ")
+                    ),
+                )
+                .await;
+            self.reported.insert(incident.id.clone(), quiet_until);
+            evaluated.monitored += 1;
+            return;
+        }
+        let report = analyzer.analyze_incident(open).await;
+        if report.actions.is_empty() {
+            let rejections: Vec<String> = report
+                .reviewed
+                .iter()
+                .flat_map(|reviewed| reviewed.rejections.iter().cloned())
+                .collect();
+            let why = if rejections.is_empty() {
+                "no recommendation".to_string()
+            } else {
+                rejections.join("; ")
+            };
+            self.lifecycle
+                .events
+                .incident(
+                    &target,
+                    None,
+                    IncidentNote::NoSafeAction,
+                    &format!("policy {}: {}: {why}", policy.name(), findings.join("; ")),
+                )
+                .await;
+            self.reported.insert(incident.id.clone(), quiet_until);
+            evaluated.without_action += 1;
+            return;
+        }
+        for action in &report.actions {
+            let namespace = action.metadata.namespace.clone().unwrap_or_default();
+            let name = action.metadata.name.clone().unwrap_or_default();
+            let api: Api<HealingAction> = Api::namespaced(self.client.clone(), &namespace);
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PostParams::default()
+            };
+            match api.create(&params, action).await {
+                Ok(created) => {
+                    tracing::info!(action = %name, incident = %incident.id, "HealingAction created");
+                    self.lifecycle
+                        .events
+                        .incident(
+                            &target,
+                            Some(created.object_ref(&())),
+                            IncidentNote::Planned,
+                            &format!(
+                                "HealingAction {name} ({}, confidence {:.2}, source {}): {}",
+                                serde_json::to_value(action.spec.action.kind)
+                                    .ok()
+                                    .and_then(|kind| kind.as_str().map(str::to_string))
+                                    .unwrap_or_default(),
+                                action.spec.confidence,
+                                action.spec.source,
+                                action.spec.reasoning
+                            ),
+                        )
+                        .await;
+                    evaluated.created.push(name);
+                }
+                // The same plan was recorded already (another replica, or a
+                // pass before the cache caught up): nothing to do.
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(error) => {
+                    tracing::warn!(action = %name, %error, "could not create HealingAction");
+                }
+            }
+        }
+    }
+
+    /// Reconciles each HealingAction whose object changed or whose requeue
+    /// time has come, one transition each, while `keep_going` holds (the
+    /// daemon stops between transitions on shutdown or lost leadership).
+    pub async fn reconcile_due(&mut self, keep_going: impl Fn() -> bool) -> usize {
+        let now = self.now();
+        let view = self.cache.view();
+        let peers = view.actions.clone();
+        let policies: BTreeMap<(String, String), Arc<HealingPolicy>> = view
+            .policies
+            .iter()
+            .map(|policy| {
+                (
+                    (
+                        policy.metadata.namespace.clone().unwrap_or_default(),
+                        policy.name().to_string(),
+                    ),
+                    policy.clone(),
+                )
+            })
+            .collect();
+        let live: std::collections::HashSet<(String, String)> =
+            peers.iter().map(|action| key_of(action)).collect();
+        self.schedule.retain(|key, _| live.contains(key));
+        let mut reconciled = 0;
+        for cached in &peers {
+            if !keep_going() {
+                break;
+            }
+            let key = key_of(cached);
+            let version = cached.metadata.resource_version.clone();
+            let due = match self.schedule.get(&key) {
+                None => true,
+                Some((seen, next)) => *seen != version || next.is_some_and(|next| next <= now),
+            };
+            if !due {
+                continue;
+            }
+            // The cache may lag behind this controller's own last write; an
+            // action must never be judged from a stale phase.
+            let api: Api<HealingAction> = Api::namespaced(self.client.clone(), &key.0);
+            let action = match api.get_opt(&key.1).await {
+                Ok(Some(action)) => action,
+                Ok(None) => {
+                    self.schedule.remove(&key);
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(action = %key.1, %error, "cannot read HealingAction");
+                    continue;
+                }
+            };
+            let policy = policies
+                .get(&(key.0.clone(), action.spec.policy_ref.name.clone()))
+                .map(Arc::as_ref);
+            match lifecycle::reconcile(&self.lifecycle, &action, policy, &peers).await {
+                Ok(step) => {
+                    reconciled += 1;
+                    let next = step.requeue_after.map(|after| {
+                        now + chrono::TimeDelta::from_std(after).unwrap_or(chrono::TimeDelta::MAX)
+                    });
+                    // A transition rewrites the object; its new version makes
+                    // it due again at once, which is what moves an action
+                    // through several phases on consecutive ticks.
+                    self.schedule.insert(key, (version, next));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "reconcile failed; retrying next tick");
+                    self.schedule.insert(key, (version, Some(now)));
+                }
+            }
+        }
+        reconciled
+    }
+
+    async fn write_policy_status(
+        &mut self,
+        outcome: &PolicyOutcome<'_>,
+        actions: &[Arc<HealingAction>],
+        now: DateTime<Utc>,
+    ) {
+        let policy = outcome.policy;
+        let namespace = policy.metadata.namespace.clone().unwrap_or_default();
+        let name = policy.name().to_string();
+        // Firing counts, whether or not a cooldown or an open action held
+        // the incident back this pass.
+        let mut active: Vec<String> = outcome
+            .active
+            .iter()
+            .map(|active| (&active.trigger, &active.target))
+            .chain(
+                outcome
+                    .suppressed
+                    .iter()
+                    .map(|suppressed| (&suppressed.trigger, &suppressed.target)),
+            )
+            .map(|(trigger, target)| format!("{trigger}/{}/{}", target.kind, target.name))
+            .collect();
+        active.sort();
+        active.dedup();
+        let actions_taken = actions
+            .iter()
+            .filter(|action| {
+                action.spec.policy_ref.name == name
+                    && action.metadata.namespace.as_deref() == Some(namespace.as_str())
+                    && !action.spec.dry_run
+                    && action.status.as_ref().is_some_and(|status| {
+                        matches!(
+                            status.phase,
+                            Phase::InProgress
+                                | Phase::Verifying
+                                | Phase::Succeeded
+                                | Phase::Failed
+                                | Phase::RolledBack
+                        )
+                    })
+            })
+            .count();
+        let previous = policy.status.as_ref();
+        let mut conditions = Vec::new();
+        let (paused, paused_reason, paused_message) = match gates::breaker(policy, actions, now) {
+            Some(paused) => (
+                "True",
+                "CircuitOpen",
+                format!(
+                    "{}; resumes at {} or with `kubeskippy resume {name} -n {namespace}`",
+                    paused.reason,
+                    paused.until.to_rfc3339()
+                ),
+            ),
+            None => ("False", "Closed", "actions are allowed".to_string()),
+        };
+        conditions.push(condition(
+            previous,
+            "Paused",
+            paused,
+            paused_reason,
+            &paused_message,
+            now,
+        ));
+        let (valid, valid_reason, valid_message) = if outcome.errors.is_empty() {
+            (
+                "True",
+                "Evaluated",
+                "every trigger was evaluated".to_string(),
+            )
+        } else {
+            ("False", "EvaluationError", outcome.errors.join("; "))
+        };
+        conditions.push(condition(
+            previous,
+            "Ready",
+            valid,
+            valid_reason,
+            &valid_message,
+            now,
+        ));
+        let body = json!({
+            "activeTriggers": active,
+            "actionsTaken": actions_taken,
+            "conditions": conditions,
+        });
+        let key = (namespace.clone(), name.clone());
+        if let Some((last, at)) = self.written_status.get(&key)
+            && *last == body
+            && now - *at < STATUS_REFRESH
+        {
+            return;
+        }
+        let mut status = body.clone();
+        status["lastEvaluation"] = json!(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        let api: Api<HealingPolicy> = Api::namespaced(self.client.clone(), &namespace);
+        match api
+            .patch_status(
+                &name,
+                &PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(json!({ "status": status })),
+            )
+            .await
+        {
+            Ok(_) => {
+                self.written_status.insert(key, (body, now));
+            }
+            Err(error) => tracing::warn!(policy = %name, %error, "cannot write policy status"),
+        }
+    }
+}
+
+/// The resourceVersion last reconciled, and when to look again.
+type Scheduled = (Option<String>, Option<DateTime<Utc>>);
+
+fn key_of(action: &HealingAction) -> (String, String) {
+    (
+        action.metadata.namespace.clone().unwrap_or_default(),
+        action.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+fn cooldown(policy: &HealingPolicy) -> chrono::TimeDelta {
+    crate::config::parse_duration(&policy.spec.safety.cooldown)
+        .ok()
+        .and_then(|duration| chrono::TimeDelta::from_std(duration).ok())
+        .unwrap_or(chrono::TimeDelta::minutes(10))
+}
+
+fn object_reference(target: &crate::wit::ObjectRef, open: &OpenIncident) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(crate::actions::api_version_of(&target.kind).to_string()),
+        kind: Some(target.kind.clone()),
+        namespace: Some(target.namespace.clone()),
+        name: Some(target.name.clone()),
+        uid: open.target_marks.uid.clone(),
+        ..ObjectReference::default()
+    }
+}
+
+/// A condition that keeps its transition time while its status holds.
+fn condition(
+    previous: Option<&crate::policy::HealingPolicyStatus>,
+    kind: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Condition {
+    let since = previous
+        .and_then(|previous| previous.conditions.iter().find(|c| c.type_ == kind))
+        .filter(|c| c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| {
+            Time(k8s_openapi::jiff::Timestamp::from_second(now.timestamp()).unwrap_or_default())
+        });
+    Condition {
+        type_: kind.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+        last_transition_time: since,
+        observed_generation: None,
+    }
+}
