@@ -6,8 +6,10 @@
 
 #[path = "common/fake_api.rs"]
 mod fake_api;
+#[path = "common/test_clock.rs"]
+mod test_clock;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,6 +21,7 @@ use kubeskippy::lifecycle::gates::{self, Disruption};
 use kubeskippy::lifecycle::{self, Context, LifecycleError, Step};
 use kubeskippy::policy::HealingPolicy;
 use serde_json::{Value, json};
+use test_clock::TestClock;
 
 const SHOP: &str = r#"
 apiVersion: apps/v1
@@ -164,22 +167,6 @@ const ACTIONS: &str = "/apis/kubeskippy.io/v1alpha1/namespaces/shop/healingactio
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/shop/events/";
 const POD_1: &str = "/api/v1/namespaces/shop/pods/app-6f9c7b8d4-2xkqp";
 
-/// A clock tests move by hand.
-#[derive(Clone)]
-struct TestClock(Arc<Mutex<DateTime<Utc>>>);
-
-impl Clock for TestClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
-}
-
-impl TestClock {
-    fn advance(&self, seconds: i64) {
-        *self.0.lock().unwrap() += chrono::Duration::seconds(seconds);
-    }
-}
-
 fn start() -> DateTime<Utc> {
     "2026-03-14T09:00:00Z".parse().unwrap()
 }
@@ -198,7 +185,7 @@ fn shop_with_budget(cluster_actions_per_hour: u32) -> Shop {
     let fake = FakeApi::new();
     fake.seed_yaml(SHOP);
     let client = fake.client();
-    let clock = TestClock(Arc::new(Mutex::new(start())));
+    let clock = TestClock::at(start());
     let ctx = Context {
         events: EventRecorder::new(client.clone(), "kubeskippy-0"),
         client,

@@ -6,10 +6,11 @@
 
 #[path = "common/fake_api.rs"]
 mod fake_api;
+#[path = "common/test_clock.rs"]
+mod test_clock;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use fake_api::FakeApi;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
@@ -23,6 +24,7 @@ use kubeskippy::lifecycle::Context;
 use kubeskippy::pipeline::{Analyzer, PluginFiles};
 use kubeskippy::policy::HealingPolicy;
 use serde_json::{Value, json};
+use test_clock::TestClock;
 
 /// `shop/app`: two pods, one of them OOMKilled three times; a policy that
 /// answers OOM kills by raising the memory limit, in `mode`.
@@ -134,21 +136,6 @@ const APP: &str = "/apis/apps/v1/namespaces/shop/deployments/app";
 const POD_1: &str = "/api/v1/namespaces/shop/pods/app-6f9c7b8d4-2xkqp";
 const ACTIONS: &str = "/apis/kubeskippy.io/v1alpha1/namespaces/shop/healingactions/";
 
-#[derive(Clone)]
-struct TestClock(Arc<Mutex<DateTime<Utc>>>);
-
-impl Clock for TestClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap()
-    }
-}
-
-impl TestClock {
-    fn advance(&self, seconds: i64) {
-        *self.0.lock().unwrap() += chrono::Duration::seconds(seconds);
-    }
-}
-
 struct Cluster {
     fake: FakeApi,
     writers: CacheWriters,
@@ -171,9 +158,7 @@ impl Cluster {
         fake.seed_yaml(&shop(mode));
         let (cache, writers) = ClusterCache::detached();
         let client = fake.client();
-        let clock = TestClock(Arc::new(Mutex::new(
-            "2026-03-14T09:00:00Z".parse().unwrap(),
-        )));
+        let clock = TestClock::at("2026-03-14T09:00:00Z".parse().unwrap());
         let context = Context {
             events: EventRecorder::new(client.clone(), "kubeskippy-0"),
             client: client.clone(),
