@@ -52,13 +52,14 @@ WORKLOAD_RULES = {
     ("metrics.k8s.io", "pods"): {"get", "list"},
     ("kubeskippy.io", "healingpolicies"): {"get", "list", "watch"},
     ("kubeskippy.io", "healingpolicies/status"): {"get", "patch", "update"},
-    ("kubeskippy.io", "healingactions"):
-        {"get", "list", "watch", "create", "patch", "update", "delete"},
-    ("kubeskippy.io", "healingactions/status"): {"get", "patch", "update"},
+    ("kubeskippy.io", "healingactions"): {"get", "list", "watch", "create"},
+    ("kubeskippy.io", "healingactions/status"): {"get", "patch"},
 }
 APPROVER_RULES = {
     ("kubeskippy.io", "healingactions", verb, None) for verb in ("get", "list", "patch")
-} | {("authentication.k8s.io", "selfsubjectreviews", "create", None)}
+} | {("kubeskippy.io", "healingpolicies", verb, None) for verb in ("get", "patch")} | {
+    ("authentication.k8s.io", "selfsubjectreviews", "create", None)
+}
 
 
 class Failed(Exception):
@@ -335,7 +336,7 @@ def check_deployment(docs: list[dict], manifests: dict[str, str], values: dict, 
     for name, field in (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")):
         got = ((env.get(name) or {}).get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath")
         check(got == field, f"{label}: env {name} must come from the downward API ({field}), got {env.get(name)}")
-    check((env.get("RUST_LOG") or {}).get("value") == values["logLevel"], f"{label}: RUST_LOG is not logLevel")
+    check((env.get("KUBESKIPPY_LOG") or {}).get("value") == values["logLevel"], f"{label}: KUBESKIPPY_LOG is not logLevel")
     check((env.get("KUBESKIPPY_CACHE_DIR") or {}).get("value") == CACHE_DIR,
           f"{label}: KUBESKIPPY_CACHE_DIR is not {CACHE_DIR}")
 
