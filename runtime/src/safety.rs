@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 
 use crate::incidents::OpenIncident;
-use crate::wit::{Action, Recommendation};
+use crate::policy::HealingPolicy;
+use crate::wit::{Action, ObjectRef, Recommendation};
 
 pub const PROTECTED_KEY: &str = "kubeskippy.io/protected";
 const ALWAYS_PROTECTED_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
@@ -90,6 +91,11 @@ impl SafetyFloor {
                 target.name
             ));
         }
+        if let Some(why) = policy_protects(open.policy, &incident.target)
+            .or_else(|| policy_protects(open.policy, target))
+        {
+            objections.push(why);
+        }
         let deletes = matches!(recommendation.action, Action::DeletePod)
             || (matches!(recommendation.action, Action::Restart) && target.kind == "Pod");
         // Only pods are ever deleted, so a Namespace, Node, PersistentVolume or
@@ -102,4 +108,49 @@ impl SafetyFloor {
         }
         objections
     }
+
+    /// Why the floor refuses to change `object`, the target as the API server
+    /// returns it right before execution: a HealingAction may have been
+    /// written by anyone allowed to create one, so planning-time checks are
+    /// not enough.
+    pub fn refuses_live(
+        &self,
+        target: &ObjectRef,
+        object: &serde_json::Value,
+        policy: &HealingPolicy,
+    ) -> Option<String> {
+        if self.protected_namespaces.contains(&target.namespace) {
+            return Some(format!("namespace {} is protected", target.namespace));
+        }
+        let metadata = &object["metadata"];
+        if metadata["labels"][PROTECTED_KEY] == "true"
+            || metadata["annotations"][PROTECTED_KEY] == "true"
+        {
+            return Some(format!(
+                "{}/{} is marked {PROTECTED_KEY}=true",
+                target.kind, target.name
+            ));
+        }
+        policy_protects(policy, target)
+    }
+}
+
+/// The policy's own `safety.protectedResources`.
+fn policy_protects(policy: &HealingPolicy, target: &ObjectRef) -> Option<String> {
+    policy
+        .spec
+        .safety
+        .protected_resources
+        .iter()
+        .any(|protected| {
+            protected.kind.eq_ignore_ascii_case(&target.kind) && protected.name == target.name
+        })
+        .then(|| {
+            format!(
+                "policy {} protects {}/{}",
+                policy.name(),
+                target.kind,
+                target.name
+            )
+        })
 }

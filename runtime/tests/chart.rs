@@ -29,3 +29,12 @@ fn the_default_values_render_a_config_the_daemon_accepts() {
     assert_eq!(parsed.ai.model, "llama2:7b");
     assert_eq!(parsed.ai.min_confidence, 0.7);
 }
+
+#[test]
+fn the_example_policy_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/shop-healing.yaml");
+    let policy: kubeskippy::policy::HealingPolicy =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(policy.validate(), Ok(()));
+    assert_eq!(policy.spec.triggers.len(), 8);
+}

@@ -192,6 +192,7 @@ fn shop_with_budget(cluster_actions_per_hour: u32) -> Shop {
         clock: Arc::new(clock.clone()),
         identity: "kubeskippy-0".into(),
         cluster_actions_per_hour,
+        floor: kubeskippy::safety::SafetyFloor::default(),
     };
     Shop { fake, ctx, clock }
 }
@@ -646,6 +647,34 @@ async fn a_replaced_or_missing_target_or_policy_cancels_and_a_disallowed_type_fa
     assert_eq!(
         shop.status("scale")["message"],
         "policy shop-healing does not allow scale actions"
+    );
+    assert_eq!(shop.deployment()["spec"]["replicas"], 2);
+}
+
+#[tokio::test]
+async fn the_safety_floor_is_checked_again_on_the_live_target() {
+    // A HealingAction anyone with create rights wrote by hand, for objects
+    // the planner would never have chosen.
+    let shop = shop();
+    let mut app = shop.fake.get(APP).unwrap();
+    app["metadata"]["labels"]["kubeskippy.io/protected"] = json!("true");
+    shop.fake.insert(app);
+    shop.plan("marked", "Deployment", "app", restart());
+    assert_eq!(shop.step("marked").await.phase, Phase::Cancelled);
+    assert_eq!(
+        shop.status("marked")["message"],
+        "safety floor: Deployment/app is marked kubeskippy.io/protected=true"
+    );
+
+    let shop = shop_with_budget(100);
+    let mut policy = shop.fake.get(POLICY).unwrap();
+    policy["spec"]["safety"]["protectedResources"] = json!([{"kind": "Deployment", "name": "app"}]);
+    shop.fake.insert(policy);
+    shop.plan("listed", "Deployment", "app", scale_to(3));
+    assert_eq!(shop.step("listed").await.phase, Phase::Cancelled);
+    assert_eq!(
+        shop.status("listed")["message"],
+        "safety floor: policy shop-healing protects Deployment/app"
     );
     assert_eq!(shop.deployment()["spec"]["replicas"], 2);
 }

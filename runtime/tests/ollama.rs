@@ -786,3 +786,29 @@ async fn a_plugin_directory_offers_its_components_by_name_and_kind() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_policy_protected_resource_is_never_recommended_for() {
+    let stub = serve(ollama(good_reply)).await;
+    let snapshot = seed_snapshot_with_policy(|policy| {
+        policy.spec.safety.protected_resources = vec![kubeskippy::policy::ProtectedResource {
+            kind: "Deployment".into(),
+            name: "app".into(),
+        }];
+    });
+    let report = analyzer(&stub.endpoint(), "")
+        .analyze(&snapshot)
+        .await
+        .unwrap();
+    let incident = &report.incidents[0];
+    assert!(incident.actions.is_empty());
+    for reviewed in &incident.reviewed {
+        assert!(
+            reviewed.rejections.contains(
+                &"safety floor: policy builtin-default protects Deployment/app".to_string()
+            ),
+            "{:?}",
+            reviewed.rejections
+        );
+    }
+}

@@ -165,6 +165,7 @@ impl Cluster {
             clock: Arc::new(clock.clone()),
             identity: "kubeskippy-0".into(),
             cluster_actions_per_hour: 30,
+            floor: kubeskippy::safety::SafetyFloor::default(),
         };
         let mut cluster = Cluster {
             controller: Controller::new(client, cache, context),

@@ -74,6 +74,11 @@ impl Controller {
         }
     }
 
+    /// The safety floor checked against live targets, after a config reload.
+    pub fn set_floor(&mut self, floor: crate::safety::SafetyFloor) {
+        self.lifecycle.floor = floor;
+    }
+
     fn now(&self) -> DateTime<Utc> {
         self.lifecycle.clock.now()
     }

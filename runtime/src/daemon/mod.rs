@@ -166,6 +166,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         options.cluster_actions_per_hour,
     );
     let mut controller = Controller::new(client.clone(), cache.clone(), context);
+    controller.set_floor(floor_of(&config));
     let mut next_evaluation = tokio::time::Instant::now();
     let mut next_reload_check = tokio::time::Instant::now() + RELOAD_CHECK;
     let mut stop = shutdown.clone();
@@ -189,6 +190,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
                         tracing::info!("config or plugins changed; reloaded");
                         config = new_config;
                         analyzer = Arc::new(new_analyzer);
+                        controller.set_floor(floor_of(&config));
                     }
                     Err(error) => tracing::error!(
                         %error,
@@ -219,6 +221,10 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         let _ = election.await;
     }
     Ok(())
+}
+
+fn floor_of(config: &Config) -> crate::safety::SafetyFloor {
+    crate::safety::SafetyFloor::new(config.safety.protected_namespaces.iter().cloned())
 }
 
 async fn reload(

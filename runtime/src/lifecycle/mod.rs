@@ -12,6 +12,7 @@
 pub mod gates;
 pub mod verify;
 
+use crate::safety::SafetyFloor;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +54,8 @@ pub struct Context {
     pub identity: String,
     /// Actions per hour across every policy.
     pub cluster_actions_per_hour: u32,
+    /// Checked again against the live target before anything runs.
+    pub floor: SafetyFloor,
 }
 
 impl Context {
@@ -63,6 +66,7 @@ impl Context {
             clock: Arc::new(SystemClock),
             identity: identity.into(),
             cluster_actions_per_hour,
+            floor: SafetyFloor::default(),
         }
     }
 }
@@ -372,6 +376,9 @@ async fn preconditions<'p>(
         }
         Err(error) => return Err(LifecycleError::api(action, error)),
     };
+    if let Some(why) = ctx.floor.refuses_live(&target, &object, policy) {
+        return Ok(Err((Phase::Cancelled, format!("safety floor: {why}"))));
+    }
     if let Some(planned) = &action.spec.target.uid {
         let uid = object["metadata"]["uid"].as_str().unwrap_or_default();
         if uid != planned {
