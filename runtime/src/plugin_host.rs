@@ -336,6 +336,26 @@ fn engine_config(pagemap_scan: bool) -> (Config, Option<u32>) {
     (config, Some(POOL_SLOTS))
 }
 
+/// The engine, pooled when the kernel allows. The pool reserves address space
+/// for all its memories up front (some 130 GiB, never touched); where an
+/// address-space limit refuses that, instances are allocated on demand.
+fn new_engine() -> Result<(Engine, Option<u32>), PluginError> {
+    let engine_error = |error: wasmtime::Error| PluginError::Load {
+        plugin: "(engine)".into(),
+        reason: error.to_string(),
+    };
+    let (config, pool_slots) = engine_config(PoolingAllocationConfig::is_pagemap_scan_available());
+    match Engine::new(&config) {
+        Ok(engine) => Ok((engine, pool_slots)),
+        Err(error) if pool_slots.is_some() => {
+            tracing::warn!(%error, "cannot reserve the plugin instance pool; allocating instances on demand");
+            let (config, _) = engine_config(false);
+            Ok((Engine::new(&config).map_err(engine_error)?, None))
+        }
+        Err(error) => Err(engine_error(error)),
+    }
+}
+
 fn truncate(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
@@ -357,20 +377,15 @@ impl PluginHost {
     /// time when `None`. Instances come from a pool where the kernel supports
     /// resetting it cheaply (see [`engine_config`]), else are allocated on demand.
     pub fn with_cache_dir(cache_dir: Option<PathBuf>) -> Result<PluginHost, PluginError> {
-        PluginHost::with_engine_config(
-            cache_dir,
-            engine_config(PoolingAllocationConfig::is_pagemap_scan_available()),
-        )
+        let (engine, pool_slots) = new_engine()?;
+        PluginHost::with_engine(cache_dir, engine, pool_slots)
     }
 
-    fn with_engine_config(
+    fn with_engine(
         cache_dir: Option<PathBuf>,
-        (config, pool_slots): (Config, Option<u32>),
+        engine: Engine,
+        pool_slots: Option<u32>,
     ) -> Result<PluginHost, PluginError> {
-        let engine = Engine::new(&config).map_err(|error| PluginError::Load {
-            plugin: "(engine)".into(),
-            reason: error.to_string(),
-        })?;
         let mut linker = Linker::new(&engine);
         let link_error = |error: wasmtime::Error| PluginError::Load {
             plugin: "(linker)".into(),

@@ -7,7 +7,10 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use kubeskippy::plugin_host::{Limits, Plugin, PluginHost, PluginKind};
-use kubeskippy::wit::{Incident, Recommendation, ReviewContext, Verdict};
+use kubeskippy::wit::Verdict;
+
+#[path = "common/realistic.rs"]
+mod realistic;
 
 const HOSTILE: &str = env!("KUBESKIPPY_PLUGIN_HOSTILE_PLUGIN");
 
@@ -23,27 +26,15 @@ fn hostile(host: &PluginHost, mode: &str) -> Plugin {
         .expect("the hostile plugin loads")
 }
 
-fn call(host: &PluginHost, plugin: &Plugin) -> Verdict {
-    let incident = kubeskippy::bench::realistic_incident();
-    let analysis =
-        kubeskippy_parser::parse_response(&kubeskippy::bench::realistic_reply(), &incident)
-            .expect("the benchmark reply parses");
-    let recommendation: Recommendation = kubeskippy::wit::from_guest(&analysis.recommendations[0]);
-    let incident: Incident = kubeskippy::wit::from_guest(&incident);
-    let context = ReviewContext {
-        rank: 0,
-        allowed_so_far: 0,
-    };
-    host.validate(plugin, &recommendation, &incident, context)
-        .expect("the call succeeds")
-}
-
 #[test]
 fn every_call_sees_a_fresh_instance() {
     let host = PluginHost::with_cache_dir(None).unwrap();
     let counter = hostile(&host, "count");
     for _ in 0..50 {
-        assert_eq!(call(&host, &counter), Verdict::Deny("calls: 1".into()));
+        assert_eq!(
+            realistic::validate(&host, &counter),
+            Verdict::Deny("calls: 1".into())
+        );
     }
 }
 
@@ -60,7 +51,7 @@ fn more_concurrent_calls_than_slots_wait_for_one() {
             let (host, spinner, start) = (host.clone(), spinner.clone(), start.clone());
             std::thread::spawn(move || {
                 start.wait();
-                call(&host, &spinner)
+                realistic::validate(&host, &spinner)
             })
         })
         .collect();
