@@ -65,7 +65,16 @@ fn main() {
         command.env_remove(variable);
     }
     // Plugins are shipped inside the binary: small and fast beats debuggable.
+    // The linker sizes the initial memory to the 1 MiB stack and the data,
+    // leaving libc's allocator next to no heap, so a call that builds a prompt
+    // or parses a reply would grow the memory several times, and every grow is
+    // a host call that changes page protections (and is undone when the pooled
+    // instance is reset). 2 MiB leaves a heap these calls fit in.
     command
+        .env(
+            "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
+            "-C link-arg=--initial-memory=2097152",
+        )
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env("CARGO_PROFILE_RELEASE_STRIP", "true")
         .env("CARGO_PROFILE_RELEASE_LTO", "true")

@@ -11,12 +11,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -37,6 +39,21 @@ const EPOCH_TICK: Duration = Duration::from_millis(2);
 const OUTPUT_CAPACITY: usize = 64 * 1024;
 /// Longest log message kept from a plugin, so a chatty plugin cannot flood logs.
 const MAX_LOG_MESSAGE: usize = 4096;
+
+/// Plugin instances that may exist at once when instances come from the pool;
+/// a call beyond that waits for a slot.
+const POOL_SLOTS: u32 = 16;
+/// What one plugin may contain, so that every instance fits its slot. Rust and
+/// C plugins have 3 core instances, one memory and a few tables; componentized
+/// interpreters have more.
+const POOL_CORE_INSTANCES_PER_PLUGIN: u32 = 32;
+const POOL_MEMORIES_PER_PLUGIN: u32 = 2;
+const POOL_TABLES_PER_PLUGIN: u32 = 8;
+const POOL_TABLE_ELEMENTS: usize = 100_000;
+/// How much of a used memory is reset by copying rather than by handing pages
+/// back to the kernel. A plugin call dirties some tens of KiB (stack top, data,
+/// heap); resetting those in place keeps them mapped for the next call.
+const POOL_KEEP_RESIDENT: usize = 4 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PluginKind {
@@ -109,6 +126,8 @@ impl Default for Limits {
 pub struct PluginHost {
     engine: Engine,
     linker: Linker<CallState>,
+    /// Free pool slots; `None` when instances are allocated on demand.
+    slots: Option<Arc<Slots>>,
     ticker_stop: Arc<AtomicBool>,
     /// Where compiled plugins are kept between runs; none when no private,
     /// writable directory could be had.
@@ -236,6 +255,107 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// A counting semaphore over the pool's slots: the pool refuses an instance
+/// beyond its capacity, and a plugin call should wait rather than fail.
+struct Slots {
+    free: Mutex<u32>,
+    freed: Condvar,
+}
+
+/// A taken slot, given back when dropped.
+struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    fn new(count: u32) -> Slots {
+        Slots {
+            free: Mutex::new(count),
+            freed: Condvar::new(),
+        }
+    }
+
+    fn take(&self) -> Slot<'_> {
+        // A poisoned lock only means another caller panicked between two
+        // integer updates; the count is still right.
+        let mut free = self
+            .free
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        while *free == 0 {
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(|poison| poison.into_inner());
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self
+            .0
+            .free
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
+}
+
+/// The engine's configuration and, when instances come from a pool, its size.
+///
+/// Every call instantiates afresh, so what instantiation and teardown cost is
+/// paid per call. On demand, that is an `mmap` of the linear memory, page
+/// faults as the guest touches it and an `munmap` at the end — a third of a
+/// small call's time. The pool keeps each slot's memory mapped and, with the
+/// kernel's PAGEMAP_SCAN (Linux 6.7+), resets only the pages the call dirtied
+/// by copying, so the next call finds them resident. Without PAGEMAP_SCAN the
+/// pool would have to clear the whole kept region or give it back to the
+/// kernel, which measured no faster than on-demand allocation, so the engine
+/// allocates on demand there.
+fn engine_config(pagemap_scan: bool) -> (Config, Option<u32>) {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    if !pagemap_scan {
+        return (config, None);
+    }
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(POOL_SLOTS)
+        .total_core_instances(POOL_SLOTS * POOL_CORE_INSTANCES_PER_PLUGIN)
+        .max_core_instances_per_component(POOL_CORE_INSTANCES_PER_PLUGIN)
+        .total_memories(POOL_SLOTS * POOL_MEMORIES_PER_PLUGIN)
+        .max_memories_per_component(POOL_MEMORIES_PER_PLUGIN)
+        .total_tables(POOL_SLOTS * POOL_TABLES_PER_PLUGIN)
+        .max_tables_per_component(POOL_TABLES_PER_PLUGIN)
+        .max_tables_per_module(POOL_TABLES_PER_PLUGIN)
+        .table_elements(POOL_TABLE_ELEMENTS)
+        .linear_memory_keep_resident(POOL_KEEP_RESIDENT)
+        .table_keep_resident(64 << 10)
+        .pagemap_scan(Enabled::Yes);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    (config, Some(POOL_SLOTS))
+}
+
+/// The engine, pooled when the kernel allows. The pool reserves address space
+/// for all its memories up front (some 130 GiB, never touched); where an
+/// address-space limit refuses that, instances are allocated on demand.
+fn new_engine() -> Result<(Engine, Option<u32>), PluginError> {
+    let engine_error = |error: wasmtime::Error| PluginError::Load {
+        plugin: "(engine)".into(),
+        reason: error.to_string(),
+    };
+    let (config, pool_slots) = engine_config(PoolingAllocationConfig::is_pagemap_scan_available());
+    match Engine::new(&config) {
+        Ok(engine) => Ok((engine, pool_slots)),
+        Err(error) if pool_slots.is_some() => {
+            tracing::warn!(%error, "cannot reserve the plugin instance pool; allocating instances on demand");
+            let (config, _) = engine_config(false);
+            Ok((Engine::new(&config).map_err(engine_error)?, None))
+        }
+        Err(error) => Err(engine_error(error)),
+    }
+}
+
 fn truncate(text: &str, max: usize) -> &str {
     if text.len() <= max {
         return text;
@@ -254,16 +374,18 @@ impl PluginHost {
     }
 
     /// A host that keeps compiled plugins in `cache_dir`, or compiles every
-    /// time when `None`. Instances are allocated on demand: wasmtime's pooling
-    /// allocator was measured no faster for plugins this small (see the
-    /// README's benchmark section).
+    /// time when `None`. Instances come from a pool where the kernel supports
+    /// resetting it cheaply (see [`engine_config`]), else are allocated on demand.
     pub fn with_cache_dir(cache_dir: Option<PathBuf>) -> Result<PluginHost, PluginError> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(|error| PluginError::Load {
-            plugin: "(engine)".into(),
-            reason: error.to_string(),
-        })?;
+        let (engine, pool_slots) = new_engine()?;
+        PluginHost::with_engine(cache_dir, engine, pool_slots)
+    }
+
+    fn with_engine(
+        cache_dir: Option<PathBuf>,
+        engine: Engine,
+        pool_slots: Option<u32>,
+    ) -> Result<PluginHost, PluginError> {
         let mut linker = Linker::new(&engine);
         let link_error = |error: wasmtime::Error| PluginError::Load {
             plugin: "(linker)".into(),
@@ -296,6 +418,7 @@ impl PluginHost {
         Ok(PluginHost {
             engine,
             linker,
+            slots: pool_slots.map(|count| Arc::new(Slots::new(count))),
             ticker_stop,
             cache_dir,
         })
@@ -447,6 +570,9 @@ impl PluginHost {
         plugin: &Plugin,
         body: impl FnOnce(&mut Store<CallState>, &PluginPre) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
+        // Declared before the store, so the slot is given back only after the
+        // store, and with it the instance, is gone.
+        let _slot = self.slots.as_deref().map(Slots::take);
         let (mut store, stdout, stderr) = self.new_store(plugin);
         let outcome = body(&mut store, &plugin.pre);
         forward_output(&plugin.name, "stdout", &stdout);

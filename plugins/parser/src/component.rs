@@ -20,3 +20,4 @@ impl exports::kubeskippy::plugin::response_parser::Guest for Component {
 }
 
 export!(Component);
+kubeskippy_plugin_sdk::use_call_arena!();

@@ -22,3 +22,4 @@ impl exports::kubeskippy::plugin::prompt_builder::Guest for Component {
 }
 
 export!(Component);
+kubeskippy_plugin_sdk::use_call_arena!();

@@ -13,6 +13,7 @@ wit_bindgen::generate!({
 
 pub use kubeskippy::plugin::{host, types};
 
+pub mod arena;
 pub mod quantity;
 pub mod sample;
 

@@ -25,3 +25,4 @@ impl exports::kubeskippy::plugin::safety_validator::Guest for Component {
 }
 
 export!(Component);
+kubeskippy_plugin_sdk::use_call_arena!();

@@ -1,6 +1,7 @@
 //! A validator that does what its `mode` config key says, so the sandbox tests
 //! can check the host contains each kind of misbehaviour. Modes: `loop`,
-//! `allocate`, `read-file`, `read-env`, `connect`, `panic`, `print`, `allow`.
+//! `allocate`, `read-file`, `read-env`, `connect`, `panic`, `print`, `count`,
+//! `spin`, `allow`.
 //! `read-file`, `read-env` and `connect` deny with what they saw, so a test can
 //! tell a denied capability from a granted one.
 
@@ -29,7 +30,12 @@ mod component {
     export!(Component);
 }
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use kubeskippy_plugin_sdk::types::Verdict;
+
+/// Calls this instance has served; a fresh instance per call always says 1.
+static CALLS: AtomicU32 = AtomicU32::new(0);
 
 pub fn misbehave(mode: &str) -> Verdict {
     match mode {
@@ -58,6 +64,18 @@ pub fn misbehave(mode: &str) -> Verdict {
                 .map_err(|e| e.kind().to_string())
         )),
         "panic" => panic!("the hostile plugin panics on purpose"),
+        "count" => Verdict::Deny(format!(
+            "calls: {}",
+            CALLS.fetch_add(1, Ordering::Relaxed) + 1
+        )),
+        // Holds its instance for a while, so concurrent calls overlap.
+        "spin" => {
+            let mut counter: u64 = 0;
+            for _ in 0..20_000_000 {
+                counter = std::hint::black_box(counter.wrapping_add(1));
+            }
+            Verdict::Allow
+        }
         "print" => {
             println!("hello from the hostile plugin");
             Verdict::Allow
