@@ -8,10 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod, ResourceRequirements};
+use k8s_openapi::api::core::v1::{ContainerState, Event, Pod, PodCondition, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kubeskippy_plugin_sdk::quantity;
 
+use crate::collect::CachedPod;
 use crate::prometheus::QueryResults;
 use crate::snapshot::{PodMetrics, Snapshot};
 use crate::wit::{ContainerFacts, EventFacts, ObjectRef, PodFacts, ResourceAmounts, WorkloadFacts};
@@ -75,11 +76,103 @@ pub struct ClusterFacts {
     pub newest_event: Option<DateTime<Utc>>,
 }
 
+/// A pod as facts read it: a full `Pod` (from a snapshot) or the slim
+/// [`CachedPod`] the live cache keeps. Both give the same facts.
+#[derive(Debug, Clone, Copy)]
+pub enum PodRef<'a> {
+    Full(&'a Pod),
+    Cached(&'a CachedPod),
+}
+
+/// One container's status, as facts read it.
+struct StatusParts<'a> {
+    ready: bool,
+    restart_count: i32,
+    state: Option<&'a ContainerState>,
+    last_state: Option<&'a ContainerState>,
+}
+
+impl<'a> PodRef<'a> {
+    pub fn metadata(&self) -> &'a ObjectMeta {
+        match self {
+            PodRef::Full(pod) => &pod.metadata,
+            PodRef::Cached(pod) => &pod.metadata,
+        }
+    }
+
+    fn node_name(&self) -> Option<&'a str> {
+        match self {
+            PodRef::Full(pod) => pod.spec.as_ref()?.node_name.as_deref(),
+            PodRef::Cached(pod) => pod.spec.node_name.as_deref(),
+        }
+    }
+
+    fn phase_and_reason(&self) -> (Option<&'a str>, Option<&'a str>) {
+        match self {
+            PodRef::Full(pod) => pod
+                .status
+                .as_ref()
+                .map_or((None, None), |s| (s.phase.as_deref(), s.reason.as_deref())),
+            PodRef::Cached(pod) => (pod.status.phase.as_deref(), pod.status.reason.as_deref()),
+        }
+    }
+
+    fn conditions(&self) -> &'a [PodCondition] {
+        match self {
+            PodRef::Full(pod) => pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_deref())
+                .unwrap_or_default(),
+            PodRef::Cached(pod) => &pod.status.conditions,
+        }
+    }
+
+    /// Each container's name and resources, in spec order.
+    fn containers(&self) -> Vec<(&'a str, Option<&'a ResourceRequirements>)> {
+        match self {
+            PodRef::Full(pod) => pod
+                .spec
+                .iter()
+                .flat_map(|spec| &spec.containers)
+                .map(|c| (c.name.as_str(), c.resources.as_ref()))
+                .collect(),
+            PodRef::Cached(pod) => pod
+                .spec
+                .containers
+                .iter()
+                .map(|c| (c.name.as_str(), c.resources.as_ref()))
+                .collect(),
+        }
+    }
+
+    fn status_of(&self, container: &str) -> Option<StatusParts<'a>> {
+        let parts = |ready, restart_count, state: &'a _, last_state: &'a _| StatusParts {
+            ready,
+            restart_count,
+            state: Option::as_ref(state),
+            last_state: Option::as_ref(last_state),
+        };
+        match self {
+            PodRef::Full(pod) => {
+                let statuses = pod.status.as_ref()?.container_statuses.as_deref()?;
+                let s = statuses.iter().find(|s| s.name == container)?;
+                Some(parts(s.ready, s.restart_count, &s.state, &s.last_state))
+            }
+            PodRef::Cached(pod) => {
+                let statuses = &pod.status.container_statuses;
+                let s = statuses.iter().find(|s| s.name == container)?;
+                Some(parts(s.ready, s.restart_count, &s.state, &s.last_state))
+            }
+        }
+    }
+}
+
 /// The objects facts are built from, borrowed: a parsed snapshot and the live
 /// cache's stores both lend them, so nothing is cloned to build facts.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterObjects<'a> {
-    pub pods: Vec<&'a Pod>,
+    pub pods: Vec<PodRef<'a>>,
     pub events: Vec<&'a Event>,
     pub deployments: Vec<&'a Deployment>,
     pub replica_sets: Vec<&'a ReplicaSet>,
@@ -153,8 +246,8 @@ impl ClusterFacts {
 
         let mut pod_index: HashMap<(&str, &str), usize> = HashMap::new();
         for pod in &objects.pods {
-            let namespace = namespace_str(&pod.metadata);
-            let name = name_str(&pod.metadata);
+            let namespace = namespace_str(pod.metadata());
+            let name = name_str(pod.metadata());
             let workload = resolve_owner(pod, &replica_set_owner, &facts.workloads);
             let usage = metrics.get(&(namespace, name)).copied();
             match pod_record(pod, workload, usage) {
@@ -378,13 +471,14 @@ fn collect_workloads(objects: &ClusterObjects, workloads: &mut HashMap<ObjectKey
 /// The workload a pod belongs to. A ReplicaSet missing from the snapshot is
 /// traced to its Deployment through the `pod-template-hash` naming convention.
 fn resolve_owner(
-    pod: &Pod,
+    pod: &PodRef,
     replica_set_owner: &HashMap<(&str, &str), Option<&OwnerReference>>,
     workloads: &HashMap<ObjectKey, WorkloadRecord>,
 ) -> ObjectRef {
-    let namespace = namespace_str(&pod.metadata);
-    let Some(owner) = controller_of(&pod.metadata) else {
-        return object_ref("Pod", namespace, name_str(&pod.metadata));
+    let metadata = pod.metadata();
+    let namespace = namespace_str(metadata);
+    let Some(owner) = controller_of(metadata) else {
+        return object_ref("Pod", namespace, name_str(metadata));
     };
     if owner.kind != "ReplicaSet" {
         return object_ref(&owner.kind, namespace, &owner.name);
@@ -393,8 +487,7 @@ fn resolve_owner(
         Some(Some(grand_owner)) => object_ref(&grand_owner.kind, namespace, &grand_owner.name),
         Some(None) => object_ref("ReplicaSet", namespace, &owner.name),
         None => {
-            let hash = pod
-                .metadata
+            let hash = metadata
                 .labels
                 .as_ref()
                 .and_then(|labels| labels.get("pod-template-hash"));
@@ -492,38 +585,32 @@ const REASON_PRECEDENCE: [&str; 9] = [
 ];
 
 fn pod_record(
-    pod: &Pod,
+    pod: &PodRef,
     workload: ObjectRef,
     metrics: Option<&PodMetrics>,
 ) -> Result<PodRecord, String> {
-    let spec = pod.spec.as_ref();
-    let status = pod.status.as_ref();
-    let statuses: &[ContainerStatus] = status
-        .and_then(|s| s.container_statuses.as_deref())
-        .unwrap_or_default();
     let mut containers = Vec::new();
     let mut states: Vec<String> = Vec::new();
-    for container in spec.map(|s| s.containers.as_slice()).unwrap_or_default() {
-        let status = statuses.iter().find(|s| s.name == container.name);
-        let waiting = status
-            .and_then(|s| s.state.as_ref())
-            .and_then(|s| s.waiting.as_ref());
-        let terminated_now = status
-            .and_then(|s| s.state.as_ref())
-            .and_then(|s| s.terminated.as_ref());
+    for (name, resources) in pod.containers() {
+        let status = pod.status_of(name);
+        let state = status.as_ref().and_then(|s| s.state);
+        let waiting = state.and_then(|s| s.waiting.as_ref());
+        let terminated_now = state.and_then(|s| s.terminated.as_ref());
         let last_terminated = status
-            .and_then(|s| s.last_state.as_ref())
+            .as_ref()
+            .and_then(|s| s.last_state)
             .and_then(|s| s.terminated.as_ref())
             .or(terminated_now);
         let facts = ContainerFacts {
-            name: container.name.clone(),
-            usage: usage_of(metrics, &container.name)?,
-            limits: amounts(container.resources.as_ref(), true)?,
-            requests: amounts(container.resources.as_ref(), false)?,
+            name: name.to_string(),
+            usage: usage_of(metrics, name)?,
+            limits: amounts(resources, true)?,
+            requests: amounts(resources, false)?,
             restart_count: status
+                .as_ref()
                 .map(|s| u32::try_from(s.restart_count).unwrap_or(0))
                 .unwrap_or(0),
-            ready: status.is_some_and(|s| s.ready),
+            ready: status.as_ref().is_some_and(|s| s.ready),
             waiting_reason: waiting.and_then(|w| w.reason.clone()),
             waiting_message: waiting.and_then(|w| w.message.clone()),
             last_termination_reason: last_terminated.and_then(|t| t.reason.clone()),
@@ -533,20 +620,17 @@ fn pod_record(
         states.extend(facts.last_termination_reason.iter().cloned());
         containers.push(facts);
     }
-    let unschedulable = status
-        .and_then(|s| s.conditions.as_deref())
-        .unwrap_or_default()
-        .iter()
-        .any(|c| {
-            c.type_ == "PodScheduled"
-                && c.status == "False"
-                && c.reason.as_deref() == Some("Unschedulable")
-        });
+    let unschedulable = pod.conditions().iter().any(|c| {
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+    });
     if unschedulable {
         states.push("Unschedulable".into());
     }
-    if let Some(reason) = status.and_then(|s| s.reason.clone()) {
-        states.push(reason);
+    let (phase, reason) = pod.phase_and_reason();
+    if let Some(reason) = reason {
+        states.push(reason.to_string());
     }
     states.sort();
     states.dedup();
@@ -558,11 +642,9 @@ fn pod_record(
 
     let has_metrics = metrics.is_some();
     let facts = PodFacts {
-        name: name_str(&pod.metadata).to_string(),
-        namespace: namespace_str(&pod.metadata).to_string(),
-        phase: status
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_else(|| "Unknown".into()),
+        name: name_str(pod.metadata()).to_string(),
+        namespace: namespace_str(pod.metadata()).to_string(),
+        phase: phase.unwrap_or("Unknown").to_string(),
         status_reason,
         restart_count: containers.iter().map(|c| c.restart_count).sum(),
         usage: ResourceAmounts {
@@ -582,13 +664,13 @@ fn pod_record(
             memory_bytes: sum_all(containers.iter().map(|c| c.limits.memory_bytes)),
         },
         owner: (workload.kind != "Pod").then(|| workload.clone()),
-        node: spec.and_then(|s| s.node_name.clone()),
+        node: pod.node_name().map(str::to_string),
         containers,
     };
     Ok(PodRecord {
         facts,
         workload,
-        marks: ObjectMarks::of(&pod.metadata),
+        marks: ObjectMarks::of(pod.metadata()),
         states,
     })
 }
