@@ -477,7 +477,9 @@ impl ClusterCache {
     /// polls PodMetrics — and, with `prometheus`, the policies' queries —
     /// every `metrics_interval`. The cache fills while the returned future
     /// runs; it runs until dropped. Watch errors are logged and retried with
-    /// backoff.
+    /// backoff. HealingPolicies and HealingActions are read from the same
+    /// namespaces (actions live in their target's namespace): with a list,
+    /// include the namespace that holds the policies.
     pub fn start(
         client: Client,
         namespaces: &[String],

@@ -36,13 +36,25 @@ impl ObjectMarks {
 }
 
 #[derive(Debug, Clone)]
-pub struct PodRecord {
+pub struct PodRecord<'a> {
     pub facts: PodFacts,
     /// The pod's owning workload, or the pod itself when nothing owns it.
     pub workload: ObjectRef,
-    pub marks: ObjectMarks,
+    /// The pod's metadata, for its labels and annotations.
+    pub metadata: &'a ObjectMeta,
     /// The condition states this pod is in, for condition triggers.
     pub states: Vec<String>,
+}
+
+impl PodRecord<'_> {
+    pub fn marks(&self) -> ObjectMarks {
+        ObjectMarks::of(self.metadata)
+    }
+
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        self.metadata.labels.as_ref().unwrap_or(&NONE)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -51,10 +63,12 @@ pub struct WorkloadRecord {
     pub marks: ObjectMarks,
 }
 
-/// An event's facts and when it happened, for windowed triggers.
-#[derive(Debug, Clone)]
-pub struct EventRecord {
-    pub facts: EventFacts,
+/// An event, borrowed, with when it happened, for windowed triggers.
+#[derive(Debug, Clone, Copy)]
+pub struct EventRecord<'a> {
+    pub event: &'a Event,
+    /// At least 1.
+    pub count: u32,
     /// firstTimestamp, else eventTime, else the object's creation.
     pub first_seen: Option<DateTime<Utc>>,
     /// The latest of lastTimestamp, eventTime and series.lastObservedTime, else
@@ -62,16 +76,58 @@ pub struct EventRecord {
     pub last_seen: Option<DateTime<Utc>>,
 }
 
+impl<'a> EventRecord<'a> {
+    pub fn event_type(&self) -> &'a str {
+        self.event.type_.as_deref().unwrap_or("Normal")
+    }
+
+    pub fn reason(&self) -> &'a str {
+        self.event.reason.as_deref().unwrap_or_default()
+    }
+
+    /// (kind, namespace, name) of the object the event is about.
+    pub fn involved(&self) -> (&'a str, &'a str, &'a str) {
+        let involved = &self.event.involved_object;
+        (
+            involved.kind.as_deref().unwrap_or_default(),
+            involved
+                .namespace
+                .as_deref()
+                .or(self.event.metadata.namespace.as_deref())
+                .unwrap_or_default(),
+            involved.name.as_deref().unwrap_or_default(),
+        )
+    }
+
+    /// The event as the plugin interface carries it.
+    pub fn facts(&self) -> EventFacts {
+        let (kind, namespace, name) = self.involved();
+        EventFacts {
+            event_type: self.event_type().to_string(),
+            reason: self.reason().to_string(),
+            message: self.event.message.clone().unwrap_or_default(),
+            count: self.count,
+            involved: object_ref(kind, namespace, name),
+        }
+    }
+}
+
+/// The pods and events of one workload, as indices into the facts' lists.
 #[derive(Debug, Default)]
-pub struct ClusterFacts {
-    pub pods: Vec<PodRecord>,
+pub struct WorkloadSlot {
+    pub key: ObjectKey,
+    pub pods: Vec<usize>,
+    pub events: Vec<usize>,
+}
+
+#[derive(Debug, Default)]
+pub struct ClusterFacts<'a> {
+    pub pods: Vec<PodRecord<'a>>,
     pub workloads: HashMap<ObjectKey, WorkloadRecord>,
-    pub events: Vec<EventRecord>,
-    /// Indices into `pods`, per workload, in workload order.
-    pub pods_by_workload: BTreeMap<ObjectKey, Vec<usize>>,
-    /// Indices into `events` of the events about a workload or one of its
-    /// pods, in `events` order.
-    pub events_by_workload: HashMap<ObjectKey, Vec<usize>>,
+    pub events: Vec<EventRecord<'a>>,
+    /// Every workload that has pods (a bare pod is its own), in key order.
+    pub slots: Vec<WorkloadSlot>,
+    slot_of: HashMap<ObjectKey, usize>,
     /// The last occurrence of the newest event.
     pub newest_event: Option<DateTime<Utc>>,
 }
@@ -209,22 +265,30 @@ pub struct FactsError {
     pub message: String,
 }
 
-impl ClusterFacts {
+impl ClusterFacts<'_> {
     /// Facts of a snapshot; the first unreadable object fails the whole
     /// snapshot, so a half-read cluster is never analysed as if it were whole.
-    pub fn from_snapshot(snapshot: &Snapshot) -> Result<ClusterFacts, FactsError> {
+    pub fn from_snapshot(snapshot: &Snapshot) -> Result<ClusterFacts<'_>, FactsError> {
         let (facts, mut problems) = ClusterFacts::from_objects(&snapshot.objects());
         match problems.is_empty() {
             true => Ok(facts),
             false => Err(problems.swap_remove(0)),
         }
     }
+}
 
+impl<'a> ClusterFacts<'a> {
     /// Facts of whatever objects are at hand, and the objects that could not
     /// be read (a pod with an unparsable quantity), which are left out: in a
     /// live cluster one odd pod must not stop every other from being watched.
-    pub fn from_objects(objects: &ClusterObjects) -> (ClusterFacts, Vec<FactsError>) {
-        let mut facts = ClusterFacts::default();
+    /// Pods and events are borrowed, not copied: a pass over ten thousand pods
+    /// allocates little beyond each pod's facts.
+    pub fn from_objects(objects: &ClusterObjects<'a>) -> (ClusterFacts<'a>, Vec<FactsError>) {
+        let mut facts = ClusterFacts {
+            pods: Vec::with_capacity(objects.pods.len()),
+            events: Vec::with_capacity(objects.events.len()),
+            ..ClusterFacts::default()
+        };
         let mut problems = Vec::new();
         collect_workloads(objects, &mut facts.workloads);
 
@@ -244,7 +308,10 @@ impl ClusterFacts {
             .map(|m| ((namespace_str(&m.metadata), name_str(&m.metadata)), *m))
             .collect();
 
-        let mut pod_index: HashMap<(&str, &str), usize> = HashMap::new();
+        // (namespace, name) → (pod index, workload slot), for events.
+        let mut pod_index: HashMap<(&str, &str), usize> =
+            HashMap::with_capacity(objects.pods.len());
+        let mut slots: Vec<WorkloadSlot> = Vec::new();
         for pod in &objects.pods {
             let namespace = namespace_str(pod.metadata());
             let name = name_str(pod.metadata());
@@ -252,12 +319,20 @@ impl ClusterFacts {
             let usage = metrics.get(&(namespace, name)).copied();
             match pod_record(pod, workload, usage) {
                 Ok(record) => {
-                    pod_index.insert((namespace, name), facts.pods.len());
-                    facts
-                        .pods_by_workload
-                        .entry(key_of(&record.workload))
-                        .or_default()
-                        .push(facts.pods.len());
+                    let key = key_of(&record.workload);
+                    let slot = match facts.slot_of.get(&key) {
+                        Some(&slot) => slot,
+                        None => {
+                            facts.slot_of.insert(key.clone(), slots.len());
+                            slots.push(WorkloadSlot {
+                                key,
+                                ..WorkloadSlot::default()
+                            });
+                            slots.len() - 1
+                        }
+                    };
+                    slots[slot].pods.push(facts.pods.len());
+                    pod_index.insert((namespace, name), slot);
                     facts.pods.push(record);
                 }
                 Err(message) => problems.push(FactsError {
@@ -267,52 +342,60 @@ impl ClusterFacts {
             }
         }
 
-        facts.events = objects
-            .events
-            .iter()
-            .map(|event| event_record(event))
-            .collect();
-        for (index, event) in facts.events.iter().enumerate() {
-            let involved = &event.facts.involved;
-            let workload = if involved.kind == "Pod" {
-                pod_index
-                    .get(&(involved.namespace.as_str(), involved.name.as_str()))
-                    .map(|&pod| key_of(&facts.pods[pod].workload))
+        for event in &objects.events {
+            let record = event_record(event);
+            let (kind, namespace, name) = record.involved();
+            let slot = if kind == "Pod" {
+                pod_index.get(&(namespace, name)).copied()
             } else {
-                Some(key_of(involved))
-            };
-            if let Some(workload) = workload {
                 facts
-                    .events_by_workload
-                    .entry(workload)
-                    .or_default()
-                    .push(index);
+                    .slot_of
+                    .get(&(kind.to_string(), namespace.to_string(), name.to_string()))
+                    .copied()
+            };
+            if let Some(slot) = slot {
+                slots[slot].events.push(facts.events.len());
             }
+            facts.newest_event = facts.newest_event.max(record.last_seen);
+            facts.events.push(record);
         }
-        facts.newest_event = facts.events.iter().filter_map(|e| e.last_seen).max();
+
+        // Workloads in key order, so output is the same from run to run.
+        let mut order: Vec<usize> = (0..slots.len()).collect();
+        order.sort_by(|&a, &b| slots[a].key.cmp(&slots[b].key));
+        let mut slots: Vec<Option<WorkloadSlot>> = slots.into_iter().map(Some).collect();
+        facts.slots = order
+            .into_iter()
+            .map(|index| slots[index].take().expect("each slot is taken once"))
+            .collect();
+        for (index, slot) in facts.slots.iter().enumerate() {
+            facts.slot_of.insert(slot.key.clone(), index);
+        }
         (facts, problems)
     }
 
+    fn slot(&self, workload: &ObjectKey) -> Option<&WorkloadSlot> {
+        self.slot_of.get(workload).map(|&index| &self.slots[index])
+    }
+
     /// The pods of a workload.
-    pub fn pods_of<'f>(&'f self, workload: &ObjectKey) -> impl Iterator<Item = &'f PodRecord> {
-        self.pods_by_workload
-            .get(workload)
+    pub fn pods_of(&self, workload: &ObjectKey) -> impl Iterator<Item = &PodRecord<'a>> {
+        self.slot(workload)
             .into_iter()
-            .flatten()
+            .flat_map(|slot| &slot.pods)
             .map(|&index| &self.pods[index])
     }
 
     /// The events about a workload or one of its pods.
-    pub fn events_of<'f>(&'f self, workload: &ObjectKey) -> impl Iterator<Item = &'f EventRecord> {
-        self.events_by_workload
-            .get(workload)
+    pub fn events_of(&self, workload: &ObjectKey) -> impl Iterator<Item = &EventRecord<'a>> {
+        self.slot(workload)
             .into_iter()
-            .flatten()
+            .flat_map(|slot| &slot.events)
             .map(|&index| &self.events[index])
     }
 }
 
-fn event_record(event: &Event) -> EventRecord {
+fn event_record(event: &Event) -> EventRecord<'_> {
     let last_seen = [
         event.last_timestamp.as_ref().map(|t| t.0),
         event.event_time.as_ref().map(|t| t.0),
@@ -333,26 +416,12 @@ fn event_record(event: &Event) -> EventRecord {
         .or(event.event_time.as_ref().map(|t| t.0))
         .or(event.metadata.creation_timestamp.as_ref().map(|t| t.0));
     EventRecord {
-        facts: EventFacts {
-            event_type: event.type_.clone().unwrap_or_else(|| "Normal".into()),
-            reason: event.reason.clone().unwrap_or_default(),
-            message: event.message.clone().unwrap_or_default(),
-            count: event
-                .count
-                .and_then(|c| u32::try_from(c).ok())
-                .unwrap_or(1)
-                .max(1),
-            involved: object_ref(
-                event.involved_object.kind.as_deref().unwrap_or_default(),
-                event
-                    .involved_object
-                    .namespace
-                    .as_deref()
-                    .or(event.metadata.namespace.as_deref())
-                    .unwrap_or_default(),
-                event.involved_object.name.as_deref().unwrap_or_default(),
-            ),
-        },
+        event,
+        count: event
+            .count
+            .and_then(|c| u32::try_from(c).ok())
+            .unwrap_or(1)
+            .max(1),
         first_seen: first_seen.map(chrono_of),
         last_seen: last_seen.map(chrono_of),
     }
@@ -584,11 +653,11 @@ const REASON_PRECEDENCE: [&str; 9] = [
     "Evicted",
 ];
 
-fn pod_record(
-    pod: &PodRef,
+fn pod_record<'a>(
+    pod: &PodRef<'a>,
     workload: ObjectRef,
     metrics: Option<&PodMetrics>,
-) -> Result<PodRecord, String> {
+) -> Result<PodRecord<'a>, String> {
     let mut containers = Vec::new();
     let mut states: Vec<String> = Vec::new();
     for (name, resources) in pod.containers() {
@@ -670,7 +739,7 @@ fn pod_record(
     Ok(PodRecord {
         facts,
         workload,
-        marks: ObjectMarks::of(pod.metadata()),
+        metadata: pod.metadata(),
         states,
     })
 }

@@ -187,10 +187,7 @@ async fn a_cache_fed_through_its_writers_gives_facts_and_is_ready_once_every_sto
         "app".to_string(),
     );
     assert_eq!(facts.pods_of(&workload).count(), 2);
-    let events: Vec<_> = facts
-        .events_of(&workload)
-        .map(|e| &e.facts.involved.name)
-        .collect();
+    let events: Vec<_> = facts.events_of(&workload).map(|e| e.involved().2).collect();
     assert_eq!(
         events,
         ["app-5d8f7-a"],
@@ -298,11 +295,12 @@ fn the_cached_pod_keeps_what_triggers_need_and_nothing_else() {
         };
         let (facts, _) = ClusterFacts::from_objects(&objects);
         let record = facts.pods.into_iter().next().unwrap();
+        let marks = record.marks();
         (
             record.facts,
             record.workload,
-            record.marks.labels,
-            record.marks.uid,
+            marks.labels,
+            marks.uid,
             record.states,
         )
     };
