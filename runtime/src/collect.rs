@@ -10,6 +10,7 @@
 //! small. Container `env`, volumes, probes, managedFields and the
 //! last-applied annotation are never kept.
 
+use std::borrow::Cow;
 use std::fmt::Debug;
 use std::future::Future;
 use std::hash::Hash;
@@ -21,7 +22,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerStatus, Event, Pod, PodSpec, PodStatus, PodTemplateSpec,
+    Container, ContainerState, Event, PodCondition, PodSpec, PodTemplateSpec, ResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
@@ -29,8 +30,9 @@ use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
-use crate::facts::ClusterObjects;
+use crate::facts::{ClusterObjects, PodRef};
 use crate::healing_action::HealingAction;
 use crate::policy::HealingPolicy;
 use crate::prometheus::{Prometheus, QueryResults, queries_of};
@@ -41,13 +43,18 @@ pub trait Strip {
     fn strip(&mut self);
 }
 
-/// The annotation `kubectl apply` leaves: a full copy of the object.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// Annotations the pipeline reads (the safety floor's `kubeskippy.io/protected`,
+/// HealingActions' own) share this prefix; others, such as kubectl's
+/// last-applied copy of the whole object, are dropped.
+const KEPT_ANNOTATIONS: &str = "kubeskippy.io/";
 
 fn strip_metadata(metadata: &mut ObjectMeta) {
     metadata.managed_fields = None;
     if let Some(annotations) = &mut metadata.annotations {
-        annotations.remove(LAST_APPLIED);
+        annotations.retain(|key, _| key.starts_with(KEPT_ANNOTATIONS));
+        if annotations.is_empty() {
+            metadata.annotations = None;
+        }
     }
 }
 
@@ -81,45 +88,116 @@ fn strip_pod_spec(spec: &mut PodSpec) {
     };
 }
 
-impl Strip for Pod {
+/// A pod as the cache keeps it: what facts read, deserialized straight from
+/// the API server's JSON, so the full object (env, volumes, probes, a
+/// `Container` of over 2 KB before any of its strings) is never built.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CachedPod {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: CachedPodSpec,
+    #[serde(default)]
+    pub status: CachedPodStatus,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedPodSpec {
+    #[serde(default)]
+    pub containers: Vec<CachedContainer>,
+    #[serde(default)]
+    pub node_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CachedContainer {
+    pub name: String,
+    #[serde(default)]
+    pub resources: Option<ResourceRequirements>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedPodStatus {
+    #[serde(default)]
+    pub phase: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub conditions: Vec<PodCondition>,
+    #[serde(default)]
+    pub container_statuses: Vec<CachedContainerStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedContainerStatus {
+    pub name: String,
+    #[serde(default)]
+    pub ready: bool,
+    #[serde(default)]
+    pub restart_count: i32,
+    #[serde(default)]
+    pub state: Option<ContainerState>,
+    #[serde(default)]
+    pub last_state: Option<ContainerState>,
+}
+
+impl Resource for CachedPod {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "Pod".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "pods".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// The pod conditions facts and readiness checks read.
+const KEPT_CONDITIONS: [&str; 2] = ["PodScheduled", "Ready"];
+
+/// Pods and events are the thousands: their resourceVersion (which the
+/// reflector keeps in each key too) is never read.
+fn strip_volume_metadata(metadata: &mut ObjectMeta) {
+    strip_metadata(metadata);
+    metadata.resource_version = None;
+}
+
+impl Strip for CachedPod {
     fn strip(&mut self) {
-        strip_metadata(&mut self.metadata);
-        if let Some(spec) = &mut self.spec {
-            strip_pod_spec(spec);
-        }
-        if let Some(status) = &mut self.status {
-            let statuses = status.container_statuses.take().map(|statuses| {
-                statuses
-                    .into_iter()
-                    .map(|s| ContainerStatus {
-                        name: s.name,
-                        ready: s.ready,
-                        restart_count: s.restart_count,
-                        state: s.state,
-                        last_state: s.last_state,
-                        image: s.image,
-                        ..ContainerStatus::default()
-                    })
-                    .collect()
-            });
-            *status = PodStatus {
-                phase: status.phase.take(),
-                reason: status.reason.take(),
-                message: status.message.take(),
-                conditions: status.conditions.take(),
-                container_statuses: statuses,
-                start_time: status.start_time.take(),
-                ..PodStatus::default()
-            };
+        strip_volume_metadata(&mut self.metadata);
+        self.status
+            .conditions
+            .retain(|condition| KEPT_CONDITIONS.contains(&condition.type_.as_str()));
+        for condition in &mut self.status.conditions {
+            condition.message = None;
+            condition.last_probe_time = None;
         }
     }
 }
 
 impl Strip for Event {
     fn strip(&mut self) {
-        strip_metadata(&mut self.metadata);
+        strip_volume_metadata(&mut self.metadata);
         self.metadata.annotations = None;
         self.metadata.labels = None;
+        self.metadata.uid = None;
+        self.involved_object.api_version = None;
+        self.involved_object.uid = None;
         self.related = None;
         self.source = None;
         self.reporting_component = None;
@@ -163,21 +241,27 @@ impl Strip for DaemonSet {
     }
 }
 
-impl Strip for HealingPolicy {
-    fn strip(&mut self) {
-        strip_metadata(&mut self.metadata);
+/// KubeSkippy's own objects are few and their annotations are read (the
+/// model's confidence and reasoning): only the field-manager bookkeeping and
+/// kubectl's copy go.
+fn strip_own_metadata(metadata: &mut ObjectMeta) {
+    metadata.managed_fields = None;
+    if let Some(annotations) = &mut metadata.annotations {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
 }
 
+impl Strip for HealingPolicy {
+    fn strip(&mut self) {
+        strip_own_metadata(&mut self.metadata);
+    }
+}
+
+/// A HealingAction keeps its status whole: the captured original is what a
+/// rollback restores, and there are few of them.
 impl Strip for HealingAction {
     fn strip(&mut self) {
-        strip_metadata(&mut self.metadata);
-        // The captured original and dry-run result can be whole objects; only
-        // the phase and identity matter for cooldowns and open actions.
-        if let Some(status) = &mut self.status {
-            status.original = None;
-            status.dry_run_result = None;
-        }
+        strip_own_metadata(&mut self.metadata);
     }
 }
 
@@ -262,7 +346,7 @@ struct Polled {
 /// [`ClusterCache::start`] returns. Cloning shares the stores.
 #[derive(Clone)]
 pub struct ClusterCache {
-    pods: Stores<Pod>,
+    pods: Stores<CachedPod>,
     events: Stores<Event>,
     deployments: Stores<Deployment>,
     replica_sets: Stores<ReplicaSet>,
@@ -276,7 +360,7 @@ pub struct ClusterCache {
 /// The writing side of a cache that no watcher feeds: tests and benchmarks
 /// fill it with [`fill`] or `apply_watcher_event`.
 pub struct CacheWriters {
-    pub pods: Writer<Pod>,
+    pub pods: Writer<CachedPod>,
     pub events: Writer<Event>,
     pub deployments: Writer<Deployment>,
     pub replica_sets: Writer<ReplicaSet>,
@@ -311,7 +395,7 @@ impl CacheWriters {
 /// The cache's content at one moment: shared references to the stored
 /// objects (no object is copied), lent to facts as [`ClusterObjects`].
 pub struct CacheView {
-    pub pods: Vec<Arc<Pod>>,
+    pub pods: Vec<Arc<CachedPod>>,
     pub events: Vec<Arc<Event>>,
     pub deployments: Vec<Arc<Deployment>>,
     pub replica_sets: Vec<Arc<ReplicaSet>>,
@@ -326,7 +410,7 @@ pub struct CacheView {
 impl CacheView {
     pub fn objects(&self) -> ClusterObjects<'_> {
         ClusterObjects {
-            pods: self.pods.iter().map(Arc::as_ref).collect(),
+            pods: self.pods.iter().map(|pod| PodRef::Cached(pod)).collect(),
             events: self.events.iter().map(Arc::as_ref).collect(),
             deployments: self.deployments.iter().map(Arc::as_ref).collect(),
             replica_sets: self.replica_sets.iter().map(Arc::as_ref).collect(),
@@ -393,7 +477,9 @@ impl ClusterCache {
     /// polls PodMetrics — and, with `prometheus`, the policies' queries —
     /// every `metrics_interval`. The cache fills while the returned future
     /// runs; it runs until dropped. Watch errors are logged and retried with
-    /// backoff.
+    /// backoff. HealingPolicies and HealingActions are read from the same
+    /// namespaces (actions live in their target's namespace): with a list,
+    /// include the namespace that holds the policies.
     pub fn start(
         client: Client,
         namespaces: &[String],

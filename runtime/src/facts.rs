@@ -8,10 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod, ResourceRequirements};
+use k8s_openapi::api::core::v1::{ContainerState, Event, Pod, PodCondition, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kubeskippy_plugin_sdk::quantity;
 
+use crate::collect::CachedPod;
 use crate::prometheus::QueryResults;
 use crate::snapshot::{PodMetrics, Snapshot};
 use crate::wit::{ContainerFacts, EventFacts, ObjectRef, PodFacts, ResourceAmounts, WorkloadFacts};
@@ -35,13 +36,25 @@ impl ObjectMarks {
 }
 
 #[derive(Debug, Clone)]
-pub struct PodRecord {
+pub struct PodRecord<'a> {
     pub facts: PodFacts,
     /// The pod's owning workload, or the pod itself when nothing owns it.
     pub workload: ObjectRef,
-    pub marks: ObjectMarks,
+    /// The pod's metadata, for its labels and annotations.
+    pub metadata: &'a ObjectMeta,
     /// The condition states this pod is in, for condition triggers.
     pub states: Vec<String>,
+}
+
+impl PodRecord<'_> {
+    pub fn marks(&self) -> ObjectMarks {
+        ObjectMarks::of(self.metadata)
+    }
+
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        static NONE: BTreeMap<String, String> = BTreeMap::new();
+        self.metadata.labels.as_ref().unwrap_or(&NONE)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -50,10 +63,12 @@ pub struct WorkloadRecord {
     pub marks: ObjectMarks,
 }
 
-/// An event's facts and when it happened, for windowed triggers.
-#[derive(Debug, Clone)]
-pub struct EventRecord {
-    pub facts: EventFacts,
+/// An event, borrowed, with when it happened, for windowed triggers.
+#[derive(Debug, Clone, Copy)]
+pub struct EventRecord<'a> {
+    pub event: &'a Event,
+    /// At least 1.
+    pub count: u32,
     /// firstTimestamp, else eventTime, else the object's creation.
     pub first_seen: Option<DateTime<Utc>>,
     /// The latest of lastTimestamp, eventTime and series.lastObservedTime, else
@@ -61,25 +76,159 @@ pub struct EventRecord {
     pub last_seen: Option<DateTime<Utc>>,
 }
 
+impl<'a> EventRecord<'a> {
+    pub fn event_type(&self) -> &'a str {
+        self.event.type_.as_deref().unwrap_or("Normal")
+    }
+
+    pub fn reason(&self) -> &'a str {
+        self.event.reason.as_deref().unwrap_or_default()
+    }
+
+    /// (kind, namespace, name) of the object the event is about.
+    pub fn involved(&self) -> (&'a str, &'a str, &'a str) {
+        let involved = &self.event.involved_object;
+        (
+            involved.kind.as_deref().unwrap_or_default(),
+            involved
+                .namespace
+                .as_deref()
+                .or(self.event.metadata.namespace.as_deref())
+                .unwrap_or_default(),
+            involved.name.as_deref().unwrap_or_default(),
+        )
+    }
+
+    /// The event as the plugin interface carries it.
+    pub fn facts(&self) -> EventFacts {
+        let (kind, namespace, name) = self.involved();
+        EventFacts {
+            event_type: self.event_type().to_string(),
+            reason: self.reason().to_string(),
+            message: self.event.message.clone().unwrap_or_default(),
+            count: self.count,
+            involved: object_ref(kind, namespace, name),
+        }
+    }
+}
+
+/// The pods and events of one workload, as indices into the facts' lists.
 #[derive(Debug, Default)]
-pub struct ClusterFacts {
-    pub pods: Vec<PodRecord>,
+pub struct WorkloadSlot {
+    pub key: ObjectKey,
+    pub pods: Vec<usize>,
+    pub events: Vec<usize>,
+}
+
+#[derive(Debug, Default)]
+pub struct ClusterFacts<'a> {
+    pub pods: Vec<PodRecord<'a>>,
     pub workloads: HashMap<ObjectKey, WorkloadRecord>,
-    pub events: Vec<EventRecord>,
-    /// Indices into `pods`, per workload, in workload order.
-    pub pods_by_workload: BTreeMap<ObjectKey, Vec<usize>>,
-    /// Indices into `events` of the events about a workload or one of its
-    /// pods, in `events` order.
-    pub events_by_workload: HashMap<ObjectKey, Vec<usize>>,
+    pub events: Vec<EventRecord<'a>>,
+    /// Every workload that has pods (a bare pod is its own), in key order.
+    pub slots: Vec<WorkloadSlot>,
+    slot_of: HashMap<ObjectKey, usize>,
     /// The last occurrence of the newest event.
     pub newest_event: Option<DateTime<Utc>>,
+}
+
+/// A pod as facts read it: a full `Pod` (from a snapshot) or the slim
+/// [`CachedPod`] the live cache keeps. Both give the same facts.
+#[derive(Debug, Clone, Copy)]
+pub enum PodRef<'a> {
+    Full(&'a Pod),
+    Cached(&'a CachedPod),
+}
+
+/// One container's status, as facts read it.
+struct StatusParts<'a> {
+    ready: bool,
+    restart_count: i32,
+    state: Option<&'a ContainerState>,
+    last_state: Option<&'a ContainerState>,
+}
+
+impl<'a> PodRef<'a> {
+    pub fn metadata(&self) -> &'a ObjectMeta {
+        match self {
+            PodRef::Full(pod) => &pod.metadata,
+            PodRef::Cached(pod) => &pod.metadata,
+        }
+    }
+
+    fn node_name(&self) -> Option<&'a str> {
+        match self {
+            PodRef::Full(pod) => pod.spec.as_ref()?.node_name.as_deref(),
+            PodRef::Cached(pod) => pod.spec.node_name.as_deref(),
+        }
+    }
+
+    fn phase_and_reason(&self) -> (Option<&'a str>, Option<&'a str>) {
+        match self {
+            PodRef::Full(pod) => pod
+                .status
+                .as_ref()
+                .map_or((None, None), |s| (s.phase.as_deref(), s.reason.as_deref())),
+            PodRef::Cached(pod) => (pod.status.phase.as_deref(), pod.status.reason.as_deref()),
+        }
+    }
+
+    fn conditions(&self) -> &'a [PodCondition] {
+        match self {
+            PodRef::Full(pod) => pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_deref())
+                .unwrap_or_default(),
+            PodRef::Cached(pod) => &pod.status.conditions,
+        }
+    }
+
+    /// Each container's name and resources, in spec order.
+    fn containers(&self) -> Vec<(&'a str, Option<&'a ResourceRequirements>)> {
+        match self {
+            PodRef::Full(pod) => pod
+                .spec
+                .iter()
+                .flat_map(|spec| &spec.containers)
+                .map(|c| (c.name.as_str(), c.resources.as_ref()))
+                .collect(),
+            PodRef::Cached(pod) => pod
+                .spec
+                .containers
+                .iter()
+                .map(|c| (c.name.as_str(), c.resources.as_ref()))
+                .collect(),
+        }
+    }
+
+    fn status_of(&self, container: &str) -> Option<StatusParts<'a>> {
+        let parts = |ready, restart_count, state: &'a _, last_state: &'a _| StatusParts {
+            ready,
+            restart_count,
+            state: Option::as_ref(state),
+            last_state: Option::as_ref(last_state),
+        };
+        match self {
+            PodRef::Full(pod) => {
+                let statuses = pod.status.as_ref()?.container_statuses.as_deref()?;
+                let s = statuses.iter().find(|s| s.name == container)?;
+                Some(parts(s.ready, s.restart_count, &s.state, &s.last_state))
+            }
+            PodRef::Cached(pod) => {
+                let statuses = &pod.status.container_statuses;
+                let s = statuses.iter().find(|s| s.name == container)?;
+                Some(parts(s.ready, s.restart_count, &s.state, &s.last_state))
+            }
+        }
+    }
 }
 
 /// The objects facts are built from, borrowed: a parsed snapshot and the live
 /// cache's stores both lend them, so nothing is cloned to build facts.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterObjects<'a> {
-    pub pods: Vec<&'a Pod>,
+    pub pods: Vec<PodRef<'a>>,
     pub events: Vec<&'a Event>,
     pub deployments: Vec<&'a Deployment>,
     pub replica_sets: Vec<&'a ReplicaSet>,
@@ -116,22 +265,30 @@ pub struct FactsError {
     pub message: String,
 }
 
-impl ClusterFacts {
+impl ClusterFacts<'_> {
     /// Facts of a snapshot; the first unreadable object fails the whole
     /// snapshot, so a half-read cluster is never analysed as if it were whole.
-    pub fn from_snapshot(snapshot: &Snapshot) -> Result<ClusterFacts, FactsError> {
+    pub fn from_snapshot(snapshot: &Snapshot) -> Result<ClusterFacts<'_>, FactsError> {
         let (facts, mut problems) = ClusterFacts::from_objects(&snapshot.objects());
         match problems.is_empty() {
             true => Ok(facts),
             false => Err(problems.swap_remove(0)),
         }
     }
+}
 
+impl<'a> ClusterFacts<'a> {
     /// Facts of whatever objects are at hand, and the objects that could not
     /// be read (a pod with an unparsable quantity), which are left out: in a
     /// live cluster one odd pod must not stop every other from being watched.
-    pub fn from_objects(objects: &ClusterObjects) -> (ClusterFacts, Vec<FactsError>) {
-        let mut facts = ClusterFacts::default();
+    /// Pods and events are borrowed, not copied: a pass over ten thousand pods
+    /// allocates little beyond each pod's facts.
+    pub fn from_objects(objects: &ClusterObjects<'a>) -> (ClusterFacts<'a>, Vec<FactsError>) {
+        let mut facts = ClusterFacts {
+            pods: Vec::with_capacity(objects.pods.len()),
+            events: Vec::with_capacity(objects.events.len()),
+            ..ClusterFacts::default()
+        };
         let mut problems = Vec::new();
         collect_workloads(objects, &mut facts.workloads);
 
@@ -151,20 +308,31 @@ impl ClusterFacts {
             .map(|m| ((namespace_str(&m.metadata), name_str(&m.metadata)), *m))
             .collect();
 
-        let mut pod_index: HashMap<(&str, &str), usize> = HashMap::new();
+        // (namespace, name) → (pod index, workload slot), for events.
+        let mut pod_index: HashMap<(&str, &str), usize> =
+            HashMap::with_capacity(objects.pods.len());
+        let mut slots: Vec<WorkloadSlot> = Vec::new();
         for pod in &objects.pods {
-            let namespace = namespace_str(&pod.metadata);
-            let name = name_str(&pod.metadata);
+            let namespace = namespace_str(pod.metadata());
+            let name = name_str(pod.metadata());
             let workload = resolve_owner(pod, &replica_set_owner, &facts.workloads);
             let usage = metrics.get(&(namespace, name)).copied();
             match pod_record(pod, workload, usage) {
                 Ok(record) => {
-                    pod_index.insert((namespace, name), facts.pods.len());
-                    facts
-                        .pods_by_workload
-                        .entry(key_of(&record.workload))
-                        .or_default()
-                        .push(facts.pods.len());
+                    let key = key_of(&record.workload);
+                    let slot = match facts.slot_of.get(&key) {
+                        Some(&slot) => slot,
+                        None => {
+                            facts.slot_of.insert(key.clone(), slots.len());
+                            slots.push(WorkloadSlot {
+                                key,
+                                ..WorkloadSlot::default()
+                            });
+                            slots.len() - 1
+                        }
+                    };
+                    slots[slot].pods.push(facts.pods.len());
+                    pod_index.insert((namespace, name), slot);
                     facts.pods.push(record);
                 }
                 Err(message) => problems.push(FactsError {
@@ -174,52 +342,60 @@ impl ClusterFacts {
             }
         }
 
-        facts.events = objects
-            .events
-            .iter()
-            .map(|event| event_record(event))
-            .collect();
-        for (index, event) in facts.events.iter().enumerate() {
-            let involved = &event.facts.involved;
-            let workload = if involved.kind == "Pod" {
-                pod_index
-                    .get(&(involved.namespace.as_str(), involved.name.as_str()))
-                    .map(|&pod| key_of(&facts.pods[pod].workload))
+        for event in &objects.events {
+            let record = event_record(event);
+            let (kind, namespace, name) = record.involved();
+            let slot = if kind == "Pod" {
+                pod_index.get(&(namespace, name)).copied()
             } else {
-                Some(key_of(involved))
-            };
-            if let Some(workload) = workload {
                 facts
-                    .events_by_workload
-                    .entry(workload)
-                    .or_default()
-                    .push(index);
+                    .slot_of
+                    .get(&(kind.to_string(), namespace.to_string(), name.to_string()))
+                    .copied()
+            };
+            if let Some(slot) = slot {
+                slots[slot].events.push(facts.events.len());
             }
+            facts.newest_event = facts.newest_event.max(record.last_seen);
+            facts.events.push(record);
         }
-        facts.newest_event = facts.events.iter().filter_map(|e| e.last_seen).max();
+
+        // Workloads in key order, so output is the same from run to run.
+        let mut order: Vec<usize> = (0..slots.len()).collect();
+        order.sort_by(|&a, &b| slots[a].key.cmp(&slots[b].key));
+        let mut slots: Vec<Option<WorkloadSlot>> = slots.into_iter().map(Some).collect();
+        facts.slots = order
+            .into_iter()
+            .map(|index| slots[index].take().expect("each slot is taken once"))
+            .collect();
+        for (index, slot) in facts.slots.iter().enumerate() {
+            facts.slot_of.insert(slot.key.clone(), index);
+        }
         (facts, problems)
     }
 
+    fn slot(&self, workload: &ObjectKey) -> Option<&WorkloadSlot> {
+        self.slot_of.get(workload).map(|&index| &self.slots[index])
+    }
+
     /// The pods of a workload.
-    pub fn pods_of<'f>(&'f self, workload: &ObjectKey) -> impl Iterator<Item = &'f PodRecord> {
-        self.pods_by_workload
-            .get(workload)
+    pub fn pods_of(&self, workload: &ObjectKey) -> impl Iterator<Item = &PodRecord<'a>> {
+        self.slot(workload)
             .into_iter()
-            .flatten()
+            .flat_map(|slot| &slot.pods)
             .map(|&index| &self.pods[index])
     }
 
     /// The events about a workload or one of its pods.
-    pub fn events_of<'f>(&'f self, workload: &ObjectKey) -> impl Iterator<Item = &'f EventRecord> {
-        self.events_by_workload
-            .get(workload)
+    pub fn events_of(&self, workload: &ObjectKey) -> impl Iterator<Item = &EventRecord<'a>> {
+        self.slot(workload)
             .into_iter()
-            .flatten()
+            .flat_map(|slot| &slot.events)
             .map(|&index| &self.events[index])
     }
 }
 
-fn event_record(event: &Event) -> EventRecord {
+fn event_record(event: &Event) -> EventRecord<'_> {
     let last_seen = [
         event.last_timestamp.as_ref().map(|t| t.0),
         event.event_time.as_ref().map(|t| t.0),
@@ -240,26 +416,12 @@ fn event_record(event: &Event) -> EventRecord {
         .or(event.event_time.as_ref().map(|t| t.0))
         .or(event.metadata.creation_timestamp.as_ref().map(|t| t.0));
     EventRecord {
-        facts: EventFacts {
-            event_type: event.type_.clone().unwrap_or_else(|| "Normal".into()),
-            reason: event.reason.clone().unwrap_or_default(),
-            message: event.message.clone().unwrap_or_default(),
-            count: event
-                .count
-                .and_then(|c| u32::try_from(c).ok())
-                .unwrap_or(1)
-                .max(1),
-            involved: object_ref(
-                event.involved_object.kind.as_deref().unwrap_or_default(),
-                event
-                    .involved_object
-                    .namespace
-                    .as_deref()
-                    .or(event.metadata.namespace.as_deref())
-                    .unwrap_or_default(),
-                event.involved_object.name.as_deref().unwrap_or_default(),
-            ),
-        },
+        event,
+        count: event
+            .count
+            .and_then(|c| u32::try_from(c).ok())
+            .unwrap_or(1)
+            .max(1),
         first_seen: first_seen.map(chrono_of),
         last_seen: last_seen.map(chrono_of),
     }
@@ -378,13 +540,14 @@ fn collect_workloads(objects: &ClusterObjects, workloads: &mut HashMap<ObjectKey
 /// The workload a pod belongs to. A ReplicaSet missing from the snapshot is
 /// traced to its Deployment through the `pod-template-hash` naming convention.
 fn resolve_owner(
-    pod: &Pod,
+    pod: &PodRef,
     replica_set_owner: &HashMap<(&str, &str), Option<&OwnerReference>>,
     workloads: &HashMap<ObjectKey, WorkloadRecord>,
 ) -> ObjectRef {
-    let namespace = namespace_str(&pod.metadata);
-    let Some(owner) = controller_of(&pod.metadata) else {
-        return object_ref("Pod", namespace, name_str(&pod.metadata));
+    let metadata = pod.metadata();
+    let namespace = namespace_str(metadata);
+    let Some(owner) = controller_of(metadata) else {
+        return object_ref("Pod", namespace, name_str(metadata));
     };
     if owner.kind != "ReplicaSet" {
         return object_ref(&owner.kind, namespace, &owner.name);
@@ -393,8 +556,7 @@ fn resolve_owner(
         Some(Some(grand_owner)) => object_ref(&grand_owner.kind, namespace, &grand_owner.name),
         Some(None) => object_ref("ReplicaSet", namespace, &owner.name),
         None => {
-            let hash = pod
-                .metadata
+            let hash = metadata
                 .labels
                 .as_ref()
                 .and_then(|labels| labels.get("pod-template-hash"));
@@ -491,39 +653,33 @@ const REASON_PRECEDENCE: [&str; 9] = [
     "Evicted",
 ];
 
-fn pod_record(
-    pod: &Pod,
+fn pod_record<'a>(
+    pod: &PodRef<'a>,
     workload: ObjectRef,
     metrics: Option<&PodMetrics>,
-) -> Result<PodRecord, String> {
-    let spec = pod.spec.as_ref();
-    let status = pod.status.as_ref();
-    let statuses: &[ContainerStatus] = status
-        .and_then(|s| s.container_statuses.as_deref())
-        .unwrap_or_default();
+) -> Result<PodRecord<'a>, String> {
     let mut containers = Vec::new();
     let mut states: Vec<String> = Vec::new();
-    for container in spec.map(|s| s.containers.as_slice()).unwrap_or_default() {
-        let status = statuses.iter().find(|s| s.name == container.name);
-        let waiting = status
-            .and_then(|s| s.state.as_ref())
-            .and_then(|s| s.waiting.as_ref());
-        let terminated_now = status
-            .and_then(|s| s.state.as_ref())
-            .and_then(|s| s.terminated.as_ref());
+    for (name, resources) in pod.containers() {
+        let status = pod.status_of(name);
+        let state = status.as_ref().and_then(|s| s.state);
+        let waiting = state.and_then(|s| s.waiting.as_ref());
+        let terminated_now = state.and_then(|s| s.terminated.as_ref());
         let last_terminated = status
-            .and_then(|s| s.last_state.as_ref())
+            .as_ref()
+            .and_then(|s| s.last_state)
             .and_then(|s| s.terminated.as_ref())
             .or(terminated_now);
         let facts = ContainerFacts {
-            name: container.name.clone(),
-            usage: usage_of(metrics, &container.name)?,
-            limits: amounts(container.resources.as_ref(), true)?,
-            requests: amounts(container.resources.as_ref(), false)?,
+            name: name.to_string(),
+            usage: usage_of(metrics, name)?,
+            limits: amounts(resources, true)?,
+            requests: amounts(resources, false)?,
             restart_count: status
+                .as_ref()
                 .map(|s| u32::try_from(s.restart_count).unwrap_or(0))
                 .unwrap_or(0),
-            ready: status.is_some_and(|s| s.ready),
+            ready: status.as_ref().is_some_and(|s| s.ready),
             waiting_reason: waiting.and_then(|w| w.reason.clone()),
             waiting_message: waiting.and_then(|w| w.message.clone()),
             last_termination_reason: last_terminated.and_then(|t| t.reason.clone()),
@@ -533,20 +689,17 @@ fn pod_record(
         states.extend(facts.last_termination_reason.iter().cloned());
         containers.push(facts);
     }
-    let unschedulable = status
-        .and_then(|s| s.conditions.as_deref())
-        .unwrap_or_default()
-        .iter()
-        .any(|c| {
-            c.type_ == "PodScheduled"
-                && c.status == "False"
-                && c.reason.as_deref() == Some("Unschedulable")
-        });
+    let unschedulable = pod.conditions().iter().any(|c| {
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+    });
     if unschedulable {
         states.push("Unschedulable".into());
     }
-    if let Some(reason) = status.and_then(|s| s.reason.clone()) {
-        states.push(reason);
+    let (phase, reason) = pod.phase_and_reason();
+    if let Some(reason) = reason {
+        states.push(reason.to_string());
     }
     states.sort();
     states.dedup();
@@ -558,11 +711,9 @@ fn pod_record(
 
     let has_metrics = metrics.is_some();
     let facts = PodFacts {
-        name: name_str(&pod.metadata).to_string(),
-        namespace: namespace_str(&pod.metadata).to_string(),
-        phase: status
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_else(|| "Unknown".into()),
+        name: name_str(pod.metadata()).to_string(),
+        namespace: namespace_str(pod.metadata()).to_string(),
+        phase: phase.unwrap_or("Unknown").to_string(),
         status_reason,
         restart_count: containers.iter().map(|c| c.restart_count).sum(),
         usage: ResourceAmounts {
@@ -582,13 +733,13 @@ fn pod_record(
             memory_bytes: sum_all(containers.iter().map(|c| c.limits.memory_bytes)),
         },
         owner: (workload.kind != "Pod").then(|| workload.clone()),
-        node: spec.and_then(|s| s.node_name.clone()),
+        node: pod.node_name().map(str::to_string),
         containers,
     };
     Ok(PodRecord {
         facts,
         workload,
-        marks: ObjectMarks::of(&pod.metadata),
+        metadata: pod.metadata(),
         states,
     })
 }

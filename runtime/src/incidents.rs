@@ -53,13 +53,12 @@ fn open_one<'p>(facts: &ClusterFacts, fired: Fired<'p>) -> OpenIncident<'p> {
     let pod_names: HashSet<&str> = pods.iter().map(|pod| pod.facts.name.as_str()).collect();
     let mut events: Vec<EventFacts> = facts
         .events_of(&key)
-        .map(|event| &event.facts)
         .filter(|event| {
-            let involved = &event.involved;
-            (involved.kind == "Pod" && pod_names.contains(involved.name.as_str()))
-                || (involved.kind == workload.kind && involved.name == workload.name)
+            let (kind, _, name) = event.involved();
+            (kind == "Pod" && pod_names.contains(name))
+                || (kind == workload.kind && name == workload.name)
         })
-        .cloned()
+        .map(|event| event.facts())
         .collect();
     events.sort_by_key(|event| {
         (
@@ -72,15 +71,12 @@ fn open_one<'p>(facts: &ClusterFacts, fired: Fired<'p>) -> OpenIncident<'p> {
     let workload_record = facts.workloads.get(&key);
     let target_marks = match workload_record {
         Some(record) => record.marks.clone(),
-        None => pods
-            .first()
-            .map(|pod| pod.marks.clone())
-            .unwrap_or_default(),
+        None => pods.first().map(|pod| pod.marks()).unwrap_or_default(),
     };
     let kinds: BTreeSet<String> = findings.iter().map(|f| format!("{:?}", f.kind)).collect();
     let pod_marks = pods
         .iter()
-        .map(|pod| (pod.facts.name.clone(), pod.marks.clone()))
+        .map(|pod| (pod.facts.name.clone(), pod.marks()))
         .collect();
     let incident = Incident {
         id: incident_id(&workload, &kinds),

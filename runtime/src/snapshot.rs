@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::facts::ClusterObjects;
+use crate::facts::{ClusterObjects, PodRef};
 use crate::policy::HealingPolicy;
 
 /// metrics.k8s.io/v1beta1 PodMetrics; k8s-openapi has no type for it.
@@ -170,7 +170,7 @@ impl Snapshot {
     /// The snapshot's objects, borrowed, for building facts.
     pub fn objects(&self) -> ClusterObjects<'_> {
         ClusterObjects {
-            pods: self.pods.iter().collect(),
+            pods: self.pods.iter().map(PodRef::Full).collect(),
             events: self.events.iter().collect(),
             deployments: self.deployments.iter().collect(),
             replica_sets: self.replica_sets.iter().collect(),

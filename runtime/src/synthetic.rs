@@ -7,10 +7,11 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde_json::{Value, json};
 
+use crate::collect::CachedPod;
 use crate::policy::{HealingPolicy, Trigger};
 use crate::snapshot::{ContainerMetrics, PodMetrics};
 
@@ -64,11 +65,12 @@ pub fn snapshot_yaml(pods: usize) -> String {
     out
 }
 
-/// A synthetic cluster as typed objects, the way the API server serves them
-/// (managedFields, the last-applied annotation, env, probes, volumes), for
-/// benchmarks that feed reflector stores directly.
+/// A synthetic cluster as typed objects, read from what the API server
+/// serves (managedFields, the last-applied annotation, env, probes, volumes)
+/// the way the cache's watchers read it, for benchmarks that feed reflector
+/// stores directly.
 pub struct Cluster {
-    pub pods: Vec<Pod>,
+    pub pods: Vec<CachedPod>,
     pub events: Vec<Event>,
     pub deployments: Vec<Deployment>,
     pub replica_sets: Vec<ReplicaSet>,

@@ -64,14 +64,15 @@ pub fn evaluate<'p>(
         .collect::<Result<_, _>>()?;
 
     let mut fired = Vec::new();
-    for (key, pod_indices) in &facts.pods_by_workload {
-        let pods: Vec<&PodRecord> = pod_indices.iter().map(|&i| &facts.pods[i]).collect();
+    for slot in &facts.slots {
+        let key = &slot.key;
+        let pods: Vec<&PodRecord> = slot.pods.iter().map(|&i| &facts.pods[i]).collect();
         let workload = &pods[0].workload;
         let labels = facts
             .workloads
             .get(key)
             .map(|record| &record.marks.labels)
-            .unwrap_or(&pods[0].marks.labels);
+            .unwrap_or_else(|| pods[0].labels());
         let Some(policy) = compiled
             .iter()
             .find(|policy| policy.selects(workload, labels))
@@ -243,20 +244,15 @@ impl<'p> CompiledPolicy<'p> {
                     let matching: Vec<&EventRecord> = facts
                         .events_of(workload)
                         .filter(|event| {
-                            event.facts.event_type == *event_type
-                                && pattern.is_match(&event.facts.reason)
+                            event.event_type() == *event_type
+                                && pattern.is_match(event.reason())
                                 && within(event, since)
                         })
                         .collect();
-                    let total: u64 = matching
-                        .iter()
-                        .map(|event| u64::from(event.facts.count))
-                        .sum();
+                    let total: u64 = matching.iter().map(|event| u64::from(event.count)).sum();
                     if !matching.is_empty() && total >= u64::from(*min_count) {
-                        let mut reasons: Vec<&str> = matching
-                            .iter()
-                            .map(|event| event.facts.reason.as_str())
-                            .collect();
+                        let mut reasons: Vec<&str> =
+                            matching.iter().map(|event| event.reason()).collect();
                         reasons.sort();
                         reasons.dedup();
                         let within = window
@@ -305,16 +301,16 @@ fn error_rate_finding<'f>(
     trigger: &str,
     threshold: f64,
     window: Duration,
-    events: impl Iterator<Item = &'f EventRecord>,
+    events: impl Iterator<Item = &'f EventRecord<'f>>,
     now: Option<DateTime<Utc>>,
 ) -> Option<Finding> {
     let since = now.map(|now| now - window);
     let mut occurrences = 0.0;
-    for event in events.filter(|event| event.facts.event_type == "Warning") {
+    for event in events.filter(|event| event.event_type() == "Warning") {
         if !within(event, since) {
             continue;
         }
-        let count = f64::from(event.facts.count);
+        let count = f64::from(event.count);
         occurrences += match (since, event.first_seen, event.last_seen) {
             (Some(since), Some(first), Some(last)) if first < since && last > first => {
                 count * (last - since).as_seconds_f64() / (last - first).as_seconds_f64()

@@ -13,9 +13,9 @@ use chrono::{DateTime, Utc};
 use common::{Recorded, Reply, serve};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Pod};
-use kubeskippy::collect::{self, ClusterCache, MetricsState, Strip};
+use kubeskippy::collect::{self, CachedPod, ClusterCache, MetricsState, Strip};
 use kubeskippy::evaluation::{self, TriggerMemory};
-use kubeskippy::facts::ClusterFacts;
+use kubeskippy::facts::{ClusterFacts, ClusterObjects, PodRef};
 use kubeskippy::policy::HealingPolicy;
 use kubeskippy::snapshot::{ContainerMetrics, PodMetrics};
 use serde_json::{Value, json};
@@ -95,7 +95,8 @@ fn full_pod(namespace: &str, deployment: &str, name: &str, crashing: bool) -> Va
     })
 }
 
-fn pod(namespace: &str, deployment: &str, name: &str, crashing: bool) -> Pod {
+/// The pod as the cache's watcher reads it.
+fn pod(namespace: &str, deployment: &str, name: &str, crashing: bool) -> CachedPod {
     serde_json::from_value(full_pod(namespace, deployment, name, crashing)).unwrap()
 }
 
@@ -186,10 +187,7 @@ async fn a_cache_fed_through_its_writers_gives_facts_and_is_ready_once_every_sto
         "app".to_string(),
     );
     assert_eq!(facts.pods_of(&workload).count(), 2);
-    let events: Vec<_> = facts
-        .events_of(&workload)
-        .map(|e| &e.facts.involved.name)
-        .collect();
+    let events: Vec<_> = facts.events_of(&workload).map(|e| e.involved().2).collect();
     assert_eq!(
         events,
         ["app-5d8f7-a"],
@@ -256,47 +254,60 @@ fn polled_metrics_join_their_pods_and_drive_absolute_usage_triggers() {
 }
 
 #[test]
-fn stripping_drops_what_is_never_read_and_keeps_what_triggers_need() {
-    let full = pod("shop", "app", "app-5d8f7-a", true);
-    let mut stripped = full.clone();
-    stripped.strip();
+fn the_cached_pod_keeps_what_triggers_need_and_nothing_else() {
+    let json = full_pod("shop", "app", "app-5d8f7-a", true);
+    let full: Pod = serde_json::from_value(json.clone()).unwrap();
+    let mut cached: CachedPod = serde_json::from_value(json).unwrap();
+    cached.strip();
 
-    let container = &stripped.spec.as_ref().unwrap().containers[0];
-    assert_eq!(container.env, None);
-    assert_eq!(container.volume_mounts, None);
-    assert_eq!(container.liveness_probe, None);
-    assert_eq!(stripped.spec.as_ref().unwrap().volumes, None);
-    assert_eq!(stripped.metadata.managed_fields, None);
-    let annotations = stripped.metadata.annotations.as_ref().unwrap();
-    assert!(!annotations.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
-    assert_eq!(annotations["kubeskippy.io/protected"], "true");
-    assert_eq!(stripped.metadata.labels, full.metadata.labels);
-    assert_eq!(stripped.metadata.uid, full.metadata.uid);
+    assert_eq!(cached.metadata.managed_fields, None);
+    assert_eq!(cached.metadata.resource_version, None);
+    let annotations = cached.metadata.annotations.as_ref().unwrap();
     assert_eq!(
-        stripped.metadata.owner_references,
+        annotations.keys().collect::<Vec<_>>(),
+        ["kubeskippy.io/protected"],
+        "kubectl's last-applied copy is gone, the floor's mark stays"
+    );
+    assert_eq!(cached.metadata.labels, full.metadata.labels);
+    assert_eq!(cached.metadata.uid, full.metadata.uid);
+    assert_eq!(
+        cached.metadata.owner_references,
         full.metadata.owner_references
     );
-    let text = serde_json::to_string(&stripped).unwrap();
-    assert!(!text.contains("s3cret"), "{text}");
-    assert!(text.len() < serde_json::to_string(&full).unwrap().len());
+    let text = serde_json::to_string(&cached).unwrap();
+    for dropped in [
+        "s3cret",
+        "volumeMounts",
+        "livenessProbe",
+        "emptyDir",
+        "podIP",
+        "containerd://",
+    ] {
+        assert!(!text.contains(dropped), "{dropped} in {text}");
+    }
 
-    // Every fact the pipeline reads is the same with and without the strip.
-    let facts_of = |pod: &Pod| {
-        let objects = kubeskippy::facts::ClusterObjects {
+    // Every fact the pipeline reads is the same from the cached pod as from
+    // the whole pod a snapshot holds.
+    let facts_of = |pod: PodRef| {
+        let objects = ClusterObjects {
             pods: vec![pod],
             ..Default::default()
         };
         let (facts, _) = ClusterFacts::from_objects(&objects);
         let record = facts.pods.into_iter().next().unwrap();
+        let marks = record.marks();
         (
             record.facts,
             record.workload,
-            record.marks.labels,
-            record.marks.uid,
+            marks.labels,
+            marks.uid,
             record.states,
         )
     };
-    assert_eq!(facts_of(&stripped), facts_of(&full));
+    assert_eq!(
+        facts_of(PodRef::Cached(&cached)),
+        facts_of(PodRef::Full(&full))
+    );
 }
 
 #[test]

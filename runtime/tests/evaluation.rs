@@ -513,3 +513,21 @@ fn an_invalid_policy_is_reported_and_the_others_still_run() {
         ]
     );
 }
+
+#[test]
+fn an_incident_id_names_its_workload_once_the_namespace_is_known() {
+    use kubeskippy::incidents::workload_of_incident_id;
+    assert_eq!(
+        workload_of_incident_id("team-1-deployment-svc-3-abcd1234", "team-1"),
+        Some(("deployment", "svc-3"))
+    );
+    assert_eq!(
+        workload_of_incident_id("shop-pod-app-7d9f-x2-0011aaff", "shop"),
+        Some(("pod", "app-7d9f-x2"))
+    );
+    assert_eq!(workload_of_incident_id("manual", "shop"), None);
+    assert_eq!(
+        workload_of_incident_id("shop-deployment-app-notahash", "shop"),
+        None
+    );
+}

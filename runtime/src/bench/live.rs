@@ -222,10 +222,11 @@ fn incident_to_action() -> anyhow::Result<()> {
     let now = bench_now();
     let (cache, _writers) = filled_cache(10, vec![HealingPolicy::builtin_default()]);
     let analyzer = Analyzer::new(&Config::default(), &PluginFiles::default(), None)?;
-    let client = in_process_client();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // The client's buffer task is spawned on the runtime it is made in.
+    let client = runtime.block_on(async { in_process_client() });
     let mut memory = TriggerMemory::new();
     let mut created = 0usize;
     let mut parts = [Duration::ZERO; 3];
