@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use fake_api::FakeApi;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
 use kubeskippy::collect::{self, CacheWriters, ClusterCache};
 use kubeskippy::config::Config;
 use kubeskippy::daemon::controller::Controller;
@@ -182,7 +181,10 @@ impl Cluster {
     fn sync(&mut self) {
         let fake = &self.fake;
         let writers = &mut self.writers;
-        collect::fill(&mut writers.pods, of_kind::<Pod>(fake, "/pods/"));
+        collect::fill(
+            &mut writers.pods,
+            of_kind::<collect::CachedPod>(fake, "/pods/"),
+        );
         collect::fill(
             &mut writers.deployments,
             of_kind::<Deployment>(fake, "/deployments/"),
