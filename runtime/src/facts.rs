@@ -312,6 +312,7 @@ impl<'a> ClusterFacts<'a> {
         let mut pod_index: HashMap<(&str, &str), usize> =
             HashMap::with_capacity(objects.pods.len());
         let mut slots: Vec<WorkloadSlot> = Vec::new();
+        let mut scratch = ObjectKey::default();
         for pod in &objects.pods {
             let namespace = namespace_str(pod.metadata());
             let name = name_str(pod.metadata());
@@ -319,10 +320,21 @@ impl<'a> ClusterFacts<'a> {
             let usage = metrics.get(&(namespace, name)).copied();
             match pod_record(pod, workload, usage) {
                 Ok(record) => {
-                    let key = key_of(&record.workload);
-                    let slot = match facts.slot_of.get(&key) {
+                    // Most pods share a workload already seen: look it up
+                    // through one reused key rather than a fresh one per pod.
+                    let workload = &record.workload;
+                    for (part, value) in [
+                        (&mut scratch.0, &workload.kind),
+                        (&mut scratch.1, &workload.namespace),
+                        (&mut scratch.2, &workload.name),
+                    ] {
+                        part.clear();
+                        part.push_str(value);
+                    }
+                    let slot = match facts.slot_of.get(&scratch) {
                         Some(&slot) => slot,
                         None => {
+                            let key = scratch.clone();
                             facts.slot_of.insert(key.clone(), slots.len());
                             slots.push(WorkloadSlot {
                                 key,

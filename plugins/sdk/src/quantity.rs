@@ -71,8 +71,12 @@ fn to_unit(text: &str, per_unit: u128) -> Result<u64, &'static str> {
     if whole.len() + fraction.len() > 30 {
         return Err("too many digits");
     }
-    let digits: String = [whole, fraction].concat();
-    let mut numerator: u128 = digits.parse().map_err(|_| "not a number")?;
+    // At most 30 ASCII digits (checked above) always fit in a u128; no string
+    // is built, as quantities are parsed for every pod on every evaluation.
+    let mut numerator: u128 = whole
+        .bytes()
+        .chain(fraction.bytes())
+        .fold(0, |n, digit| n * 10 + u128::from(digit - b'0'));
     let mut denominator: u128 = 10u128.pow(fraction.len() as u32);
 
     let (binary_power, decimal_power): (u32, i32) = match suffix {
