@@ -283,18 +283,7 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     let model = if args.no_llm {
         None
     } else {
-        let model = match &config.ai.api_key_secret_ref {
-            Some(reference) if config.ai.endpoint.is_some() => {
-                let key = runtime.block_on(async {
-                    let client = kube::Client::try_default().await.map_err(|error| {
-                        anyhow::anyhow!("ai.apiKeySecretRef: no Kubernetes client: {error}")
-                    })?;
-                    Ok::<_, anyhow::Error>(model::api_key_from_secret(client, reference).await?)
-                })?;
-                model::from_config_with_key(&config.ai, Some(key))?
-            }
-            _ => model::from_config(&config.ai)?,
-        };
+        let model = runtime.block_on(model::from_config_reading_secret(&config.ai, None))?;
         if model.is_none() {
             eprintln!(
                 "note: no model configured (--llm-endpoint or ai.endpoint); using rule-based recommendations"

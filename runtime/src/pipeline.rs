@@ -47,10 +47,8 @@ pub enum AnalyzeError {
 
 /// The `.wasm` files of a plugin directory by name, sorted. Kubernetes mounts
 /// ConfigMap keys through `..data` symlinks; hidden entries are its plumbing.
-fn plugin_dir_files(dir: &std::path::Path) -> Result<Vec<(String, PathBuf)>, AnalyzeError> {
-    let entries = std::fs::read_dir(dir).map_err(|error| {
-        AnalyzeError::Config(format!("plugin directory {}: {error}", dir.display()))
-    })?;
+pub(crate) fn plugin_dir_files(dir: &std::path::Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let entries = std::fs::read_dir(dir)?;
     let mut files = Vec::new();
     for entry in entries.flatten() {
         let path = entry.path();
@@ -232,7 +230,10 @@ impl Analyzer {
             named.insert(name.clone(), (plugin.kind, loaded));
         }
         if let Some(dir) = &files.plugin_dir {
-            for (name, path) in plugin_dir_files(dir)? {
+            let files = plugin_dir_files(dir).map_err(|error| {
+                AnalyzeError::Config(format!("plugin directory {}: {error}", dir.display()))
+            })?;
+            for (name, path) in files {
                 if named.contains_key(&name) {
                     return Err(AnalyzeError::Config(format!(
                         "plugin {name:?} is both in plugins.named and {}",

@@ -130,7 +130,7 @@ async fn heal(client: &Client, namespace: &str) -> HealingAction {
     cache.wait_ready().await.unwrap();
     let analyzer = Analyzer::new(&Config::default(), &PluginFiles::default(), None).unwrap();
     let context = kubeskippy::lifecycle::Context::new(client.clone(), "kubeskippy-e2e", 30);
-    let mut controller = Controller::new(client.clone(), cache, context);
+    let mut controller = Controller::new(cache, context);
     let actions: Api<HealingAction> = Api::namespaced(client.clone(), namespace);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     loop {

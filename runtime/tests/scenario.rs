@@ -167,7 +167,7 @@ impl Cluster {
             floor: kubeskippy::safety::SafetyFloor::default(),
         };
         let mut cluster = Cluster {
-            controller: Controller::new(client, cache, context),
+            controller: Controller::new(cache, context),
             analyzer: Analyzer::new(&Config::default(), &PluginFiles::default(), None).unwrap(),
             fake,
             writers,

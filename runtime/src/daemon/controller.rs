@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::Resource;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -19,7 +18,7 @@ use crate::events::IncidentNote;
 use crate::execute::FIELD_MANAGER;
 use crate::healing_action::{HealingAction, Phase};
 use crate::incidents::OpenIncident;
-use crate::lifecycle::{self, gates};
+use crate::lifecycle::{self, gates, set_condition};
 use crate::pipeline::Analyzer;
 use crate::policy::{HealingPolicy, Mode};
 
@@ -46,7 +45,6 @@ pub struct Evaluated {
 }
 
 pub struct Controller {
-    client: kube::Client,
     cache: ClusterCache,
     lifecycle: lifecycle::Context,
     memory: TriggerMemory,
@@ -62,9 +60,8 @@ pub struct Controller {
 }
 
 impl Controller {
-    pub fn new(client: kube::Client, cache: ClusterCache, lifecycle: lifecycle::Context) -> Self {
+    pub fn new(cache: ClusterCache, lifecycle: lifecycle::Context) -> Self {
         Controller {
-            client,
             cache,
             lifecycle,
             memory: TriggerMemory::new(),
@@ -122,7 +119,7 @@ impl Controller {
             return;
         }
         let policy = open.policy;
-        let quiet_until = now + cooldown(policy);
+        let quiet_until = now + gates::duration(&policy.spec.safety.cooldown, "10m");
         let findings: Vec<String> = incident
             .findings
             .iter()
@@ -175,7 +172,8 @@ impl Controller {
         for action in &report.actions {
             let namespace = action.metadata.namespace.clone().unwrap_or_default();
             let name = action.metadata.name.clone().unwrap_or_default();
-            let api: Api<HealingAction> = Api::namespaced(self.client.clone(), &namespace);
+            let api: Api<HealingAction> =
+                Api::namespaced(self.lifecycle.client.clone(), &namespace);
             let params = PostParams {
                 field_manager: Some(FIELD_MANAGER.into()),
                 ..PostParams::default()
@@ -191,10 +189,7 @@ impl Controller {
                             IncidentNote::Planned,
                             &format!(
                                 "HealingAction {name} ({}, confidence {:.2}, source {}): {}",
-                                serde_json::to_value(action.spec.action.kind)
-                                    .ok()
-                                    .and_then(|kind| kind.as_str().map(str::to_string))
-                                    .unwrap_or_default(),
+                                lifecycle::kind_name(action.spec.action.kind),
                                 action.spec.confidence,
                                 action.spec.source,
                                 action.spec.reasoning
@@ -252,7 +247,7 @@ impl Controller {
             }
             // The cache may lag behind this controller's own last write; an
             // action must never be judged from a stale phase.
-            let api: Api<HealingAction> = Api::namespaced(self.client.clone(), &key.0);
+            let api: Api<HealingAction> = Api::namespaced(self.lifecycle.client.clone(), &key.0);
             let action = match api.get_opt(&key.1).await {
                 Ok(Some(action)) => action,
                 Ok(None) => {
@@ -330,45 +325,52 @@ impl Controller {
                     })
             })
             .count();
-        let previous = policy.status.as_ref();
-        let mut conditions = Vec::new();
-        let (paused, paused_reason, paused_message) = match gates::breaker(policy, actions, now) {
-            Some(paused) => (
-                "True",
+        let mut conditions = policy
+            .status
+            .as_ref()
+            .map(|status| status.conditions.clone())
+            .unwrap_or_default();
+        match gates::breaker(policy, actions, now) {
+            Some(paused) => set_condition(
+                &mut conditions,
+                "Paused",
+                true,
                 "CircuitOpen",
-                format!(
+                &format!(
                     "{}; resumes at {} or with `kubeskippy resume {name} -n {namespace}`",
                     paused.reason,
                     paused.until.to_rfc3339()
                 ),
+                now,
             ),
-            None => ("False", "Closed", "actions are allowed".to_string()),
-        };
-        conditions.push(condition(
-            previous,
-            "Paused",
-            paused,
-            paused_reason,
-            &paused_message,
-            now,
-        ));
-        let (valid, valid_reason, valid_message) = if outcome.errors.is_empty() {
-            (
-                "True",
+            None => set_condition(
+                &mut conditions,
+                "Paused",
+                false,
+                "Closed",
+                "actions are allowed",
+                now,
+            ),
+        }
+        if outcome.errors.is_empty() {
+            set_condition(
+                &mut conditions,
+                "Ready",
+                true,
                 "Evaluated",
-                "every trigger was evaluated".to_string(),
-            )
+                "every trigger was evaluated",
+                now,
+            );
         } else {
-            ("False", "EvaluationError", outcome.errors.join("; "))
-        };
-        conditions.push(condition(
-            previous,
-            "Ready",
-            valid,
-            valid_reason,
-            &valid_message,
-            now,
-        ));
+            set_condition(
+                &mut conditions,
+                "Ready",
+                false,
+                "EvaluationError",
+                &outcome.errors.join("; "),
+                now,
+            );
+        }
         let body = json!({
             "activeTriggers": active,
             "actionsTaken": actions_taken,
@@ -382,8 +384,8 @@ impl Controller {
             return;
         }
         let mut status = body.clone();
-        status["lastEvaluation"] = json!(now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-        let api: Api<HealingPolicy> = Api::namespaced(self.client.clone(), &namespace);
+        status["lastEvaluation"] = json!(lifecycle::stamp(now));
+        let api: Api<HealingPolicy> = Api::namespaced(self.lifecycle.client.clone(), &namespace);
         match api
             .patch_status(
                 &name,
@@ -413,13 +415,6 @@ fn key_of(action: &HealingAction) -> (String, String) {
     )
 }
 
-fn cooldown(policy: &HealingPolicy) -> chrono::TimeDelta {
-    crate::config::parse_duration(&policy.spec.safety.cooldown)
-        .ok()
-        .and_then(|duration| chrono::TimeDelta::from_std(duration).ok())
-        .unwrap_or(chrono::TimeDelta::minutes(10))
-}
-
 fn object_reference(target: &crate::wit::ObjectRef, open: &OpenIncident) -> ObjectReference {
     ObjectReference {
         api_version: Some(crate::actions::api_version_of(&target.kind).to_string()),
@@ -428,31 +423,5 @@ fn object_reference(target: &crate::wit::ObjectRef, open: &OpenIncident) -> Obje
         name: Some(target.name.clone()),
         uid: open.target_marks.uid.clone(),
         ..ObjectReference::default()
-    }
-}
-
-/// A condition that keeps its transition time while its status holds.
-fn condition(
-    previous: Option<&crate::policy::HealingPolicyStatus>,
-    kind: &str,
-    status: &str,
-    reason: &str,
-    message: &str,
-    now: DateTime<Utc>,
-) -> Condition {
-    let since = previous
-        .and_then(|previous| previous.conditions.iter().find(|c| c.type_ == kind))
-        .filter(|c| c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| {
-            Time(k8s_openapi::jiff::Timestamp::from_second(now.timestamp()).unwrap_or_default())
-        });
-    Condition {
-        type_: kind.into(),
-        status: status.into(),
-        reason: reason.into(),
-        message: message.into(),
-        last_transition_time: since,
-        observed_generation: None,
     }
 }

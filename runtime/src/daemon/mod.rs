@@ -71,16 +71,9 @@ pub async fn build_analyzer(
     config: &Config,
     plugin_dir: Option<&PathBuf>,
 ) -> Result<Analyzer, RunError> {
-    let model = match &config.ai.api_key_secret_ref {
-        Some(reference) if config.ai.endpoint.is_some() => {
-            let key = model::api_key_from_secret(client.clone(), reference)
-                .await
-                .map_err(|error| RunError::Config(error.to_string()))?;
-            model::from_config_with_key(&config.ai, Some(key))
-        }
-        _ => model::from_config(&config.ai),
-    }
-    .map_err(|error| RunError::Config(error.to_string()))?;
+    let model = model::from_config_reading_secret(&config.ai, Some(client.clone()))
+        .await
+        .map_err(|error| RunError::Config(error.to_string()))?;
     let mut files = PluginFiles::from_config(config);
     files.plugin_dir = plugin_dir.cloned();
     Analyzer::new(config, &files, model).map_err(|error| RunError::Config(error.to_string()))
@@ -165,7 +158,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         &options.identity,
         options.cluster_actions_per_hour,
     );
-    let mut controller = Controller::new(client.clone(), cache.clone(), context);
+    let mut controller = Controller::new(cache.clone(), context);
     controller.set_floor(floor_of(&config));
     let mut next_evaluation = tokio::time::Instant::now();
     let mut next_reload_check = tokio::time::Instant::now() + RELOAD_CHECK;

@@ -55,16 +55,12 @@ impl Watched {
     /// last config that loaded, and a change to the config file changes the
     /// digest by itself.
     fn fingerprint_of(&self, config: &Config) -> String {
+        // Listed as the Analyzer loads them, so what is watched is what is loaded.
         let in_dirs = self.dirs.iter().flat_map(|dir| {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            crate::pipeline::plugin_dir_files(dir)
+                .unwrap_or_default()
                 .into_iter()
-                .flatten()
-                .flatten()
-                .map(|entry| entry.path())
-                .filter(|path| path.extension().is_some_and(|ext| ext == "wasm"))
-                .collect();
-            files.sort();
-            files
+                .map(|(_, path)| path)
         });
         let paths = self
             .config_path

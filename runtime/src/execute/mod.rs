@@ -320,9 +320,7 @@ pub(crate) fn unsupported(target: &ObjectRef, action: &str) -> ExecuteError {
 
 /// Errors end up in one-line status messages and events; server messages and
 /// parser errors may span lines.
-pub(crate) fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
+pub(crate) use crate::snapshot::one_line;
 
 pub(crate) fn api_error(target: &ObjectRef, error: kube::Error) -> ExecuteError {
     match error {

@@ -62,7 +62,8 @@ fn same(a: &HealingAction, b: &HealingAction) -> bool {
     a.metadata.namespace == b.metadata.namespace && a.metadata.name == b.metadata.name
 }
 
-fn duration(text: &str, fallback: &str) -> Duration {
+/// A policy duration; `fallback` covers a policy that skipped validation.
+pub(crate) fn duration(text: &str, fallback: &str) -> Duration {
     let parsed = crate::config::parse_duration(text)
         .or_else(|_| crate::config::parse_duration(fallback))
         .expect("the fallback duration parses");

@@ -138,8 +138,8 @@ fn until(now: DateTime<Utc>, at: DateTime<Utc>) -> Duration {
 }
 
 /// Sets a condition, keeping its transition time when its status stays.
-fn set_condition(
-    status: &mut HealingActionStatus,
+pub(crate) fn set_condition(
+    conditions: &mut Vec<Condition>,
     kind: &str,
     on: bool,
     reason: &str,
@@ -159,7 +159,7 @@ fn set_condition(
         last_transition_time: transitioned,
         observed_generation: None,
     };
-    match status.conditions.iter_mut().find(|c| c.type_ == kind) {
+    match conditions.iter_mut().find(|c| c.type_ == kind) {
         Some(existing) => {
             let keep = existing.status == value;
             let time = existing.last_transition_time.clone();
@@ -168,7 +168,7 @@ fn set_condition(
                 existing.last_transition_time = time;
             }
         }
-        None => status.conditions.push(condition),
+        None => conditions.push(condition),
     }
 }
 
@@ -258,7 +258,7 @@ async fn fail(
         && status.original.is_some();
     if roll_back {
         set_condition(
-            &mut status,
+            &mut status.conditions,
             ROLLBACK_PENDING,
             true,
             "Failed",
@@ -322,7 +322,7 @@ fn action_type(kind: ActionKind) -> ActionType {
     }
 }
 
-fn kind_name(kind: ActionKind) -> String {
+pub(crate) fn kind_name(kind: ActionKind) -> String {
     serde_json::to_value(kind)
         .ok()
         .and_then(|value| value.as_str().map(str::to_string))
@@ -420,7 +420,7 @@ async fn approval(
         }
         Some(decision) => {
             set_condition(
-                &mut status,
+                &mut status.conditions,
                 AWAITING_APPROVAL,
                 false,
                 "Approved",
@@ -436,7 +436,7 @@ async fn approval(
                 let message =
                     format!("waiting for `kubeskippy approve {name} -n {namespace}` (or reject)");
                 set_condition(
-                    &mut status,
+                    &mut status.conditions,
                     AWAITING_APPROVAL,
                     true,
                     "ApprovalRequired",
@@ -540,7 +540,7 @@ async fn run(
         });
         if !already {
             set_condition(
-                &mut status,
+                &mut status.conditions,
                 BLOCKED,
                 true,
                 "GateClosed",
@@ -577,7 +577,7 @@ async fn run(
     };
     if status.condition(BLOCKED).is_some() {
         set_condition(
-            &mut status,
+            &mut status.conditions,
             BLOCKED,
             false,
             "GatesPassed",
@@ -772,7 +772,7 @@ async fn interrupted(
         "interrupted; the change may or may not have been applied".to_string()
     };
     set_condition(
-        &mut status,
+        &mut status.conditions,
         INTERRUPTED,
         true,
         "DaemonRestarted",
@@ -803,7 +803,7 @@ async fn rollback(
     match result {
         Ok(outcome) => {
             set_condition(
-                &mut status,
+                &mut status.conditions,
                 ROLLBACK_PENDING,
                 false,
                 "RolledBack",
@@ -818,7 +818,7 @@ async fn rollback(
         Err(error) => {
             let why = error.to_string();
             set_condition(
-                &mut status,
+                &mut status.conditions,
                 ROLLBACK_PENDING,
                 false,
                 "RollbackFailed",

@@ -129,6 +129,26 @@ pub async fn api_key_from_secret(
     Ok(key.trim().to_string())
 }
 
+/// As [`from_config`], but when `ai.apiKeySecretRef` names a Secret the key is
+/// read from it through `client`, or through the default client (in-cluster
+/// credentials or the kubeconfig) when none is given.
+pub async fn from_config_reading_secret(
+    ai: &crate::config::AiConfig,
+    client: Option<kube::Client>,
+) -> Result<Option<Box<dyn ModelProvider>>, ModelError> {
+    let (Some(reference), Some(_)) = (&ai.api_key_secret_ref, &ai.endpoint) else {
+        return from_config(ai);
+    };
+    let client = match client {
+        Some(client) => client,
+        None => kube::Client::try_default().await.map_err(|error| {
+            ModelError::Config(format!("ai.apiKeySecretRef: no Kubernetes client: {error}"))
+        })?,
+    };
+    let key = api_key_from_secret(client, reference).await?;
+    from_config_with_key(ai, Some(key))
+}
+
 /// The provider the `ai:` config describes, wrapped in retries and a circuit
 /// breaker; `None` when no endpoint is configured. The API key, when the
 /// provider needs one, is read from the variable `ai.apiKeyEnv` names.
