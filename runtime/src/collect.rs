@@ -552,6 +552,12 @@ impl ClusterCache {
     }
 
     /// The cache's content now.
+    /// Just the HealingPolicies and HealingActions: what reconciling needs
+    /// every tick, without copying out the pods and events a view holds.
+    pub fn policies_and_actions(&self) -> (Vec<Arc<HealingPolicy>>, Vec<Arc<HealingAction>>) {
+        (self.policies.all(), self.actions.all())
+    }
+
     pub fn view(&self) -> CacheView {
         let polled = self
             .polled

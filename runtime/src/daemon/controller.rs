@@ -213,10 +213,8 @@ impl Controller {
     /// daemon stops between transitions on shutdown or lost leadership).
     pub async fn reconcile_due(&mut self, keep_going: impl Fn() -> bool) -> usize {
         let now = self.now();
-        let view = self.cache.view();
-        let peers = view.actions.clone();
-        let policies: BTreeMap<(String, String), Arc<HealingPolicy>> = view
-            .policies
+        let (policies, peers) = self.cache.policies_and_actions();
+        let policies: BTreeMap<(String, String), Arc<HealingPolicy>> = policies
             .iter()
             .map(|policy| {
                 (
