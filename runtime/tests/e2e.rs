@@ -190,6 +190,20 @@ async fn with_namespace(client: &Client, mode: &str, check: impl AsyncFnOnce(&st
         .unwrap();
 }
 
+/// Whether the crasher's pod template carries a rollout restart's annotation.
+async fn restarted(client: &Client, namespace: &str) -> bool {
+    let deployment = Api::<Deployment>::namespaced(client.clone(), namespace)
+        .get("crasher")
+        .await
+        .unwrap();
+    deployment
+        .spec
+        .template
+        .metadata
+        .and_then(|metadata| metadata.annotations)
+        .is_some_and(|annotations| annotations.contains_key("kubectl.kubernetes.io/restartedAt"))
+}
+
 #[tokio::test]
 async fn a_crash_loop_is_restarted_and_judged() {
     let Some(client) = client().await else {
@@ -208,19 +222,8 @@ async fn a_crash_loop_is_restarted_and_judged() {
             status.phase,
             status.message
         );
-        let deployment = Api::<Deployment>::namespaced(client.clone(), namespace)
-            .get("crasher")
-            .await
-            .unwrap();
-        let annotations = deployment
-            .spec
-            .template
-            .metadata
-            .unwrap()
-            .annotations
-            .unwrap_or_default();
         assert!(
-            annotations.contains_key("kubectl.kubernetes.io/restartedAt"),
+            restarted(&client, namespace).await,
             "the rollout restart reached the Deployment"
         );
     })
@@ -236,18 +239,7 @@ async fn dry_run_records_what_would_change_and_changes_nothing() {
         let status = action.status.unwrap();
         assert_eq!(status.phase, Phase::Succeeded, "{:?}", status.message);
         assert!(status.dry_run_result.is_some());
-        let deployment = Api::<Deployment>::namespaced(client.clone(), namespace)
-            .get("crasher")
-            .await
-            .unwrap();
-        let annotations = deployment
-            .spec
-            .template
-            .metadata
-            .unwrap()
-            .annotations
-            .unwrap_or_default();
-        assert!(!annotations.contains_key("kubectl.kubernetes.io/restartedAt"));
+        assert!(!restarted(&client, namespace).await);
     })
     .await;
 }
