@@ -4,11 +4,13 @@
 //! namespace, and PodMetrics (and the policies' PromQL queries) polled on an
 //! interval into a shared map.
 //!
-//! Every object is stripped as it arrives ([`Strip`]) down to what the
-//! pipeline reads — names, labels, annotations, uid, owners, container names,
-//! resources and states, event texts and times — so ten thousand pods stay
-//! small. Container `env`, volumes, probes, managedFields and the
-//! last-applied annotation are never kept.
+//! Pods, Events and PodMetrics — the thousands — are read straight from the
+//! API server's JSON into slim types ([`CachedPod`], [`CachedEvent`],
+//! [`PodMetrics`]) that hold only what the pipeline reads: names, labels,
+//! annotations, uid, owners, container names, CPU and memory quantities,
+//! container states, event texts and times. Every object is then stripped as
+//! it arrives ([`Strip`]): container `env`, volumes, probes, managedFields and
+//! the last-applied annotation are never kept.
 
 use std::borrow::Cow;
 use std::fmt::Debug;
@@ -21,11 +23,10 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{
-    Container, ContainerState, Event, PodCondition, PodSpec, PodTemplateSpec, ResourceRequirements,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use k8s_openapi::api::core::v1::{Container, Event, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use kube::api::{Api, ListParams};
 use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
@@ -113,7 +114,26 @@ pub struct CachedPodSpec {
 pub struct CachedContainer {
     pub name: String,
     #[serde(default)]
-    pub resources: Option<ResourceRequirements>,
+    pub resources: CachedResources,
+}
+
+/// The CPU and memory of a container's limits and requests: a pair of
+/// strings where `ResourceRequirements` holds two maps (over 1 KB a pod).
+/// Other resources (ephemeral storage, GPUs) are never read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CachedResources {
+    #[serde(default)]
+    pub limits: CpuMemory,
+    #[serde(default)]
+    pub requests: CpuMemory,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CpuMemory {
+    #[serde(default)]
+    pub cpu: Option<Quantity>,
+    #[serde(default)]
+    pub memory: Option<Quantity>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -124,9 +144,18 @@ pub struct CachedPodStatus {
     #[serde(default)]
     pub reason: Option<String>,
     #[serde(default)]
-    pub conditions: Vec<PodCondition>,
+    pub conditions: Vec<CachedCondition>,
     #[serde(default)]
     pub container_statuses: Vec<CachedContainerStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CachedCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -138,9 +167,35 @@ pub struct CachedContainerStatus {
     #[serde(default)]
     pub restart_count: i32,
     #[serde(default)]
-    pub state: Option<ContainerState>,
+    pub state: CachedContainerState,
     #[serde(default)]
-    pub last_state: Option<ContainerState>,
+    pub last_state: CachedContainerState,
+}
+
+/// Why a container waits or why it last ended; when it started or finished
+/// is never read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CachedContainerState {
+    #[serde(default)]
+    pub waiting: Option<CachedWaiting>,
+    #[serde(default)]
+    pub terminated: Option<CachedTerminated>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CachedWaiting {
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedTerminated {
+    #[serde(default)]
+    pub reason: Option<String>,
+    pub exit_code: i32,
 }
 
 impl Resource for CachedPod {
@@ -167,8 +222,8 @@ impl Resource for CachedPod {
     }
 }
 
-/// The pod conditions facts and readiness checks read.
-const KEPT_CONDITIONS: [&str; 2] = ["PodScheduled", "Ready"];
+/// The one pod condition facts read (an unschedulable pod).
+const KEPT_CONDITIONS: [&str; 1] = ["PodScheduled"];
 
 /// Pods and events are the thousands: their resourceVersion (which the
 /// reflector keeps in each key too) is never read.
@@ -183,28 +238,115 @@ impl Strip for CachedPod {
         self.status
             .conditions
             .retain(|condition| KEPT_CONDITIONS.contains(&condition.type_.as_str()));
-        for condition in &mut self.status.conditions {
-            condition.message = None;
-            condition.last_probe_time = None;
+    }
+}
+
+/// An event as the cache keeps it: its texts, the object it is about and
+/// when it happened, deserialized straight from the API server's JSON. A
+/// full `Event` is 1 000 bytes before any of its strings; thirty thousand of
+/// them are the bulk of a large cluster's cache.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedEvent {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub involved_object: InvolvedObject,
+    #[serde(default, rename = "type")]
+    pub type_: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub count: Option<i32>,
+    #[serde(default)]
+    pub first_timestamp: Option<Time>,
+    #[serde(default)]
+    pub last_timestamp: Option<Time>,
+    #[serde(default)]
+    pub event_time: Option<MicroTime>,
+    #[serde(default)]
+    pub series: Option<CachedSeries>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InvolvedObject {
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedSeries {
+    #[serde(default)]
+    pub last_observed_time: Option<MicroTime>,
+}
+
+/// A snapshot's events are read whole, so that a malformed one is reported,
+/// and then kept like the cache's.
+impl From<Event> for CachedEvent {
+    fn from(event: Event) -> CachedEvent {
+        let involved = event.involved_object;
+        CachedEvent {
+            metadata: event.metadata,
+            involved_object: InvolvedObject {
+                kind: involved.kind,
+                namespace: involved.namespace,
+                name: involved.name,
+            },
+            type_: event.type_,
+            reason: event.reason,
+            message: event.message,
+            count: event.count,
+            first_timestamp: event.first_timestamp,
+            last_timestamp: event.last_timestamp,
+            event_time: event.event_time,
+            series: event.series.map(|series| CachedSeries {
+                last_observed_time: series.last_observed_time,
+            }),
         }
     }
 }
 
-impl Strip for Event {
+impl Resource for CachedEvent {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "Event".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        "".into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "events".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// Only the name and namespace (the store's key) and the creation time (when
+/// an event carries no timestamps of its own) are read.
+impl Strip for CachedEvent {
     fn strip(&mut self) {
-        strip_volume_metadata(&mut self.metadata);
-        self.metadata.annotations = None;
-        self.metadata.labels = None;
-        self.metadata.uid = None;
-        self.involved_object.api_version = None;
-        self.involved_object.uid = None;
-        self.related = None;
-        self.source = None;
-        self.reporting_component = None;
-        self.reporting_instance = None;
-        self.action = None;
-        self.involved_object.field_path = None;
-        self.involved_object.resource_version = None;
+        let metadata = std::mem::take(&mut self.metadata);
+        self.metadata = ObjectMeta {
+            name: metadata.name,
+            namespace: metadata.namespace,
+            creation_timestamp: metadata.creation_timestamp,
+            ..ObjectMeta::default()
+        };
     }
 }
 
@@ -262,17 +404,6 @@ impl Strip for HealingPolicy {
 impl Strip for HealingAction {
     fn strip(&mut self) {
         strip_own_metadata(&mut self.metadata);
-    }
-}
-
-impl Strip for PodMetrics {
-    fn strip(&mut self) {
-        let metadata = std::mem::take(&mut self.metadata);
-        self.metadata = ObjectMeta {
-            name: metadata.name,
-            namespace: metadata.namespace,
-            ..ObjectMeta::default()
-        };
     }
 }
 
@@ -347,7 +478,7 @@ struct Polled {
 #[derive(Clone)]
 pub struct ClusterCache {
     pods: Stores<CachedPod>,
-    events: Stores<Event>,
+    events: Stores<CachedEvent>,
     deployments: Stores<Deployment>,
     replica_sets: Stores<ReplicaSet>,
     stateful_sets: Stores<StatefulSet>,
@@ -361,7 +492,7 @@ pub struct ClusterCache {
 /// fill it with [`fill`] or `apply_watcher_event`.
 pub struct CacheWriters {
     pub pods: Writer<CachedPod>,
-    pub events: Writer<Event>,
+    pub events: Writer<CachedEvent>,
     pub deployments: Writer<Deployment>,
     pub replica_sets: Writer<ReplicaSet>,
     pub stateful_sets: Writer<StatefulSet>,
@@ -372,9 +503,8 @@ pub struct CacheWriters {
 }
 
 impl CacheWriters {
-    /// Replaces the polled PodMetrics, stripped, as a successful poll would.
-    pub fn set_pod_metrics(&self, mut metrics: Vec<PodMetrics>) {
-        metrics.iter_mut().for_each(Strip::strip);
+    /// Replaces the polled PodMetrics, as a successful poll would.
+    pub fn set_pod_metrics(&self, metrics: Vec<PodMetrics>) {
         let mut polled = self
             .polled
             .write()
@@ -396,7 +526,7 @@ impl CacheWriters {
 /// objects (no object is copied), lent to facts as [`ClusterObjects`].
 pub struct CacheView {
     pub pods: Vec<Arc<CachedPod>>,
-    pub events: Vec<Arc<Event>>,
+    pub events: Vec<Arc<CachedEvent>>,
     pub deployments: Vec<Arc<Deployment>>,
     pub replica_sets: Vec<Arc<ReplicaSet>>,
     pub stateful_sets: Vec<Arc<StatefulSet>>,
@@ -625,11 +755,12 @@ where
     Stores(stores)
 }
 
-fn pod_metrics_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("metrics.k8s.io", "v1beta1", "PodMetrics"),
-        "pods",
-    )
+/// A PodMetricsList read straight into [`PodMetrics`], so the poll never
+/// holds ten thousand pods' metrics as JSON trees.
+#[derive(Deserialize)]
+struct PodMetricsList {
+    #[serde(default)]
+    items: Vec<PodMetrics>,
 }
 
 /// Lists PodMetrics over the scopes. A missing metrics API (404, or 503 while
@@ -638,42 +769,29 @@ async fn list_pod_metrics(
     client: &Client,
     scopes: &[Option<String>],
 ) -> Result<Vec<PodMetrics>, String> {
-    let resource = pod_metrics_resource();
     let mut all = Vec::new();
     for scope in scopes {
-        let api: Api<DynamicObject> = match scope {
-            Some(namespace) => Api::namespaced_with(client.clone(), namespace, &resource),
-            None => Api::all_with(client.clone(), &resource),
+        let path = match scope {
+            Some(namespace) => format!("/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods"),
+            None => "/apis/metrics.k8s.io/v1beta1/pods".to_string(),
         };
-        let list = api
+        let request = kube::core::Request::new(path)
             .list(&ListParams::default())
-            .await
-            .map_err(|error| match &error {
-                kube::Error::Api(status) if status.code == 404 || status.code == 503 => format!(
-                    "metrics.k8s.io/v1beta1 is not served (HTTP {}): is metrics-server installed?",
-                    status.code
-                ),
-                _ => format!("listing PodMetrics failed: {error}"),
-            })?;
-        for object in list.items {
-            let containers = object
-                .data
-                .get("containers")
-                .cloned()
-                .unwrap_or(serde_json::Value::Array(Vec::new()));
-            let containers = serde_json::from_value(containers).map_err(|error| {
-                format!(
-                    "PodMetrics {}: containers are malformed: {error}",
-                    object.metadata.name.as_deref().unwrap_or("?")
-                )
-            })?;
-            let mut metrics = PodMetrics {
-                metadata: object.metadata,
-                containers,
-            };
-            metrics.strip();
-            all.push(metrics);
-        }
+            .map_err(|error| format!("listing PodMetrics failed: {error}"))?;
+        let list: PodMetricsList =
+            client
+                .request(request)
+                .await
+                .map_err(|error| match &error {
+                    kube::Error::Api(status) if status.code == 404 || status.code == 503 => {
+                        format!(
+                            "metrics.k8s.io/v1beta1 is not served (HTTP {}): is metrics-server installed?",
+                            status.code
+                        )
+                    }
+                    _ => format!("listing PodMetrics failed: {error}"),
+                })?;
+        all.extend(list.items);
     }
     Ok(all)
 }

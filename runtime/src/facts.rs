@@ -8,11 +8,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{ContainerState, Event, Pod, PodCondition, ResourceRequirements};
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, Pod};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kubeskippy_plugin_sdk::quantity;
 
-use crate::collect::CachedPod;
+use crate::collect::{
+    CachedContainerState, CachedContainerStatus, CachedEvent, CachedPod, CpuMemory,
+};
 use crate::prometheus::QueryResults;
 use crate::snapshot::{PodMetrics, Snapshot};
 use crate::wit::{ContainerFacts, EventFacts, ObjectRef, PodFacts, ResourceAmounts, WorkloadFacts};
@@ -66,7 +69,7 @@ pub struct WorkloadRecord {
 /// An event, borrowed, with when it happened, for windowed triggers.
 #[derive(Debug, Clone, Copy)]
 pub struct EventRecord<'a> {
-    pub event: &'a Event,
+    pub event: &'a CachedEvent,
     /// At least 1.
     pub count: u32,
     /// firstTimestamp, else eventTime, else the object's creation.
@@ -140,12 +143,97 @@ pub enum PodRef<'a> {
     Cached(&'a CachedPod),
 }
 
+/// A container's CPU and memory quantities as written.
+#[derive(Clone, Copy, Default)]
+struct Quantities<'a> {
+    cpu: Option<&'a str>,
+    memory: Option<&'a str>,
+}
+
+impl<'a> Quantities<'a> {
+    fn of_map(map: Option<&'a BTreeMap<String, Quantity>>) -> Quantities<'a> {
+        let get = |name| map.and_then(|m| m.get(name)).map(|q| q.0.as_str());
+        Quantities {
+            cpu: get("cpu"),
+            memory: get("memory"),
+        }
+    }
+
+    fn of(amounts: &'a CpuMemory) -> Quantities<'a> {
+        Quantities {
+            cpu: amounts.cpu.as_ref().map(|q| q.0.as_str()),
+            memory: amounts.memory.as_ref().map(|q| q.0.as_str()),
+        }
+    }
+}
+
+/// One container of a pod's spec, as facts read it.
+struct ContainerParts<'a> {
+    name: &'a str,
+    limits: Quantities<'a>,
+    requests: Quantities<'a>,
+}
+
+/// How a container's run ended.
+#[derive(Clone, Copy)]
+struct Termination<'a> {
+    reason: Option<&'a str>,
+    exit_code: i32,
+}
+
 /// One container's status, as facts read it.
 struct StatusParts<'a> {
     ready: bool,
     restart_count: i32,
-    state: Option<&'a ContainerState>,
-    last_state: Option<&'a ContainerState>,
+    /// The reason and message of a container waiting now.
+    waiting: Option<(Option<&'a str>, Option<&'a str>)>,
+    terminated: Option<Termination<'a>>,
+    last_terminated: Option<Termination<'a>>,
+}
+
+impl<'a> StatusParts<'a> {
+    fn of_full(status: &'a ContainerStatus) -> StatusParts<'a> {
+        let waiting = |state: Option<&'a ContainerState>| {
+            state
+                .and_then(|s| s.waiting.as_ref())
+                .map(|w| (w.reason.as_deref(), w.message.as_deref()))
+        };
+        let terminated = |state: Option<&'a ContainerState>| {
+            state
+                .and_then(|s| s.terminated.as_ref())
+                .map(|t| Termination {
+                    reason: t.reason.as_deref(),
+                    exit_code: t.exit_code,
+                })
+        };
+        StatusParts {
+            ready: status.ready,
+            restart_count: status.restart_count,
+            waiting: waiting(status.state.as_ref()),
+            terminated: terminated(status.state.as_ref()),
+            last_terminated: terminated(status.last_state.as_ref()),
+        }
+    }
+
+    fn of_cached(status: &'a CachedContainerStatus) -> StatusParts<'a> {
+        let terminated = |state: &'a CachedContainerState| {
+            state.terminated.as_ref().map(|t| Termination {
+                reason: t.reason.as_deref(),
+                exit_code: t.exit_code,
+            })
+        };
+        StatusParts {
+            ready: status.ready,
+            restart_count: status.restart_count,
+            waiting: status
+                .state
+                .waiting
+                .as_ref()
+                .map(|w| (w.reason.as_deref(), w.message.as_deref())),
+            terminated: terminated(&status.state),
+            last_terminated: terminated(&status.last_state),
+        }
+    }
 }
 
 impl<'a> PodRef<'a> {
@@ -173,53 +261,71 @@ impl<'a> PodRef<'a> {
         }
     }
 
-    fn conditions(&self) -> &'a [PodCondition] {
+    /// The scheduler found no node for the pod.
+    fn unschedulable(&self) -> bool {
+        let unschedulable = |type_: &str, status: &str, reason: Option<&str>| {
+            type_ == "PodScheduled" && status == "False" && reason == Some("Unschedulable")
+        };
         match self {
             PodRef::Full(pod) => pod
                 .status
                 .as_ref()
                 .and_then(|s| s.conditions.as_deref())
-                .unwrap_or_default(),
-            PodRef::Cached(pod) => &pod.status.conditions,
+                .unwrap_or_default()
+                .iter()
+                .any(|c| unschedulable(&c.type_, &c.status, c.reason.as_deref())),
+            PodRef::Cached(pod) => pod
+                .status
+                .conditions
+                .iter()
+                .any(|c| unschedulable(&c.type_, &c.status, c.reason.as_deref())),
         }
     }
 
     /// Each container's name and resources, in spec order.
-    fn containers(&self) -> Vec<(&'a str, Option<&'a ResourceRequirements>)> {
+    fn containers(&self) -> Vec<ContainerParts<'a>> {
         match self {
             PodRef::Full(pod) => pod
                 .spec
                 .iter()
                 .flat_map(|spec| &spec.containers)
-                .map(|c| (c.name.as_str(), c.resources.as_ref()))
+                .map(|c| {
+                    let resources = c.resources.as_ref();
+                    ContainerParts {
+                        name: &c.name,
+                        limits: Quantities::of_map(resources.and_then(|r| r.limits.as_ref())),
+                        requests: Quantities::of_map(resources.and_then(|r| r.requests.as_ref())),
+                    }
+                })
                 .collect(),
             PodRef::Cached(pod) => pod
                 .spec
                 .containers
                 .iter()
-                .map(|c| (c.name.as_str(), c.resources.as_ref()))
+                .map(|c| ContainerParts {
+                    name: &c.name,
+                    limits: Quantities::of(&c.resources.limits),
+                    requests: Quantities::of(&c.resources.requests),
+                })
                 .collect(),
         }
     }
 
     fn status_of(&self, container: &str) -> Option<StatusParts<'a>> {
-        let parts = |ready, restart_count, state: &'a _, last_state: &'a _| StatusParts {
-            ready,
-            restart_count,
-            state: Option::as_ref(state),
-            last_state: Option::as_ref(last_state),
-        };
         match self {
             PodRef::Full(pod) => {
                 let statuses = pod.status.as_ref()?.container_statuses.as_deref()?;
-                let s = statuses.iter().find(|s| s.name == container)?;
-                Some(parts(s.ready, s.restart_count, &s.state, &s.last_state))
+                statuses
+                    .iter()
+                    .find(|s| s.name == container)
+                    .map(StatusParts::of_full)
             }
-            PodRef::Cached(pod) => {
-                let statuses = &pod.status.container_statuses;
-                let s = statuses.iter().find(|s| s.name == container)?;
-                Some(parts(s.ready, s.restart_count, &s.state, &s.last_state))
-            }
+            PodRef::Cached(pod) => pod
+                .status
+                .container_statuses
+                .iter()
+                .find(|s| s.name == container)
+                .map(StatusParts::of_cached),
         }
     }
 }
@@ -229,7 +335,7 @@ impl<'a> PodRef<'a> {
 #[derive(Debug, Clone, Default)]
 pub struct ClusterObjects<'a> {
     pub pods: Vec<PodRef<'a>>,
-    pub events: Vec<&'a Event>,
+    pub events: Vec<&'a CachedEvent>,
     pub deployments: Vec<&'a Deployment>,
     pub replica_sets: Vec<&'a ReplicaSet>,
     pub stateful_sets: Vec<&'a StatefulSet>,
@@ -305,7 +411,14 @@ impl<'a> ClusterFacts<'a> {
         let metrics: HashMap<(&str, &str), &PodMetrics> = objects
             .pod_metrics
             .iter()
-            .map(|m| ((namespace_str(&m.metadata), name_str(&m.metadata)), *m))
+            .map(|m| {
+                let identity = &m.metadata;
+                let namespace = identity.namespace.as_deref().unwrap_or("default");
+                (
+                    (namespace, identity.name.as_deref().unwrap_or_default()),
+                    *m,
+                )
+            })
             .collect();
 
         // (namespace, name) → (pod index, workload slot), for events.
@@ -407,7 +520,7 @@ impl<'a> ClusterFacts<'a> {
     }
 }
 
-fn event_record(event: &Event) -> EventRecord<'_> {
+fn event_record(event: &CachedEvent) -> EventRecord<'_> {
     let last_seen = [
         event.last_timestamp.as_ref().map(|t| t.0),
         event.event_time.as_ref().map(|t| t.0),
@@ -594,49 +707,19 @@ fn resolve_owner(
     }
 }
 
-fn amounts(
-    resources: Option<&ResourceRequirements>,
-    pick_limits: bool,
-) -> Result<ResourceAmounts, String> {
-    let map = resources.and_then(|r| {
-        if pick_limits {
-            r.limits.as_ref()
-        } else {
-            r.requests.as_ref()
-        }
-    });
-    let cpu = map
-        .and_then(|m| m.get("cpu"))
-        .map(|q| quantity::cpu_millicores(&q.0))
-        .transpose()?;
-    let memory = map
-        .and_then(|m| m.get("memory"))
-        .map(|q| quantity::memory_bytes(&q.0))
-        .transpose()?;
+fn amounts(quantities: Quantities) -> Result<ResourceAmounts, String> {
     Ok(ResourceAmounts {
-        cpu_millicores: cpu,
-        memory_bytes: memory,
+        cpu_millicores: quantities.cpu.map(quantity::cpu_millicores).transpose()?,
+        memory_bytes: quantities.memory.map(quantity::memory_bytes).transpose()?,
     })
 }
 
 fn usage_of(metrics: Option<&PodMetrics>, container: &str) -> Result<ResourceAmounts, String> {
     let usage = metrics
         .and_then(|m| m.containers.iter().find(|c| c.name == container))
-        .map(|c| &c.usage);
-    let cpu = usage
-        .and_then(|u| u.get("cpu"))
-        .map(|q| quantity::cpu_millicores(q))
-        .transpose()
-        .map_err(|why| format!("metrics of container {container}: {why}"))?;
-    let memory = usage
-        .and_then(|u| u.get("memory"))
-        .map(|q| quantity::memory_bytes(q))
-        .transpose()
-        .map_err(|why| format!("metrics of container {container}: {why}"))?;
-    Ok(ResourceAmounts {
-        cpu_millicores: cpu,
-        memory_bytes: memory,
-    })
+        .map(|c| Quantities::of(&c.usage))
+        .unwrap_or_default();
+    amounts(usage).map_err(|why| format!("metrics of container {container}: {why}"))
 }
 
 /// Sums an amount over containers; absent if any container lacks it, because a
@@ -672,41 +755,33 @@ fn pod_record<'a>(
 ) -> Result<PodRecord<'a>, String> {
     let mut containers = Vec::new();
     let mut states: Vec<String> = Vec::new();
-    for (name, resources) in pod.containers() {
+    for container in pod.containers() {
+        let name = container.name;
         let status = pod.status_of(name);
-        let state = status.as_ref().and_then(|s| s.state);
-        let waiting = state.and_then(|s| s.waiting.as_ref());
-        let terminated_now = state.and_then(|s| s.terminated.as_ref());
+        let waiting = status.as_ref().and_then(|s| s.waiting);
         let last_terminated = status
             .as_ref()
-            .and_then(|s| s.last_state)
-            .and_then(|s| s.terminated.as_ref())
-            .or(terminated_now);
+            .and_then(|s| s.last_terminated.or(s.terminated));
         let facts = ContainerFacts {
             name: name.to_string(),
             usage: usage_of(metrics, name)?,
-            limits: amounts(resources, true)?,
-            requests: amounts(resources, false)?,
+            limits: amounts(container.limits)?,
+            requests: amounts(container.requests)?,
             restart_count: status
                 .as_ref()
                 .map(|s| u32::try_from(s.restart_count).unwrap_or(0))
                 .unwrap_or(0),
             ready: status.as_ref().is_some_and(|s| s.ready),
-            waiting_reason: waiting.and_then(|w| w.reason.clone()),
-            waiting_message: waiting.and_then(|w| w.message.clone()),
-            last_termination_reason: last_terminated.and_then(|t| t.reason.clone()),
+            waiting_reason: waiting.and_then(|(reason, _)| reason).map(str::to_string),
+            waiting_message: waiting.and_then(|(_, message)| message).map(str::to_string),
+            last_termination_reason: last_terminated.and_then(|t| t.reason).map(str::to_string),
             last_exit_code: last_terminated.map(|t| t.exit_code),
         };
         states.extend(facts.waiting_reason.iter().cloned());
         states.extend(facts.last_termination_reason.iter().cloned());
         containers.push(facts);
     }
-    let unschedulable = pod.conditions().iter().any(|c| {
-        c.type_ == "PodScheduled"
-            && c.status == "False"
-            && c.reason.as_deref() == Some("Unschedulable")
-    });
-    if unschedulable {
+    if pod.unschedulable() {
         states.push("Unschedulable".into());
     }
     let (phase, reason) = pod.phase_and_reason();

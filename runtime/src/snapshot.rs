@@ -11,32 +11,42 @@ use std::path::Path;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Event, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::collect::{CachedEvent, CpuMemory};
 use crate::facts::{ClusterObjects, PodRef};
 use crate::policy::HealingPolicy;
 
-/// metrics.k8s.io/v1beta1 PodMetrics; k8s-openapi has no type for it.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// metrics.k8s.io/v1beta1 PodMetrics (k8s-openapi has no type for it), read
+/// down to which pod it is and each container's CPU and memory: the daemon
+/// holds one per pod.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct PodMetrics {
-    pub metadata: ObjectMeta,
+    pub metadata: MetricsIdentity,
     #[serde(default)]
     pub containers: Vec<ContainerMetrics>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct MetricsIdentity {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct ContainerMetrics {
     pub name: String,
     #[serde(default)]
-    pub usage: BTreeMap<String, String>,
+    pub usage: CpuMemory,
 }
 
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     pub pods: Vec<Pod>,
-    pub events: Vec<Event>,
+    pub events: Vec<CachedEvent>,
     pub deployments: Vec<Deployment>,
     pub replica_sets: Vec<ReplicaSet>,
     pub stateful_sets: Vec<StatefulSet>,
@@ -143,7 +153,9 @@ impl Snapshot {
             .unwrap_or("");
         match (group, kind.as_str()) {
             ("", "Pod") => self.pods.push(typed(value, &kind)?),
-            ("", "Event") => self.events.push(typed(value, &kind)?),
+            ("", "Event") => self
+                .events
+                .push(CachedEvent::from(typed::<Event>(value, &kind)?)),
             ("apps", "Deployment") => self.deployments.push(typed(value, &kind)?),
             ("apps", "ReplicaSet") => self.replica_sets.push(typed(value, &kind)?),
             ("apps", "StatefulSet") => self.stateful_sets.push(typed(value, &kind)?),

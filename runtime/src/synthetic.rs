@@ -7,13 +7,12 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{Value, json};
 
-use crate::collect::CachedPod;
+use crate::collect::{CachedEvent, CachedPod};
 use crate::policy::{HealingPolicy, Trigger};
-use crate::snapshot::{ContainerMetrics, PodMetrics};
+use crate::snapshot::PodMetrics;
 
 /// A snapshot of `pods` pods in Deployments of ten; every twentieth Deployment
 /// has one OOM-killed pod in a crash loop with events and metrics.
@@ -71,7 +70,7 @@ pub fn snapshot_yaml(pods: usize) -> String {
 /// stores directly.
 pub struct Cluster {
     pub pods: Vec<CachedPod>,
-    pub events: Vec<Event>,
+    pub events: Vec<CachedEvent>,
     pub deployments: Vec<Deployment>,
     pub replica_sets: Vec<ReplicaSet>,
     pub pod_metrics: Vec<PodMetrics>,
@@ -182,23 +181,14 @@ fn deployment_part(d: usize, pods: usize, now: DateTime<Utc>) -> Cluster {
                 }],
             },
         })));
-        cluster.pod_metrics.push(PodMetrics {
-            metadata: ObjectMeta {
-                name: Some(pod.clone()),
-                namespace: Some(namespace.clone()),
-                ..ObjectMeta::default()
-            },
-            containers: vec![ContainerMetrics {
-                name: "main".into(),
-                usage: BTreeMap::from([
-                    ("cpu".to_string(), "123456789n".to_string()),
-                    (
-                        "memory".to_string(),
-                        if crashing { "250Mi" } else { "120Mi" }.to_string(),
-                    ),
-                ]),
+        cluster.pod_metrics.push(typed(json!({
+            "metadata": {"name": pod, "namespace": namespace, "creationTimestamp": at(0)},
+            "timestamp": at(0), "window": "30s",
+            "containers": [{
+                "name": "main",
+                "usage": {"cpu": "123456789n", "memory": if crashing { "250Mi" } else { "120Mi" }},
             }],
-        });
+        })));
         let events: [(&str, &str, i32, i64, &str); 3] = if crashing {
             [
                 (

@@ -13,17 +13,18 @@ use chrono::{DateTime, Utc};
 use common::{Recorded, Reply, serve};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Pod};
-use kubeskippy::collect::{self, CachedPod, ClusterCache, MetricsState, Strip};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kubeskippy::collect::{
+    self, CachedEvent, CachedPod, ClusterCache, CpuMemory, MetricsState, Strip,
+};
 use kubeskippy::evaluation::{self, TriggerMemory};
 use kubeskippy::facts::{ClusterFacts, ClusterObjects, PodRef};
 use kubeskippy::policy::HealingPolicy;
-use kubeskippy::snapshot::{ContainerMetrics, PodMetrics};
+use kubeskippy::snapshot::{ContainerMetrics, MetricsIdentity, PodMetrics};
 use serde_json::{Value, json};
 
 fn now() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-26T09:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc)
+    at("2026-11-26T09:00:00Z")
 }
 
 fn deployment(namespace: &str, name: &str) -> Deployment {
@@ -100,7 +101,7 @@ fn pod(namespace: &str, deployment: &str, name: &str, crashing: bool) -> CachedP
     serde_json::from_value(full_pod(namespace, deployment, name, crashing)).unwrap()
 }
 
-fn event(namespace: &str, pod: &str, reason: &str) -> Event {
+fn event(namespace: &str, pod: &str, reason: &str) -> CachedEvent {
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"name": format!("{pod}.{reason}"), "namespace": namespace},
@@ -287,7 +288,8 @@ fn the_cached_pod_keeps_what_triggers_need_and_nothing_else() {
     }
 
     // Every fact the pipeline reads is the same from the cached pod as from
-    // the whole pod a snapshot holds.
+    // the whole pod a snapshot holds: a crash-looping pod, and one the
+    // scheduler could not place.
     let facts_of = |pod: PodRef| {
         let objects = ClusterObjects {
             pods: vec![pod],
@@ -308,6 +310,81 @@ fn the_cached_pod_keeps_what_triggers_need_and_nothing_else() {
         facts_of(PodRef::Cached(&cached)),
         facts_of(PodRef::Full(&full))
     );
+    let mut pending = full_pod("shop", "app", "app-5d8f7-c", false);
+    pending["status"] = json!({
+        "phase": "Pending",
+        "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                        "message": "0/3 nodes are available: 3 Insufficient memory."}],
+    });
+    let full: Pod = serde_json::from_value(pending.clone()).unwrap();
+    let mut cached: CachedPod = serde_json::from_value(pending).unwrap();
+    cached.strip();
+    let (facts, ..) = facts_of(PodRef::Cached(&cached));
+    assert_eq!(facts.status_reason.as_deref(), Some("Unschedulable"));
+    assert_eq!(
+        facts_of(PodRef::Cached(&cached)),
+        facts_of(PodRef::Full(&full))
+    );
+}
+
+#[test]
+fn the_cached_event_gives_the_same_facts_as_the_whole_event() {
+    let json = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "app-5d8f7-a.oom", "namespace": "shop", "uid": "e-1", "resourceVersion": "77",
+                     "creationTimestamp": "2026-11-26T08:00:00Z",
+                     "managedFields": [{"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:count": {}}}]},
+        "involvedObject": {"kind": "Pod", "namespace": "shop", "name": "app-5d8f7-a", "uid": "uid-a", "apiVersion": "v1", "fieldPath": "spec.containers{app}"},
+        "reason": "OOMKilling", "message": "Memory cgroup out of memory", "type": "Warning", "count": 4,
+        "firstTimestamp": "2026-11-26T08:10:00Z", "lastTimestamp": "2026-11-26T08:40:00Z",
+        "eventTime": "2026-11-26T08:10:00.000000Z",
+        "series": {"count": 4, "lastObservedTime": "2026-11-26T08:50:00.000000Z"},
+        "source": {"component": "kubelet", "host": "node-1"}, "reportingComponent": "kubelet",
+    });
+    let whole = CachedEvent::from(serde_json::from_value::<Event>(json.clone()).unwrap());
+    let mut cached: CachedEvent = serde_json::from_value(json).unwrap();
+    cached.strip();
+    assert_eq!(cached.metadata.managed_fields, None);
+    assert_eq!(cached.metadata.uid, None);
+    assert_eq!(cached.metadata.resource_version, None);
+    let text = serde_json::to_string(&cached).unwrap();
+    for dropped in ["kubelet", "node-1", "spec.containers"] {
+        assert!(!text.contains(dropped), "{dropped} in {text}");
+    }
+
+    let read = |event: &CachedEvent| {
+        let objects = ClusterObjects {
+            events: vec![event],
+            ..Default::default()
+        };
+        let (facts, _) = ClusterFacts::from_objects(&objects);
+        let record = facts.events[0];
+        (record.facts(), record.first_seen, record.last_seen)
+    };
+    let (facts, first_seen, last_seen) = read(&cached);
+    assert_eq!(read(&whole), (facts.clone(), first_seen, last_seen));
+    assert_eq!(
+        (
+            facts.reason.as_str(),
+            facts.count,
+            facts.involved.name.as_str()
+        ),
+        ("OOMKilling", 4, "app-5d8f7-a")
+    );
+    assert_eq!(
+        (first_seen, last_seen),
+        (
+            Some(at("2026-11-26T08:10:00Z")),
+            Some(at("2026-11-26T08:50:00Z"))
+        ),
+        "the series' last observation is the latest"
+    );
+}
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 #[test]
@@ -517,22 +594,28 @@ async fn without_a_namespace_list_each_kind_is_watched_cluster_wide() {
 }
 
 #[test]
-fn metrics_are_stripped_to_their_identity_and_usage() {
-    let mut metrics = pod_metrics("shop", "app", "1", "1Gi");
-    metrics.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
-    metrics.metadata.creation_timestamp = None;
-    metrics.strip();
-    assert_eq!(metrics.metadata.labels, None);
-    assert_eq!(metrics.metadata.name.as_deref(), Some("app"));
+fn metrics_are_read_down_to_their_identity_and_usage() {
+    let metrics: PodMetrics = serde_json::from_value(json!({
+        "kind": "PodMetrics", "apiVersion": "metrics.k8s.io/v1beta1",
+        "metadata": {"name": "app", "namespace": "shop", "labels": {"a": "b"}, "creationTimestamp": "2026-11-26T09:00:00Z"},
+        "timestamp": "2026-11-26T09:00:00Z", "window": "30s",
+        "containers": [{"name": "app", "usage": {"cpu": "1", "memory": "1Gi", "swap": "0"}}],
+    }))
+    .unwrap();
     assert_eq!(
-        metrics.containers,
-        [ContainerMetrics {
-            name: "app".into(),
-            usage: [
-                ("cpu".to_string(), "1".to_string()),
-                ("memory".to_string(), "1Gi".to_string())
-            ]
-            .into(),
-        }]
+        metrics,
+        PodMetrics {
+            metadata: MetricsIdentity {
+                name: Some("app".into()),
+                namespace: Some("shop".into()),
+            },
+            containers: vec![ContainerMetrics {
+                name: "app".into(),
+                usage: CpuMemory {
+                    cpu: Some(Quantity("1".into())),
+                    memory: Some(Quantity("1Gi".into())),
+                },
+            }],
+        }
     );
 }
