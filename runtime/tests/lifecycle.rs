@@ -6,6 +6,8 @@
 
 #[path = "common/fake_api.rs"]
 mod fake_api;
+#[path = "common/shop_app.rs"]
+mod shop_app;
 #[path = "common/test_clock.rs"]
 mod test_clock;
 
@@ -21,82 +23,11 @@ use kubeskippy::lifecycle::gates::{self, Disruption};
 use kubeskippy::lifecycle::{self, Context, LifecycleError, Step};
 use kubeskippy::policy::HealingPolicy;
 use serde_json::{Value, json};
+use shop_app::{APP, POD_1};
 use test_clock::TestClock;
 
-const SHOP: &str = r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: app, namespace: shop, uid: uid-app, labels: {app: app}}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: app}}
-  template:
-    metadata: {labels: {app: app}}
-    spec:
-      containers:
-      - name: app
-        image: registry.example.com/shop/app:1.4.2
-        resources:
-          limits: {memory: 512Mi}
-status: {replicas: 2, readyReplicas: 2, availableReplicas: 2}
----
-apiVersion: apps/v1
-kind: ReplicaSet
-metadata:
-  name: app-6f9c7b8d4
-  namespace: shop
-  uid: uid-rs
-  labels: {app: app, pod-template-hash: 6f9c7b8d4}
-  ownerReferences:
-  - {apiVersion: apps/v1, kind: Deployment, name: app, uid: uid-app, controller: true}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: app, pod-template-hash: 6f9c7b8d4}}
-  template:
-    metadata: {labels: {app: app, pod-template-hash: 6f9c7b8d4}}
-    spec:
-      containers: [{name: app, image: registry.example.com/shop/app:1.4.2}]
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: app-6f9c7b8d4-2xkqp
-  namespace: shop
-  uid: uid-pod-1
-  labels: {app: app, pod-template-hash: 6f9c7b8d4}
-  ownerReferences:
-  - {apiVersion: apps/v1, kind: ReplicaSet, name: app-6f9c7b8d4, uid: uid-rs, controller: true}
-spec:
-  containers: [{name: app, image: registry.example.com/shop/app:1.4.2}]
-status:
-  phase: Running
-  conditions: [{type: Ready, status: "True"}]
-  containerStatuses:
-  - name: app
-    ready: true
-    restartCount: 3
-    image: registry.example.com/shop/app:1.4.2
-    imageID: ""
-    lastState:
-      terminated: {reason: OOMKilled, exitCode: 137, finishedAt: "2026-03-14T08:00:00Z"}
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: app-6f9c7b8d4-9mzlt
-  namespace: shop
-  uid: uid-pod-2
-  labels: {app: app, pod-template-hash: 6f9c7b8d4}
-  ownerReferences:
-  - {apiVersion: apps/v1, kind: ReplicaSet, name: app-6f9c7b8d4, uid: uid-rs, controller: true}
-spec:
-  containers: [{name: app, image: registry.example.com/shop/app:1.4.2}]
-status:
-  phase: Running
-  conditions: [{type: Ready, status: "True"}]
-  containerStatuses:
-  - {name: app, ready: true, restartCount: 0, image: "registry.example.com/shop/app:1.4.2", imageID: ""}
----
+/// The rest of namespace `shop`, beside `shop_app::YAML`.
+const AROUND_APP: &str = r#"
 apiVersion: v1
 kind: Pod
 metadata: {name: other-pod, namespace: shop, labels: {app: app}}
@@ -161,11 +92,9 @@ spec:
     breakerCoolOff: 30m
 "#;
 
-const APP: &str = "/apis/apps/v1/namespaces/shop/deployments/app";
 const POLICY: &str = "/apis/kubeskippy.io/v1alpha1/namespaces/shop/healingpolicies/shop-healing";
 const ACTIONS: &str = "/apis/kubeskippy.io/v1alpha1/namespaces/shop/healingactions/";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/shop/events/";
-const POD_1: &str = "/api/v1/namespaces/shop/pods/app-6f9c7b8d4-2xkqp";
 
 fn start() -> DateTime<Utc> {
     "2026-03-14T09:00:00Z".parse().unwrap()
@@ -183,7 +112,8 @@ fn shop() -> Shop {
 
 fn shop_with_budget(cluster_actions_per_hour: u32) -> Shop {
     let fake = FakeApi::new();
-    fake.seed_yaml(SHOP);
+    fake.seed_yaml(shop_app::YAML);
+    fake.seed_yaml(AROUND_APP);
     let client = fake.client();
     let clock = TestClock::at(start());
     let ctx = Context {
@@ -809,7 +739,8 @@ fn spec_of(action: Value) -> kubeskippy::healing_action::ActionSpec {
 
 #[test]
 fn min_healthy_counts_what_each_action_takes_down_at_once() {
-    let policy: HealingPolicy = serde_yaml_ng::from_str(SHOP.split("---").last().unwrap()).unwrap();
+    let policy: HealingPolicy =
+        serde_yaml_ng::from_str(AROUND_APP.split("---").last().unwrap()).unwrap();
     let ready_pod =
         json!({"kind": "Pod", "status": {"conditions": [{"type": "Ready", "status": "True"}]}});
     let crashing_pod =

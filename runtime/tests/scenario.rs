@@ -6,6 +6,8 @@
 
 #[path = "common/fake_api.rs"]
 mod fake_api;
+#[path = "common/shop_app.rs"]
+mod shop_app;
 #[path = "common/test_clock.rs"]
 mod test_clock;
 
@@ -23,94 +25,14 @@ use kubeskippy::lifecycle::Context;
 use kubeskippy::pipeline::{Analyzer, PluginFiles};
 use kubeskippy::policy::HealingPolicy;
 use serde_json::{Value, json};
+use shop_app::{APP, POD_1};
 use test_clock::TestClock;
 
-/// `shop/app`: two pods, one of them OOMKilled three times; a policy that
-/// answers OOM kills by raising the memory limit, in `mode`.
-fn shop(mode: &str) -> String {
+/// A policy for `shop/app` that answers OOM kills by raising the memory
+/// limit, in `mode`.
+fn policy(mode: &str) -> String {
     format!(
         r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: app, namespace: shop, uid: uid-app, labels: {{app: app}}}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: app}}}}
-  template:
-    metadata: {{labels: {{app: app}}}}
-    spec:
-      containers:
-      - name: app
-        image: registry.example.com/shop/app:1.4.2
-        resources:
-          limits: {{memory: 512Mi}}
-status: {{replicas: 2, readyReplicas: 2, availableReplicas: 2}}
----
-apiVersion: apps/v1
-kind: ReplicaSet
-metadata:
-  name: app-6f9c7b8d4
-  namespace: shop
-  uid: uid-rs
-  labels: {{app: app, pod-template-hash: 6f9c7b8d4}}
-  ownerReferences:
-  - {{apiVersion: apps/v1, kind: Deployment, name: app, uid: uid-app, controller: true}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: app, pod-template-hash: 6f9c7b8d4}}}}
-  template:
-    metadata: {{labels: {{app: app, pod-template-hash: 6f9c7b8d4}}}}
-    spec:
-      containers: [{{name: app, image: registry.example.com/shop/app:1.4.2}}]
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: app-6f9c7b8d4-2xkqp
-  namespace: shop
-  uid: uid-pod-1
-  labels: {{app: app, pod-template-hash: 6f9c7b8d4}}
-  ownerReferences:
-  - {{apiVersion: apps/v1, kind: ReplicaSet, name: app-6f9c7b8d4, uid: uid-rs, controller: true}}
-spec:
-  containers:
-  - name: app
-    image: registry.example.com/shop/app:1.4.2
-    resources:
-      limits: {{memory: 512Mi}}
-status:
-  phase: Running
-  conditions: [{{type: Ready, status: "True"}}]
-  containerStatuses:
-  - name: app
-    ready: true
-    restartCount: 3
-    image: registry.example.com/shop/app:1.4.2
-    imageID: ""
-    lastState:
-      terminated: {{reason: OOMKilled, exitCode: 137, finishedAt: "2026-03-14T08:55:00Z"}}
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: app-6f9c7b8d4-9mzlt
-  namespace: shop
-  uid: uid-pod-2
-  labels: {{app: app, pod-template-hash: 6f9c7b8d4}}
-  ownerReferences:
-  - {{apiVersion: apps/v1, kind: ReplicaSet, name: app-6f9c7b8d4, uid: uid-rs, controller: true}}
-spec:
-  containers:
-  - name: app
-    image: registry.example.com/shop/app:1.4.2
-    resources:
-      limits: {{memory: 512Mi}}
-status:
-  phase: Running
-  conditions: [{{type: Ready, status: "True"}}]
-  containerStatuses:
-  - {{name: app, ready: true, restartCount: 0, image: "registry.example.com/shop/app:1.4.2", imageID: ""}}
----
 apiVersion: kubeskippy.io/v1alpha1
 kind: HealingPolicy
 metadata: {{name: shop-healing, namespace: shop}}
@@ -131,8 +53,6 @@ spec:
     )
 }
 
-const APP: &str = "/apis/apps/v1/namespaces/shop/deployments/app";
-const POD_1: &str = "/api/v1/namespaces/shop/pods/app-6f9c7b8d4-2xkqp";
 const ACTIONS: &str = "/apis/kubeskippy.io/v1alpha1/namespaces/shop/healingactions/";
 
 struct Cluster {
@@ -154,7 +74,8 @@ fn of_kind<K: serde::de::DeserializeOwned>(fake: &FakeApi, segment: &str) -> Vec
 impl Cluster {
     fn new(mode: &str) -> Cluster {
         let fake = FakeApi::new();
-        fake.seed_yaml(&shop(mode));
+        fake.seed_yaml(shop_app::YAML);
+        fake.seed_yaml(&policy(mode));
         let (cache, writers) = ClusterCache::detached();
         let client = fake.client();
         let clock = TestClock::at("2026-03-14T09:00:00Z".parse().unwrap());
