@@ -4,7 +4,9 @@
 //! and nothing but names, states, numbers and event texts is carried forward —
 //! container env values, Secrets and ConfigMap data never enter these records.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
