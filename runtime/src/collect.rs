@@ -4,18 +4,20 @@
 //! namespace, and PodMetrics (and the policies' PromQL queries) polled on an
 //! interval into a shared map.
 //!
-//! Pods, Events and PodMetrics — the thousands — are read straight from the
-//! API server's JSON into slim types ([`CachedPod`], [`CachedEvent`],
-//! [`PodMetrics`]) that hold only what the pipeline reads: names, labels,
-//! annotations, uid, owners, container names, CPU and memory quantities,
-//! container states, event texts and times. Every object is then stripped as
-//! it arrives ([`Strip`]): container `env`, volumes, probes, managedFields and
-//! the last-applied annotation are never kept.
+//! Pods, Events, PodMetrics and workloads are read straight from the API
+//! server's JSON into slim types ([`CachedPod`], [`CachedEvent`],
+//! [`PodMetrics`], [`CachedWorkload`]) that hold only what the pipeline reads:
+//! names, labels, annotations, uid, owners, container names, replica counts,
+//! CPU and memory quantities, container states, event texts and times;
+//! container `env`, volumes and probes are never even built. Each object is
+//! then stripped as it arrives ([`Strip`]) of managedFields and of annotations
+//! other than KubeSkippy's (kubectl's last-applied copy among them).
 
 use std::borrow::Cow;
 use std::fmt::Debug;
 use std::future::Future;
 use std::hash::Hash;
+use std::marker::PhantomData;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -23,7 +25,6 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Container, Event, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use kube::api::{Api, ListParams};
@@ -57,36 +58,6 @@ fn strip_metadata(metadata: &mut ObjectMeta) {
             metadata.annotations = None;
         }
     }
-}
-
-/// Keeps a container's name, image and resources: env, mounts, probes,
-/// commands and ports are never read.
-fn strip_container(container: &mut Container) {
-    *container = Container {
-        name: std::mem::take(&mut container.name),
-        image: container.image.take(),
-        resources: container.resources.take(),
-        ..Container::default()
-    };
-}
-
-fn strip_template(template: &mut PodTemplateSpec) {
-    if let Some(metadata) = &mut template.metadata {
-        strip_metadata(metadata);
-    }
-    if let Some(spec) = &mut template.spec {
-        strip_pod_spec(spec);
-    }
-}
-
-fn strip_pod_spec(spec: &mut PodSpec) {
-    let mut containers = std::mem::take(&mut spec.containers);
-    containers.iter_mut().for_each(strip_container);
-    *spec = PodSpec {
-        containers,
-        node_name: spec.node_name.take(),
-        ..PodSpec::default()
-    };
 }
 
 /// A pod as the cache keeps it: what facts read, deserialized straight from
@@ -286,32 +257,6 @@ pub struct CachedSeries {
     pub last_observed_time: Option<MicroTime>,
 }
 
-/// A snapshot's events are read whole, so that a malformed one is reported,
-/// and then kept like the cache's.
-impl From<Event> for CachedEvent {
-    fn from(event: Event) -> CachedEvent {
-        let involved = event.involved_object;
-        CachedEvent {
-            metadata: event.metadata,
-            involved_object: InvolvedObject {
-                kind: involved.kind,
-                namespace: involved.namespace,
-                name: involved.name,
-            },
-            type_: event.type_,
-            reason: event.reason,
-            message: event.message,
-            count: event.count,
-            first_timestamp: event.first_timestamp,
-            last_timestamp: event.last_timestamp,
-            event_time: event.event_time,
-            series: event.series.map(|series| CachedSeries {
-                last_observed_time: series.last_observed_time,
-            }),
-        }
-    }
-}
-
 impl Resource for CachedEvent {
     type DynamicType = ();
     type Scope = NamespaceResourceScope;
@@ -350,36 +295,107 @@ impl Strip for CachedEvent {
     }
 }
 
-/// Workload specs are small but for their pod template, which is stripped
-/// like a pod's spec.
-impl Strip for Deployment {
-    fn strip(&mut self) {
-        strip_metadata(&mut self.metadata);
-        strip_template(&mut self.spec.template);
+/// A Deployment, ReplicaSet, StatefulSet or DaemonSet (`K`) as the cache
+/// keeps it: metadata, replica counts and container names, deserialized
+/// straight from the API server's JSON. A stripped k8s-openapi Deployment is
+/// still about 7 KB with its pod template, and a cluster keeps up to ten old
+/// ReplicaSets per Deployment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct CachedWorkload<K> {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: WorkloadSpec,
+    #[serde(default)]
+    pub status: Option<WorkloadStatus>,
+    #[serde(skip)]
+    kind: PhantomData<fn() -> K>,
+}
+
+pub type CachedDeployment = CachedWorkload<Deployment>;
+pub type CachedReplicaSet = CachedWorkload<ReplicaSet>;
+pub type CachedStatefulSet = CachedWorkload<StatefulSet>;
+pub type CachedDaemonSet = CachedWorkload<DaemonSet>;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadSpec {
+    /// Absent on a DaemonSet, which has no replica count.
+    #[serde(default)]
+    pub replicas: Option<i32>,
+    #[serde(default)]
+    pub template: Option<CachedTemplate>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CachedTemplate {
+    #[serde(default)]
+    pub spec: Option<TemplateSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TemplateSpec {
+    #[serde(default)]
+    pub containers: Vec<ContainerName>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerName {
+    pub name: String,
+}
+
+/// Ready replicas, and a DaemonSet's desired and ready counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadStatus {
+    #[serde(default)]
+    pub ready_replicas: Option<i32>,
+    #[serde(default)]
+    pub desired_number_scheduled: Option<i32>,
+    #[serde(default)]
+    pub number_ready: Option<i32>,
+}
+
+impl<K> CachedWorkload<K> {
+    pub fn container_names(&self) -> impl Iterator<Item = &str> {
+        self.spec
+            .template
+            .iter()
+            .flat_map(|template| &template.spec)
+            .flat_map(|spec| &spec.containers)
+            .map(|container| container.name.as_str())
     }
 }
 
-impl Strip for ReplicaSet {
-    fn strip(&mut self) {
-        strip_metadata(&mut self.metadata);
-        if let Some(template) = &mut self.spec.template {
-            strip_template(template);
-        }
+impl<K> Resource for CachedWorkload<K>
+where
+    K: k8s_openapi::Resource<Scope = NamespaceResourceScope>,
+{
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        K::KIND.into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        K::GROUP.into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        K::VERSION.into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        K::URL_PATH_SEGMENT.into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
     }
 }
 
-impl Strip for StatefulSet {
+impl<K> Strip for CachedWorkload<K> {
     fn strip(&mut self) {
         strip_metadata(&mut self.metadata);
-        strip_template(&mut self.spec.template);
-        self.spec.volume_claim_templates = None;
-    }
-}
-
-impl Strip for DaemonSet {
-    fn strip(&mut self) {
-        strip_metadata(&mut self.metadata);
-        strip_template(&mut self.spec.template);
     }
 }
 
@@ -479,10 +495,10 @@ struct Polled {
 pub struct ClusterCache {
     pods: Stores<CachedPod>,
     events: Stores<CachedEvent>,
-    deployments: Stores<Deployment>,
-    replica_sets: Stores<ReplicaSet>,
-    stateful_sets: Stores<StatefulSet>,
-    daemon_sets: Stores<DaemonSet>,
+    deployments: Stores<CachedDeployment>,
+    replica_sets: Stores<CachedReplicaSet>,
+    stateful_sets: Stores<CachedStatefulSet>,
+    daemon_sets: Stores<CachedDaemonSet>,
     policies: Stores<HealingPolicy>,
     actions: Stores<HealingAction>,
     polled: Arc<RwLock<Polled>>,
@@ -493,10 +509,10 @@ pub struct ClusterCache {
 pub struct CacheWriters {
     pub pods: Writer<CachedPod>,
     pub events: Writer<CachedEvent>,
-    pub deployments: Writer<Deployment>,
-    pub replica_sets: Writer<ReplicaSet>,
-    pub stateful_sets: Writer<StatefulSet>,
-    pub daemon_sets: Writer<DaemonSet>,
+    pub deployments: Writer<CachedDeployment>,
+    pub replica_sets: Writer<CachedReplicaSet>,
+    pub stateful_sets: Writer<CachedStatefulSet>,
+    pub daemon_sets: Writer<CachedDaemonSet>,
     pub policies: Writer<HealingPolicy>,
     pub actions: Writer<HealingAction>,
     polled: Arc<RwLock<Polled>>,
@@ -527,10 +543,10 @@ impl CacheWriters {
 pub struct CacheView {
     pub pods: Vec<Arc<CachedPod>>,
     pub events: Vec<Arc<CachedEvent>>,
-    pub deployments: Vec<Arc<Deployment>>,
-    pub replica_sets: Vec<Arc<ReplicaSet>>,
-    pub stateful_sets: Vec<Arc<StatefulSet>>,
-    pub daemon_sets: Vec<Arc<DaemonSet>>,
+    pub deployments: Vec<Arc<CachedDeployment>>,
+    pub replica_sets: Vec<Arc<CachedReplicaSet>>,
+    pub stateful_sets: Vec<Arc<CachedStatefulSet>>,
+    pub daemon_sets: Vec<Arc<CachedDaemonSet>>,
     pub policies: Vec<Arc<HealingPolicy>>,
     pub actions: Vec<Arc<HealingAction>>,
     pub pod_metrics: Arc<Vec<PodMetrics>>,

@@ -9,14 +9,14 @@ use std::collections::BTreeMap;
 use foldhash::{HashMap, HashMapExt};
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kubeskippy_plugin_sdk::quantity;
 
 use crate::collect::{
-    CachedContainerState, CachedContainerStatus, CachedEvent, CachedPod, CpuMemory,
+    CachedContainerState, CachedContainerStatus, CachedDaemonSet, CachedDeployment, CachedEvent,
+    CachedPod, CachedReplicaSet, CachedStatefulSet, CachedWorkload, CpuMemory,
 };
 use crate::prometheus::QueryResults;
 use crate::snapshot::{PodMetrics, Snapshot};
@@ -338,10 +338,10 @@ impl<'a> PodRef<'a> {
 pub struct ClusterObjects<'a> {
     pub pods: Vec<PodRef<'a>>,
     pub events: Vec<&'a CachedEvent>,
-    pub deployments: Vec<&'a Deployment>,
-    pub replica_sets: Vec<&'a ReplicaSet>,
-    pub stateful_sets: Vec<&'a StatefulSet>,
-    pub daemon_sets: Vec<&'a DaemonSet>,
+    pub deployments: Vec<&'a CachedDeployment>,
+    pub replica_sets: Vec<&'a CachedReplicaSet>,
+    pub stateful_sets: Vec<&'a CachedStatefulSet>,
+    pub daemon_sets: Vec<&'a CachedDaemonSet>,
     pub pod_metrics: Vec<&'a PodMetrics>,
     /// Prometheus results by query text; absent when nothing was queried.
     pub queries: Option<&'a QueryResults>,
@@ -577,18 +577,10 @@ fn controller_of(metadata: &ObjectMeta) -> Option<&OwnerReference> {
         .find(|owner| owner.controller == Some(true))
 }
 
-fn container_names(template: Option<&k8s_openapi::api::core::v1::PodTemplateSpec>) -> Vec<String> {
-    template
-        .and_then(|t| t.spec.as_ref())
-        .map(|spec| spec.containers.iter().map(|c| c.name.clone()).collect())
-        .unwrap_or_default()
-}
-
 fn collect_workloads(objects: &ClusterObjects, workloads: &mut HashMap<ObjectKey, WorkloadRecord>) {
     let mut add = |kind: &str,
                    metadata: &ObjectMeta,
-                   desired: Option<i32>,
-                   ready: Option<i32>,
+                   (desired, ready): (Option<i32>, Option<i32>),
                    containers: Vec<String>| {
         let target = object_ref(kind, namespace_str(metadata), name_str(metadata));
         workloads.insert(
@@ -605,44 +597,30 @@ fn collect_workloads(objects: &ClusterObjects, workloads: &mut HashMap<ObjectKey
         );
     };
     for deployment in &objects.deployments {
-        let spec = &deployment.spec;
+        let counts = replica_counts(deployment);
         add(
             "Deployment",
             &deployment.metadata,
-            Some(spec.replicas.unwrap_or(1)),
-            Some(
-                deployment
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.ready_replicas)
-                    .unwrap_or(0),
-            ),
-            container_names(Some(&spec.template)),
+            counts,
+            container_names(deployment),
         );
     }
     for set in &objects.stateful_sets {
         add(
             "StatefulSet",
             &set.metadata,
-            Some(set.spec.replicas.unwrap_or(1)),
-            Some(
-                set.status
-                    .as_ref()
-                    .and_then(|s| s.ready_replicas)
-                    .unwrap_or(0),
-            ),
-            container_names(Some(&set.spec.template)),
+            replica_counts(set),
+            container_names(set),
         );
     }
     for set in &objects.daemon_sets {
+        // A DaemonSet wants one pod per eligible node, not a replica count.
         let status = set.status.as_ref();
-        add(
-            "DaemonSet",
-            &set.metadata,
-            status.map(|s| s.desired_number_scheduled),
-            status.map(|s| s.number_ready),
-            container_names(Some(&set.spec.template)),
+        let counts = (
+            status.and_then(|s| s.desired_number_scheduled),
+            status.and_then(|s| s.number_ready),
         );
+        add("DaemonSet", &set.metadata, counts, container_names(set));
     }
     for set in &objects.replica_sets {
         // A ReplicaSet under a Deployment is not a workload of its own.
@@ -652,16 +630,23 @@ fn collect_workloads(objects: &ClusterObjects, workloads: &mut HashMap<ObjectKey
         add(
             "ReplicaSet",
             &set.metadata,
-            Some(set.spec.replicas.unwrap_or(1)),
-            Some(
-                set.status
-                    .as_ref()
-                    .and_then(|s| s.ready_replicas)
-                    .unwrap_or(0),
-            ),
-            container_names(set.spec.template.as_ref()),
+            replica_counts(set),
+            container_names(set),
         );
     }
+}
+
+/// (desired, ready) replicas; the API server defaults an unset count to 1.
+fn replica_counts<K>(workload: &CachedWorkload<K>) -> (Option<i32>, Option<i32>) {
+    let ready = workload.status.as_ref().and_then(|s| s.ready_replicas);
+    (
+        Some(workload.spec.replicas.unwrap_or(1)),
+        Some(ready.unwrap_or(0)),
+    )
+}
+
+fn container_names<K>(workload: &CachedWorkload<K>) -> Vec<String> {
+    workload.container_names().map(str::to_string).collect()
 }
 
 /// The workload a pod belongs to. A ReplicaSet missing from the snapshot is

@@ -14,7 +14,9 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::collect::{CachedEvent, CpuMemory};
+use crate::collect::{
+    CachedDaemonSet, CachedDeployment, CachedEvent, CachedReplicaSet, CachedStatefulSet, CpuMemory,
+};
 use crate::facts::{ClusterObjects, PodRef};
 use crate::policy::HealingPolicy;
 
@@ -47,10 +49,10 @@ pub struct ContainerMetrics {
 pub struct Snapshot {
     pub pods: Vec<Pod>,
     pub events: Vec<CachedEvent>,
-    pub deployments: Vec<Deployment>,
-    pub replica_sets: Vec<ReplicaSet>,
-    pub stateful_sets: Vec<StatefulSet>,
-    pub daemon_sets: Vec<DaemonSet>,
+    pub deployments: Vec<CachedDeployment>,
+    pub replica_sets: Vec<CachedReplicaSet>,
+    pub stateful_sets: Vec<CachedStatefulSet>,
+    pub daemon_sets: Vec<CachedDaemonSet>,
     pub pod_metrics: Vec<PodMetrics>,
     pub policies: Vec<HealingPolicy>,
     /// Objects of kinds the pipeline does not read, by kind.
@@ -153,13 +155,13 @@ impl Snapshot {
             .unwrap_or("");
         match (group, kind.as_str()) {
             ("", "Pod") => self.pods.push(typed(value, &kind)?),
-            ("", "Event") => self
-                .events
-                .push(CachedEvent::from(typed::<Event>(value, &kind)?)),
-            ("apps", "Deployment") => self.deployments.push(typed(value, &kind)?),
-            ("apps", "ReplicaSet") => self.replica_sets.push(typed(value, &kind)?),
-            ("apps", "StatefulSet") => self.stateful_sets.push(typed(value, &kind)?),
-            ("apps", "DaemonSet") => self.daemon_sets.push(typed(value, &kind)?),
+            ("", "Event") => self.events.push(kept::<Event, _>(value, &kind)?),
+            ("apps", "Deployment") => self.deployments.push(kept::<Deployment, _>(value, &kind)?),
+            ("apps", "ReplicaSet") => self.replica_sets.push(kept::<ReplicaSet, _>(value, &kind)?),
+            ("apps", "StatefulSet") => self
+                .stateful_sets
+                .push(kept::<StatefulSet, _>(value, &kind)?),
+            ("apps", "DaemonSet") => self.daemon_sets.push(kept::<DaemonSet, _>(value, &kind)?),
             ("metrics.k8s.io", "PodMetrics") => self.pod_metrics.push(typed(value, &kind)?),
             ("kubeskippy.io", "HealingPolicy") => {
                 let policy: HealingPolicy = typed(value, &kind)?;
@@ -225,17 +227,35 @@ fn with_kind_from_list(mut item: Value, list_kind: &str, list_api_version: &str)
     item
 }
 
+/// Reads `value` whole as `Whole`, so that any malformed field is reported as
+/// for any other object, then keeps it as the live cache would (`Kept`).
+fn kept<Whole, Kept>(value: Value, kind: &str) -> Result<Kept, (String, String)>
+where
+    Whole: serde::de::DeserializeOwned,
+    Kept: serde::de::DeserializeOwned,
+{
+    serde_path_to_error::deserialize::<_, Whole>(&value)
+        .map_err(|error| path_error(describe(&value, kind), error))?;
+    typed(value, kind)
+}
+
 fn typed<T: serde::de::DeserializeOwned>(value: Value, kind: &str) -> Result<T, (String, String)> {
     let object = describe(&value, kind);
-    serde_path_to_error::deserialize(value).map_err(|error| {
-        let path = error.path().to_string();
-        let message = one_line(&error.inner().to_string());
-        if path == "." {
-            (object, message)
-        } else {
-            (object, format!("field `{path}`: {message}"))
-        }
-    })
+    serde_path_to_error::deserialize(value).map_err(|error| path_error(object, error))
+}
+
+/// (the object, what is wrong with it and where).
+fn path_error(
+    object: String,
+    error: serde_path_to_error::Error<serde_json::Error>,
+) -> (String, String) {
+    let path = error.path().to_string();
+    let message = one_line(&error.inner().to_string());
+    if path == "." {
+        (object, message)
+    } else {
+        (object, format!("field `{path}`: {message}"))
+    }
 }
 
 fn describe(value: &Value, kind: &str) -> String {

@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::{Value, json};
 
-use crate::collect::{CachedEvent, CachedPod};
+use crate::collect::{CachedDeployment, CachedEvent, CachedPod, CachedReplicaSet};
 use crate::policy::{HealingPolicy, Trigger};
 use crate::snapshot::PodMetrics;
 
@@ -71,8 +70,8 @@ pub fn snapshot_yaml(pods: usize) -> String {
 pub struct Cluster {
     pub pods: Vec<CachedPod>,
     pub events: Vec<CachedEvent>,
-    pub deployments: Vec<Deployment>,
-    pub replica_sets: Vec<ReplicaSet>,
+    pub deployments: Vec<CachedDeployment>,
+    pub replica_sets: Vec<CachedReplicaSet>,
     pub pod_metrics: Vec<PodMetrics>,
 }
 
@@ -126,14 +125,19 @@ fn deployment_part(d: usize, pods: usize, now: DateTime<Utc>) -> Cluster {
         "spec": {"replicas": 10, "selector": {"matchLabels": {"app": app}}, "template": template},
         "status": {"replicas": 10, "readyReplicas": if troubled { 9 } else { 10 }},
     })));
+    // The current ReplicaSet and two earlier revisions scaled to zero, as a
+    // Deployment keeps them for rollbacks.
+    for (hash, replicas) in [("5d8f7", 10), ("4c7e6", 0), ("3b6d5", 0)] {
+        let name = format!("{app}-{hash}");
+        cluster.replica_sets.push(typed(json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": full_metadata(&name, &namespace, &format!("rs-{d}-{hash}"), json!({"app": app, "pod-template-hash": hash}),
+                Some(json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": app, "uid": format!("d-{d}"), "controller": true}))),
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": app}}, "template": template},
+            "status": {"replicas": replicas},
+        })));
+    }
     let replica_set = format!("{app}-5d8f7");
-    cluster.replica_sets.push(typed(json!({
-        "apiVersion": "apps/v1", "kind": "ReplicaSet",
-        "metadata": full_metadata(&replica_set, &namespace, &format!("rs-{d}"), json!({"app": app, "pod-template-hash": "5d8f7"}),
-            Some(json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": app, "uid": format!("d-{d}"), "controller": true}))),
-        "spec": {"replicas": 10, "selector": {"matchLabels": {"app": app}}, "template": template},
-        "status": {"replicas": 10},
-    })));
     for p in 0..pods {
         let pod = format!("{replica_set}-p{p}");
         let crashing = troubled && p == 0;

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::{Recorded, Reply, serve};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kubeskippy::collect::{
-    self, CachedEvent, CachedPod, ClusterCache, CpuMemory, MetricsState, Strip,
+    self, CachedDaemonSet, CachedDeployment, CachedEvent, CachedPod, CachedReplicaSet,
+    CachedStatefulSet, ClusterCache, CpuMemory, MetricsState, Strip,
 };
 use kubeskippy::evaluation::{self, TriggerMemory};
 use kubeskippy::facts::{ClusterFacts, ClusterObjects, PodRef};
@@ -27,7 +27,7 @@ fn now() -> DateTime<Utc> {
     at("2026-11-26T09:00:00Z")
 }
 
-fn deployment(namespace: &str, name: &str) -> Deployment {
+fn deployment(namespace: &str, name: &str) -> CachedDeployment {
     serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, "uid": format!("d-{name}"), "labels": {"app": name}},
@@ -38,7 +38,7 @@ fn deployment(namespace: &str, name: &str) -> Deployment {
     .unwrap()
 }
 
-fn replica_set(namespace: &str, deployment: &str) -> ReplicaSet {
+fn replica_set(namespace: &str, deployment: &str) -> CachedReplicaSet {
     serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "ReplicaSet",
         "metadata": {"name": format!("{deployment}-5d8f7"), "namespace": namespace,
@@ -328,7 +328,7 @@ fn the_cached_pod_keeps_what_triggers_need_and_nothing_else() {
 }
 
 #[test]
-fn the_cached_event_gives_the_same_facts_as_the_whole_event() {
+fn stripping_an_event_keeps_every_fact_it_gives() {
     let json = json!({
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"name": "app-5d8f7-a.oom", "namespace": "shop", "uid": "e-1", "resourceVersion": "77",
@@ -341,7 +341,7 @@ fn the_cached_event_gives_the_same_facts_as_the_whole_event() {
         "series": {"count": 4, "lastObservedTime": "2026-11-26T08:50:00.000000Z"},
         "source": {"component": "kubelet", "host": "node-1"}, "reportingComponent": "kubelet",
     });
-    let whole = CachedEvent::from(serde_json::from_value::<Event>(json.clone()).unwrap());
+    let whole: CachedEvent = serde_json::from_value(json.clone()).unwrap();
     let mut cached: CachedEvent = serde_json::from_value(json).unwrap();
     cached.strip();
     assert_eq!(cached.metadata.managed_fields, None);
@@ -385,6 +385,104 @@ fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .unwrap()
         .with_timezone(&Utc)
+}
+
+#[test]
+fn workloads_of_every_kind_give_their_replica_counts_and_containers() {
+    let template = json!({"metadata": {"labels": {"app": "x"}},
+        "spec": {"containers": [{"name": "main", "image": "x:1", "env": [{"name": "TOKEN", "value": "s3cret"}]},
+                                {"name": "sidecar", "image": "proxy:1"}]}});
+    let metadata = |name: &str| {
+        json!({"name": name, "namespace": "shop", "uid": format!("uid-{name}"),
+        "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "kubeskippy.io/protected": "true"},
+        "managedFields": [{"manager": "kubectl", "operation": "Apply"}]})
+    };
+    let mut stateful: CachedStatefulSet = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": metadata("db"),
+        "spec": {"replicas": 3, "serviceName": "db", "selector": {}, "template": template,
+                 "volumeClaimTemplates": [{"metadata": {"name": "data"}}]},
+        "status": {"replicas": 3, "readyReplicas": 2},
+    }))
+    .unwrap();
+    let mut daemon: CachedDaemonSet = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": metadata("agent"),
+        "spec": {"selector": {}, "template": template},
+        "status": {"desiredNumberScheduled": 5, "numberReady": 4, "currentNumberScheduled": 5, "numberMisscheduled": 0},
+    }))
+    .unwrap();
+    let mut bare: CachedReplicaSet = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": metadata("batch"),
+        "spec": {"selector": {}, "template": template},
+    }))
+    .unwrap();
+    stateful.strip();
+    daemon.strip();
+    bare.strip();
+    assert_eq!(stateful.metadata.managed_fields, None);
+    assert_eq!(
+        daemon
+            .metadata
+            .annotations
+            .as_ref()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["kubeskippy.io/protected"]
+    );
+    let text = serde_json::to_string(&stateful).unwrap();
+    for dropped in ["s3cret", "proxy:1", "volumeClaimTemplates", "serviceName"] {
+        assert!(!text.contains(dropped), "{dropped} in {text}");
+    }
+
+    let objects = ClusterObjects {
+        stateful_sets: vec![&stateful],
+        daemon_sets: vec![&daemon],
+        replica_sets: vec![&bare],
+        ..Default::default()
+    };
+    let (facts, _) = ClusterFacts::from_objects(&objects);
+    let mut workloads: Vec<_> = facts
+        .workloads
+        .values()
+        .map(|w| {
+            (
+                w.facts.target.kind.as_str(),
+                w.facts.desired_replicas,
+                w.facts.ready_replicas,
+                w.facts.containers.clone(),
+                w.marks.uid.clone(),
+            )
+        })
+        .collect();
+    workloads.sort();
+    let containers = vec!["main".to_string(), "sidecar".to_string()];
+    assert_eq!(
+        workloads,
+        [
+            (
+                "DaemonSet",
+                Some(5),
+                Some(4),
+                containers.clone(),
+                Some("uid-agent".into())
+            ),
+            (
+                "ReplicaSet",
+                Some(1),
+                Some(0),
+                containers.clone(),
+                Some("uid-batch".into())
+            ),
+            (
+                "StatefulSet",
+                Some(3),
+                Some(2),
+                containers,
+                Some("uid-db".into())
+            ),
+        ],
+        "an unset replica count is the API's default of 1; a DaemonSet counts nodes"
+    );
 }
 
 #[test]

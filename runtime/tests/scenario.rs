@@ -14,7 +14,6 @@ mod test_clock;
 use std::sync::Arc;
 
 use fake_api::FakeApi;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kubeskippy::collect::{self, CacheWriters, ClusterCache};
 use kubeskippy::config::Config;
 use kubeskippy::daemon::controller::Controller;
@@ -108,11 +107,11 @@ impl Cluster {
         );
         collect::fill(
             &mut writers.deployments,
-            of_kind::<Deployment>(fake, "/deployments/"),
+            of_kind::<collect::CachedDeployment>(fake, "/deployments/"),
         );
         collect::fill(
             &mut writers.replica_sets,
-            of_kind::<ReplicaSet>(fake, "/replicasets/"),
+            of_kind::<collect::CachedReplicaSet>(fake, "/replicasets/"),
         );
         collect::fill(
             &mut writers.policies,

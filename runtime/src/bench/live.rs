@@ -75,10 +75,11 @@ fn evaluation_pass(pods: usize) -> anyhow::Result<()> {
     let first = one_pass(&view, &mut memory, now);
     let suppressed: usize = first.policies.iter().map(|p| p.suppressed.len()).sum();
     println!(
-        "\nevaluation pass from reflector stores: {} pods, {} events, {} Deployments, {POLICIES} policies",
+        "\nevaluation pass from reflector stores: {} pods, {} events, {} Deployments, {} ReplicaSets, {POLICIES} policies",
         view.pods.len(),
         view.events.len(),
-        view.deployments.len()
+        view.deployments.len(),
+        view.replica_sets.len()
     );
     println!(
         "  each pass: {} incidents, {suppressed} findings held back (duration pending), {} conditions timed",
@@ -135,8 +136,8 @@ where
 }
 
 /// The cache as the daemon holds it: objects arrive one Deployment at a time
-/// at full size, as the API server sends them, and only the stripped copy is
-/// kept.
+/// as the API server's full JSON, are read into the cache's slim types and
+/// stripped, and only that copy is kept.
 pub(super) fn cache_memory_child(pods: usize) -> anyhow::Result<()> {
     let rss = || status_mib("VmRSS:").unwrap_or(f64::NAN);
     let start = rss();
@@ -165,7 +166,8 @@ pub(super) fn cache_memory_child(pods: usize) -> anyhow::Result<()> {
     collect::fill(&mut writers.policies, synthetic::policies(POLICIES));
     writers.set_pod_metrics(metrics);
     let view = cache.view();
-    let (pods_cached, events_cached) = (view.pods.len(), view.events.len());
+    let (pods_cached, events_cached, replica_sets_cached) =
+        (view.pods.len(), view.events.len(), view.replica_sets.len());
     drop(view);
     let stores = rss();
 
@@ -180,7 +182,7 @@ pub(super) fn cache_memory_child(pods: usize) -> anyhow::Result<()> {
     let peak = status_mib("VmHWM:").unwrap_or(f64::NAN);
     std::hint::black_box(&analyzer);
     println!(
-        "\ncache memory (a fresh process; {pods_cached} pods, {events_cached} events, stripped as they arrive)"
+        "\ncache memory (a fresh process; {pods_cached} pods, {events_cached} events, {replica_sets_cached} ReplicaSets, read from full API JSON and stripped as they arrive)"
     );
     println!(
         "  RSS at start {start:.0} MiB; holding the stores {stores:.0} MiB (+{:.0} MiB)",
