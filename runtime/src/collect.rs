@@ -34,7 +34,7 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::facts::{ClusterObjects, PodRef};
+use crate::facts::ClusterObjects;
 use crate::healing_action::HealingAction;
 use crate::policy::HealingPolicy;
 use crate::prometheus::{Prometheus, QueryResults, queries_of};
@@ -556,7 +556,7 @@ pub struct CacheView {
 impl CacheView {
     pub fn objects(&self) -> ClusterObjects<'_> {
         ClusterObjects {
-            pods: self.pods.iter().map(|pod| PodRef::Cached(pod)).collect(),
+            pods: self.pods.iter().map(Arc::as_ref).collect(),
             events: self.events.iter().map(Arc::as_ref).collect(),
             deployments: self.deployments.iter().map(Arc::as_ref).collect(),
             replica_sets: self.replica_sets.iter().map(Arc::as_ref).collect(),

@@ -9,14 +9,12 @@ use std::collections::BTreeMap;
 use foldhash::{HashMap, HashMapExt};
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::{ContainerState, ContainerStatus, Pod};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kubeskippy_plugin_sdk::quantity;
 
 use crate::collect::{
-    CachedContainerState, CachedContainerStatus, CachedDaemonSet, CachedDeployment, CachedEvent,
-    CachedPod, CachedReplicaSet, CachedStatefulSet, CachedWorkload, CpuMemory,
+    CachedDaemonSet, CachedDeployment, CachedEvent, CachedPod, CachedReplicaSet, CachedStatefulSet,
+    CachedWorkload, CpuMemory,
 };
 use crate::prometheus::QueryResults;
 use crate::snapshot::{PodMetrics, Snapshot};
@@ -137,206 +135,11 @@ pub struct ClusterFacts<'a> {
     pub newest_event: Option<DateTime<Utc>>,
 }
 
-/// A pod as facts read it: a full `Pod` (from a snapshot) or the slim
-/// [`CachedPod`] the live cache keeps. Both give the same facts.
-#[derive(Debug, Clone, Copy)]
-pub enum PodRef<'a> {
-    Full(&'a Pod),
-    Cached(&'a CachedPod),
-}
-
-/// A container's CPU and memory quantities as written.
-#[derive(Clone, Copy, Default)]
-struct Quantities<'a> {
-    cpu: Option<&'a str>,
-    memory: Option<&'a str>,
-}
-
-impl<'a> Quantities<'a> {
-    fn of_map(map: Option<&'a BTreeMap<String, Quantity>>) -> Quantities<'a> {
-        let get = |name| map.and_then(|m| m.get(name)).map(|q| q.0.as_str());
-        Quantities {
-            cpu: get("cpu"),
-            memory: get("memory"),
-        }
-    }
-
-    fn of(amounts: &'a CpuMemory) -> Quantities<'a> {
-        Quantities {
-            cpu: amounts.cpu.as_ref().map(|q| q.0.as_str()),
-            memory: amounts.memory.as_ref().map(|q| q.0.as_str()),
-        }
-    }
-}
-
-/// One container of a pod's spec, as facts read it.
-struct ContainerParts<'a> {
-    name: &'a str,
-    limits: Quantities<'a>,
-    requests: Quantities<'a>,
-}
-
-/// How a container's run ended.
-#[derive(Clone, Copy)]
-struct Termination<'a> {
-    reason: Option<&'a str>,
-    exit_code: i32,
-}
-
-/// One container's status, as facts read it.
-struct StatusParts<'a> {
-    ready: bool,
-    restart_count: i32,
-    /// The reason and message of a container waiting now.
-    waiting: Option<(Option<&'a str>, Option<&'a str>)>,
-    terminated: Option<Termination<'a>>,
-    last_terminated: Option<Termination<'a>>,
-}
-
-impl<'a> StatusParts<'a> {
-    fn of_full(status: &'a ContainerStatus) -> StatusParts<'a> {
-        let waiting = |state: Option<&'a ContainerState>| {
-            state
-                .and_then(|s| s.waiting.as_ref())
-                .map(|w| (w.reason.as_deref(), w.message.as_deref()))
-        };
-        let terminated = |state: Option<&'a ContainerState>| {
-            state
-                .and_then(|s| s.terminated.as_ref())
-                .map(|t| Termination {
-                    reason: t.reason.as_deref(),
-                    exit_code: t.exit_code,
-                })
-        };
-        StatusParts {
-            ready: status.ready,
-            restart_count: status.restart_count,
-            waiting: waiting(status.state.as_ref()),
-            terminated: terminated(status.state.as_ref()),
-            last_terminated: terminated(status.last_state.as_ref()),
-        }
-    }
-
-    fn of_cached(status: &'a CachedContainerStatus) -> StatusParts<'a> {
-        let terminated = |state: &'a CachedContainerState| {
-            state.terminated.as_ref().map(|t| Termination {
-                reason: t.reason.as_deref(),
-                exit_code: t.exit_code,
-            })
-        };
-        StatusParts {
-            ready: status.ready,
-            restart_count: status.restart_count,
-            waiting: status
-                .state
-                .waiting
-                .as_ref()
-                .map(|w| (w.reason.as_deref(), w.message.as_deref())),
-            terminated: terminated(&status.state),
-            last_terminated: terminated(&status.last_state),
-        }
-    }
-}
-
-impl<'a> PodRef<'a> {
-    pub fn metadata(&self) -> &'a ObjectMeta {
-        match self {
-            PodRef::Full(pod) => &pod.metadata,
-            PodRef::Cached(pod) => &pod.metadata,
-        }
-    }
-
-    fn node_name(&self) -> Option<&'a str> {
-        match self {
-            PodRef::Full(pod) => pod.spec.as_ref()?.node_name.as_deref(),
-            PodRef::Cached(pod) => pod.spec.node_name.as_deref(),
-        }
-    }
-
-    fn phase_and_reason(&self) -> (Option<&'a str>, Option<&'a str>) {
-        match self {
-            PodRef::Full(pod) => pod
-                .status
-                .as_ref()
-                .map_or((None, None), |s| (s.phase.as_deref(), s.reason.as_deref())),
-            PodRef::Cached(pod) => (pod.status.phase.as_deref(), pod.status.reason.as_deref()),
-        }
-    }
-
-    /// The scheduler found no node for the pod.
-    fn unschedulable(&self) -> bool {
-        let unschedulable = |type_: &str, status: &str, reason: Option<&str>| {
-            type_ == "PodScheduled" && status == "False" && reason == Some("Unschedulable")
-        };
-        match self {
-            PodRef::Full(pod) => pod
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_deref())
-                .unwrap_or_default()
-                .iter()
-                .any(|c| unschedulable(&c.type_, &c.status, c.reason.as_deref())),
-            PodRef::Cached(pod) => pod
-                .status
-                .conditions
-                .iter()
-                .any(|c| unschedulable(&c.type_, &c.status, c.reason.as_deref())),
-        }
-    }
-
-    /// Each container's name and resources, in spec order.
-    fn containers(&self) -> Vec<ContainerParts<'a>> {
-        match self {
-            PodRef::Full(pod) => pod
-                .spec
-                .iter()
-                .flat_map(|spec| &spec.containers)
-                .map(|c| {
-                    let resources = c.resources.as_ref();
-                    ContainerParts {
-                        name: &c.name,
-                        limits: Quantities::of_map(resources.and_then(|r| r.limits.as_ref())),
-                        requests: Quantities::of_map(resources.and_then(|r| r.requests.as_ref())),
-                    }
-                })
-                .collect(),
-            PodRef::Cached(pod) => pod
-                .spec
-                .containers
-                .iter()
-                .map(|c| ContainerParts {
-                    name: &c.name,
-                    limits: Quantities::of(&c.resources.limits),
-                    requests: Quantities::of(&c.resources.requests),
-                })
-                .collect(),
-        }
-    }
-
-    fn status_of(&self, container: &str) -> Option<StatusParts<'a>> {
-        match self {
-            PodRef::Full(pod) => {
-                let statuses = pod.status.as_ref()?.container_statuses.as_deref()?;
-                statuses
-                    .iter()
-                    .find(|s| s.name == container)
-                    .map(StatusParts::of_full)
-            }
-            PodRef::Cached(pod) => pod
-                .status
-                .container_statuses
-                .iter()
-                .find(|s| s.name == container)
-                .map(StatusParts::of_cached),
-        }
-    }
-}
-
 /// The objects facts are built from, borrowed: a parsed snapshot and the live
 /// cache's stores both lend them, so nothing is cloned to build facts.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterObjects<'a> {
-    pub pods: Vec<PodRef<'a>>,
+    pub pods: Vec<&'a CachedPod>,
     pub events: Vec<&'a CachedEvent>,
     pub deployments: Vec<&'a CachedDeployment>,
     pub replica_sets: Vec<&'a CachedReplicaSet>,
@@ -429,8 +232,8 @@ impl<'a> ClusterFacts<'a> {
         let mut slots: Vec<WorkloadSlot> = Vec::new();
         let mut scratch = ObjectKey::default();
         for pod in &objects.pods {
-            let namespace = namespace_str(pod.metadata());
-            let name = name_str(pod.metadata());
+            let namespace = namespace_str(&pod.metadata);
+            let name = name_str(&pod.metadata);
             let workload = resolve_owner(pod, &replica_set_owner, &facts.workloads);
             let usage = metrics.get(&(namespace, name)).copied();
             match pod_record(pod, workload, usage) {
@@ -652,11 +455,11 @@ fn container_names<K>(workload: &CachedWorkload<K>) -> Vec<String> {
 /// The workload a pod belongs to. A ReplicaSet missing from the snapshot is
 /// traced to its Deployment through the `pod-template-hash` naming convention.
 fn resolve_owner(
-    pod: &PodRef,
+    pod: &CachedPod,
     replica_set_owner: &HashMap<(&str, &str), Option<&OwnerReference>>,
     workloads: &HashMap<ObjectKey, WorkloadRecord>,
 ) -> ObjectRef {
-    let metadata = pod.metadata();
+    let metadata = &pod.metadata;
     let namespace = namespace_str(metadata);
     let Some(owner) = controller_of(metadata) else {
         return object_ref("Pod", namespace, name_str(metadata));
@@ -694,19 +497,31 @@ fn resolve_owner(
     }
 }
 
-fn amounts(quantities: Quantities) -> Result<ResourceAmounts, String> {
+fn amounts(quantities: &CpuMemory) -> Result<ResourceAmounts, String> {
     Ok(ResourceAmounts {
-        cpu_millicores: quantities.cpu.map(quantity::cpu_millicores).transpose()?,
-        memory_bytes: quantities.memory.map(quantity::memory_bytes).transpose()?,
+        cpu_millicores: quantities
+            .cpu
+            .as_ref()
+            .map(|q| quantity::cpu_millicores(&q.0))
+            .transpose()?,
+        memory_bytes: quantities
+            .memory
+            .as_ref()
+            .map(|q| quantity::memory_bytes(&q.0))
+            .transpose()?,
     })
 }
 
 fn usage_of(metrics: Option<&PodMetrics>, container: &str) -> Result<ResourceAmounts, String> {
-    let usage = metrics
-        .and_then(|m| m.containers.iter().find(|c| c.name == container))
-        .map(|c| Quantities::of(&c.usage))
-        .unwrap_or_default();
-    amounts(usage).map_err(|why| format!("metrics of container {container}: {why}"))
+    match metrics.and_then(|m| m.containers.iter().find(|c| c.name == container)) {
+        Some(usage) => {
+            amounts(&usage.usage).map_err(|why| format!("metrics of container {container}: {why}"))
+        }
+        None => Ok(ResourceAmounts {
+            cpu_millicores: None,
+            memory_bytes: None,
+        }),
+    }
 }
 
 /// Sums an amount over containers; absent if any container lacks it, because a
@@ -736,42 +551,53 @@ const REASON_PRECEDENCE: [&str; 9] = [
 ];
 
 fn pod_record<'a>(
-    pod: &PodRef<'a>,
+    pod: &'a CachedPod,
     workload: ObjectRef,
     metrics: Option<&PodMetrics>,
 ) -> Result<PodRecord<'a>, String> {
     let mut containers = Vec::new();
     let mut states: Vec<String> = Vec::new();
-    for container in pod.containers() {
-        let name = container.name;
-        let status = pod.status_of(name);
-        let waiting = status.as_ref().and_then(|s| s.waiting);
-        let last_terminated = status
-            .as_ref()
-            .and_then(|s| s.last_terminated.or(s.terminated));
+    for container in &pod.spec.containers {
+        let name = container.name.as_str();
+        let status = pod
+            .status
+            .container_statuses
+            .iter()
+            .find(|s| s.name == name);
+        let waiting = status.and_then(|s| s.state.waiting.as_ref());
+        let last_terminated = status.and_then(|s| {
+            s.last_state
+                .terminated
+                .as_ref()
+                .or(s.state.terminated.as_ref())
+        });
         let facts = ContainerFacts {
             name: name.to_string(),
             usage: usage_of(metrics, name)?,
-            limits: amounts(container.limits)?,
-            requests: amounts(container.requests)?,
+            limits: amounts(&container.resources.limits)?,
+            requests: amounts(&container.resources.requests)?,
             restart_count: status
-                .as_ref()
                 .map(|s| u32::try_from(s.restart_count).unwrap_or(0))
                 .unwrap_or(0),
-            ready: status.as_ref().is_some_and(|s| s.ready),
-            waiting_reason: waiting.and_then(|(reason, _)| reason).map(str::to_string),
-            waiting_message: waiting.and_then(|(_, message)| message).map(str::to_string),
-            last_termination_reason: last_terminated.and_then(|t| t.reason).map(str::to_string),
+            ready: status.is_some_and(|s| s.ready),
+            waiting_reason: waiting.and_then(|w| w.reason.clone()),
+            waiting_message: waiting.and_then(|w| w.message.clone()),
+            last_termination_reason: last_terminated.and_then(|t| t.reason.clone()),
             last_exit_code: last_terminated.map(|t| t.exit_code),
         };
         states.extend(facts.waiting_reason.iter().cloned());
         states.extend(facts.last_termination_reason.iter().cloned());
         containers.push(facts);
     }
-    if pod.unschedulable() {
+    let unschedulable = pod.status.conditions.iter().any(|c| {
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+    });
+    if unschedulable {
         states.push("Unschedulable".into());
     }
-    let (phase, reason) = pod.phase_and_reason();
+    let (phase, reason) = (pod.status.phase.as_deref(), pod.status.reason.as_deref());
     if let Some(reason) = reason {
         states.push(reason.to_string());
     }
@@ -785,8 +611,8 @@ fn pod_record<'a>(
 
     let has_metrics = metrics.is_some();
     let facts = PodFacts {
-        name: name_str(pod.metadata()).to_string(),
-        namespace: namespace_str(pod.metadata()).to_string(),
+        name: name_str(&pod.metadata).to_string(),
+        namespace: namespace_str(&pod.metadata).to_string(),
         phase: phase.unwrap_or("Unknown").to_string(),
         status_reason,
         restart_count: containers.iter().map(|c| c.restart_count).sum(),
@@ -807,13 +633,13 @@ fn pod_record<'a>(
             memory_bytes: sum_all(containers.iter().map(|c| c.limits.memory_bytes)),
         },
         owner: (workload.kind != "Pod").then(|| workload.clone()),
-        node: pod.node_name().map(str::to_string),
+        node: pod.spec.node_name.clone(),
         containers,
     };
     Ok(PodRecord {
         facts,
         workload,
-        metadata: pod.metadata(),
+        metadata: &pod.metadata,
         states,
     })
 }

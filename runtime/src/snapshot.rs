@@ -15,9 +15,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::collect::{
-    CachedDaemonSet, CachedDeployment, CachedEvent, CachedReplicaSet, CachedStatefulSet, CpuMemory,
+    CachedDaemonSet, CachedDeployment, CachedEvent, CachedPod, CachedReplicaSet, CachedStatefulSet,
+    CpuMemory,
 };
-use crate::facts::{ClusterObjects, PodRef};
+use crate::facts::ClusterObjects;
 use crate::policy::HealingPolicy;
 
 /// metrics.k8s.io/v1beta1 PodMetrics (k8s-openapi has no type for it), read
@@ -47,7 +48,7 @@ pub struct ContainerMetrics {
 
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
-    pub pods: Vec<Pod>,
+    pub pods: Vec<CachedPod>,
     pub events: Vec<CachedEvent>,
     pub deployments: Vec<CachedDeployment>,
     pub replica_sets: Vec<CachedReplicaSet>,
@@ -154,7 +155,7 @@ impl Snapshot {
             .map(|(group, _)| group)
             .unwrap_or("");
         match (group, kind.as_str()) {
-            ("", "Pod") => self.pods.push(typed(value, &kind)?),
+            ("", "Pod") => self.pods.push(kept::<Pod, _>(value, &kind)?),
             ("", "Event") => self.events.push(kept::<Event, _>(value, &kind)?),
             ("apps", "Deployment") => self.deployments.push(kept::<Deployment, _>(value, &kind)?),
             ("apps", "ReplicaSet") => self.replica_sets.push(kept::<ReplicaSet, _>(value, &kind)?),
@@ -184,7 +185,7 @@ impl Snapshot {
     /// The snapshot's objects, borrowed, for building facts.
     pub fn objects(&self) -> ClusterObjects<'_> {
         ClusterObjects {
-            pods: self.pods.iter().map(PodRef::Full).collect(),
+            pods: self.pods.iter().collect(),
             events: self.events.iter().collect(),
             deployments: self.deployments.iter().collect(),
             replica_sets: self.replica_sets.iter().collect(),

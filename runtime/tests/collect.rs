@@ -18,7 +18,7 @@ use kubeskippy::collect::{
     CachedStatefulSet, ClusterCache, CpuMemory, MetricsState, Strip,
 };
 use kubeskippy::evaluation::{self, TriggerMemory};
-use kubeskippy::facts::{ClusterFacts, ClusterObjects, PodRef};
+use kubeskippy::facts::{ClusterFacts, ClusterObjects};
 use kubeskippy::policy::HealingPolicy;
 use kubeskippy::snapshot::{ContainerMetrics, MetricsIdentity, PodMetrics};
 use serde_json::{Value, json};
@@ -257,6 +257,7 @@ fn polled_metrics_join_their_pods_and_drive_absolute_usage_triggers() {
 #[test]
 fn the_cached_pod_keeps_what_triggers_need_and_nothing_else() {
     let json = full_pod("shop", "app", "app-5d8f7-a", true);
+    let json_copy = json.clone();
     let full: Pod = serde_json::from_value(json.clone()).unwrap();
     let mut cached: CachedPod = serde_json::from_value(json).unwrap();
     cached.strip();
@@ -287,10 +288,9 @@ fn the_cached_pod_keeps_what_triggers_need_and_nothing_else() {
         assert!(!text.contains(dropped), "{dropped} in {text}");
     }
 
-    // Every fact the pipeline reads is the same from the cached pod as from
-    // the whole pod a snapshot holds: a crash-looping pod, and one the
-    // scheduler could not place.
-    let facts_of = |pod: PodRef| {
+    // Stripping loses no fact the pipeline reads: a crash-looping pod, and one
+    // the scheduler could not place.
+    let facts_of = |pod: &CachedPod| {
         let objects = ClusterObjects {
             pods: vec![pod],
             ..Default::default()
@@ -306,25 +306,48 @@ fn the_cached_pod_keeps_what_triggers_need_and_nothing_else() {
             record.states,
         )
     };
+    let unstripped: CachedPod = serde_json::from_value(json_copy).unwrap();
+    assert_eq!(facts_of(&cached), facts_of(&unstripped));
+    let (facts, workload, ..) = facts_of(&cached);
+    let container = &facts.containers[0];
     assert_eq!(
-        facts_of(PodRef::Cached(&cached)),
-        facts_of(PodRef::Full(&full))
+        (
+            facts.status_reason.as_deref(),
+            facts.restart_count,
+            container.waiting_message.as_deref(),
+            container.last_termination_reason.as_deref(),
+            container.last_exit_code,
+            container.limits.memory_bytes,
+            container.requests.cpu_millicores,
+            facts.node.as_deref(),
+            workload.name.as_str(),
+        ),
+        (
+            Some("CrashLoopBackOff"),
+            6,
+            Some("back-off 5m0s restarting failed container"),
+            Some("OOMKilled"),
+            Some(137),
+            Some(1 << 30),
+            Some(250),
+            Some("node-1"),
+            "app-5d8f7",
+        )
     );
+
     let mut pending = full_pod("shop", "app", "app-5d8f7-c", false);
     pending["status"] = json!({
         "phase": "Pending",
         "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                         "message": "0/3 nodes are available: 3 Insufficient memory."}],
     });
-    let full: Pod = serde_json::from_value(pending.clone()).unwrap();
+    let unstripped: CachedPod = serde_json::from_value(pending.clone()).unwrap();
     let mut cached: CachedPod = serde_json::from_value(pending).unwrap();
     cached.strip();
-    let (facts, ..) = facts_of(PodRef::Cached(&cached));
+    let (facts, ..) = facts_of(&cached);
     assert_eq!(facts.status_reason.as_deref(), Some("Unschedulable"));
-    assert_eq!(
-        facts_of(PodRef::Cached(&cached)),
-        facts_of(PodRef::Full(&full))
-    );
+    assert_eq!(facts.phase, "Pending");
+    assert_eq!(facts_of(&cached), facts_of(&unstripped));
 }
 
 #[test]
