@@ -9,9 +9,12 @@
 //! [`PodMetrics`], [`CachedWorkload`]) that hold only what the pipeline reads:
 //! names, labels, annotations, uid, owners, container names, replica counts,
 //! CPU and memory quantities, container states, event texts and times;
-//! container `env`, volumes and probes are never even built. Each object is
-//! then stripped as it arrives ([`Strip`]) of managedFields and of annotations
-//! other than KubeSkippy's (kubectl's last-applied copy among them).
+//! container `env`, volumes and probes are never even built. Each watched
+//! object is then stripped as it arrives ([`Strip`]): managedFields and
+//! annotations other than KubeSkippy's (kubectl's last-applied copy among
+//! them) go from every kind; a pod also loses its resourceVersion and every
+//! condition but PodScheduled; an event keeps only its name, namespace and
+//! creation time of its metadata.
 
 use std::borrow::Cow;
 use std::fmt::Debug;
@@ -60,86 +63,95 @@ fn strip_metadata(metadata: &mut ObjectMeta) {
     }
 }
 
+/// Reads `null` as the type's default, as k8s-openapi does: Go writes a nil
+/// slice or struct pointer as `null`, and hand-written snapshots leave
+/// fields out.
+pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 /// A pod as the cache keeps it: what facts read, deserialized straight from
 /// the API server's JSON, so the full object (env, volumes, probes, a
 /// `Container` of over 2 KB before any of its strings) is never built.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CachedPod {
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: ObjectMeta,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub spec: CachedPodSpec,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub status: CachedPodStatus,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CachedPodSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub containers: Vec<CachedContainer>,
-    #[serde(default)]
     pub node_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CachedContainer {
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub resources: CachedResources,
 }
 
-/// The CPU and memory of a container's limits and requests: a pair of
+/// The CPU and memory of a container's limits and requests: four optional
 /// strings where `ResourceRequirements` holds two maps (over 1 KB a pod).
 /// Other resources (ephemeral storage, GPUs) are never read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CachedResources {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub limits: CpuMemory,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub requests: CpuMemory,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CpuMemory {
-    #[serde(default)]
     pub cpu: Option<Quantity>,
-    #[serde(default)]
     pub memory: Option<Quantity>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CachedPodStatus {
-    #[serde(default)]
     pub phase: Option<String>,
-    #[serde(default)]
     pub reason: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub conditions: Vec<CachedCondition>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub container_statuses: Vec<CachedContainerStatus>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CachedCondition {
-    #[serde(rename = "type")]
+    #[serde(default, deserialize_with = "null_as_default", rename = "type")]
     pub type_: String,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub status: String,
-    #[serde(default)]
     pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CachedContainerStatus {
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub ready: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub restart_count: i32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub state: CachedContainerState,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub last_state: CachedContainerState,
 }
 
@@ -147,25 +159,21 @@ pub struct CachedContainerStatus {
 /// is never read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CachedContainerState {
-    #[serde(default)]
     pub waiting: Option<CachedWaiting>,
-    #[serde(default)]
     pub terminated: Option<CachedTerminated>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CachedWaiting {
-    #[serde(default)]
     pub reason: Option<String>,
-    #[serde(default)]
     pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CachedTerminated {
-    #[serde(default)]
     pub reason: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub exit_code: i32,
 }
 
@@ -194,21 +202,17 @@ impl Resource for CachedPod {
 }
 
 /// The one pod condition facts read (an unschedulable pod).
-const KEPT_CONDITIONS: [&str; 1] = ["PodScheduled"];
+const KEPT_CONDITION: &str = "PodScheduled";
 
-/// Pods and events are the thousands: their resourceVersion (which the
-/// reflector keeps in each key too) is never read.
-fn strip_volume_metadata(metadata: &mut ObjectMeta) {
-    strip_metadata(metadata);
-    metadata.resource_version = None;
-}
-
+/// Pods are the thousands: their resourceVersion (which the reflector keeps
+/// in each key too) is never read.
 impl Strip for CachedPod {
     fn strip(&mut self) {
-        strip_volume_metadata(&mut self.metadata);
+        strip_metadata(&mut self.metadata);
+        self.metadata.resource_version = None;
         self.status
             .conditions
-            .retain(|condition| KEPT_CONDITIONS.contains(&condition.type_.as_str()));
+            .retain(|condition| condition.type_ == KEPT_CONDITION);
     }
 }
 
@@ -219,41 +223,31 @@ impl Strip for CachedPod {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CachedEvent {
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: ObjectMeta,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub involved_object: InvolvedObject,
-    #[serde(default, rename = "type")]
+    #[serde(rename = "type")]
     pub type_: Option<String>,
-    #[serde(default)]
     pub reason: Option<String>,
-    #[serde(default)]
     pub message: Option<String>,
-    #[serde(default)]
     pub count: Option<i32>,
-    #[serde(default)]
     pub first_timestamp: Option<Time>,
-    #[serde(default)]
     pub last_timestamp: Option<Time>,
-    #[serde(default)]
     pub event_time: Option<MicroTime>,
-    #[serde(default)]
     pub series: Option<CachedSeries>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InvolvedObject {
-    #[serde(default)]
     pub kind: Option<String>,
-    #[serde(default)]
     pub namespace: Option<String>,
-    #[serde(default)]
     pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CachedSeries {
-    #[serde(default)]
     pub last_observed_time: Option<MicroTime>,
 }
 
@@ -303,10 +297,10 @@ impl Strip for CachedEvent {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct CachedWorkload<K> {
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: ObjectMeta,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub spec: WorkloadSpec,
-    #[serde(default)]
     pub status: Option<WorkloadStatus>,
     #[serde(skip)]
     kind: PhantomData<fn() -> K>,
@@ -320,26 +314,24 @@ pub type CachedDaemonSet = CachedWorkload<DaemonSet>;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WorkloadSpec {
     /// Absent on a DaemonSet, which has no replica count.
-    #[serde(default)]
     pub replicas: Option<i32>,
-    #[serde(default)]
     pub template: Option<CachedTemplate>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CachedTemplate {
-    #[serde(default)]
     pub spec: Option<TemplateSpec>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TemplateSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub containers: Vec<ContainerName>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerName {
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
 }
 
@@ -347,11 +339,8 @@ pub struct ContainerName {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadStatus {
-    #[serde(default)]
     pub ready_replicas: Option<i32>,
-    #[serde(default)]
     pub desired_number_scheduled: Option<i32>,
-    #[serde(default)]
     pub number_ready: Option<i32>,
 }
 
@@ -775,7 +764,7 @@ where
 /// holds ten thousand pods' metrics as JSON trees.
 #[derive(Deserialize)]
 struct PodMetricsList {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     items: Vec<PodMetrics>,
 }
 
@@ -791,21 +780,29 @@ async fn list_pod_metrics(
             Some(namespace) => format!("/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods"),
             None => "/apis/metrics.k8s.io/v1beta1/pods".to_string(),
         };
-        let request = kube::core::Request::new(path)
+        let request = kube::core::Request::new(&path)
             .list(&ListParams::default())
             .map_err(|error| format!("listing PodMetrics failed: {error}"))?;
+        // Read as text and parsed here: kube's own decoding would log the
+        // whole (multi-megabyte) reply on every poll of a malformed list.
+        let text = client
+            .request_text(request)
+            .await
+            .map_err(|error| match &error {
+                kube::Error::Api(status) if status.code == 404 || status.code == 503 => format!(
+                    "metrics.k8s.io/v1beta1 is not served (HTTP {}): is metrics-server installed?",
+                    status.code
+                ),
+                _ => format!("listing PodMetrics failed: {error}"),
+            })?;
         let list: PodMetricsList =
-            client
-                .request(request)
-                .await
-                .map_err(|error| match &error {
-                    kube::Error::Api(status) if status.code == 404 || status.code == 503 => {
-                        format!(
-                            "metrics.k8s.io/v1beta1 is not served (HTTP {}): is metrics-server installed?",
-                            status.code
-                        )
-                    }
-                    _ => format!("listing PodMetrics failed: {error}"),
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&text))
+                .map_err(|error| {
+                    format!(
+                        "the PodMetrics list from {path} is malformed at `{}`: {}",
+                        error.path(),
+                        error.inner()
+                    )
                 })?;
         all.extend(list.items);
     }

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::collect::{
     CachedDaemonSet, CachedDeployment, CachedEvent, CachedPod, CachedReplicaSet, CachedStatefulSet,
-    CpuMemory,
+    CpuMemory, null_as_default,
 };
 use crate::facts::ClusterObjects;
 use crate::policy::HealingPolicy;
@@ -26,23 +26,23 @@ use crate::policy::HealingPolicy;
 /// holds one per pod.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct PodMetrics {
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: MetricsIdentity,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub containers: Vec<ContainerMetrics>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct MetricsIdentity {
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct ContainerMetrics {
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub usage: CpuMemory,
 }
 

@@ -257,9 +257,8 @@ fn polled_metrics_join_their_pods_and_drive_absolute_usage_triggers() {
 #[test]
 fn the_cached_pod_keeps_what_triggers_need_and_nothing_else() {
     let json = full_pod("shop", "app", "app-5d8f7-a", true);
-    let json_copy = json.clone();
     let full: Pod = serde_json::from_value(json.clone()).unwrap();
-    let mut cached: CachedPod = serde_json::from_value(json).unwrap();
+    let mut cached: CachedPod = serde_json::from_value(json.clone()).unwrap();
     cached.strip();
 
     assert_eq!(cached.metadata.managed_fields, None);
@@ -306,7 +305,7 @@ fn the_cached_pod_keeps_what_triggers_need_and_nothing_else() {
             record.states,
         )
     };
-    let unstripped: CachedPod = serde_json::from_value(json_copy).unwrap();
+    let unstripped: CachedPod = serde_json::from_value(json).unwrap();
     assert_eq!(facts_of(&cached), facts_of(&unstripped));
     let (facts, workload, ..) = facts_of(&cached);
     let container = &facts.containers[0];
@@ -509,6 +508,72 @@ fn workloads_of_every_kind_give_their_replica_counts_and_containers() {
 }
 
 #[test]
+fn nulls_and_left_out_fields_read_as_empty_as_the_api_types_read_them() {
+    let pod: CachedPod = serde_json::from_value(json!({
+        "metadata": {"name": "hand-written", "namespace": "shop", "labels": null},
+        "spec": {"nodeName": null, "containers": [{"name": "app", "resources": null}, {"name": "sidecar", "resources": {"limits": null}}]},
+        "status": {"phase": "Running", "conditions": null, "containerStatuses": [
+            {"name": "app", "restartCount": 2, "state": null, "lastState": {"terminated": {"reason": "OOMKilled"}}},
+            {"name": "sidecar", "ready": null, "restartCount": null, "state": {"waiting": null, "terminated": null}},
+        ]},
+    }))
+    .unwrap();
+    let objects = ClusterObjects {
+        pods: vec![&pod],
+        ..Default::default()
+    };
+    let (facts, problems) = ClusterFacts::from_objects(&objects);
+    assert!(problems.is_empty(), "{problems:?}");
+    let facts = &facts.pods[0].facts;
+    assert_eq!(facts.restart_count, 2);
+    assert_eq!(facts.status_reason.as_deref(), Some("OOMKilled"));
+    assert_eq!(
+        facts.containers[0].last_exit_code,
+        Some(0),
+        "k8s-openapi's default too"
+    );
+    assert_eq!(facts.containers[1].limits.memory_bytes, None);
+
+    let event: CachedEvent = serde_json::from_value(json!({
+        "metadata": {"name": "e", "namespace": "shop", "creationTimestamp": "2026-11-26T08:00:00Z"},
+        "involvedObject": {"kind": "Pod", "name": "hand-written"},
+        "reason": "BackOff", "count": null, "firstTimestamp": null, "lastTimestamp": null, "eventTime": null, "series": null,
+    }))
+    .unwrap();
+    let workload: CachedDeployment = serde_json::from_value(json!({
+        "metadata": {"name": "app", "namespace": "shop"},
+        "spec": {"replicas": null, "template": {"metadata": {"creationTimestamp": null}, "spec": {"containers": null}}},
+        "status": null,
+    }))
+    .unwrap();
+    let objects = ClusterObjects {
+        events: vec![&event],
+        deployments: vec![&workload],
+        ..Default::default()
+    };
+    let (facts, _) = ClusterFacts::from_objects(&objects);
+    let record = facts.events[0];
+    assert_eq!(
+        (record.count, record.first_seen, record.last_seen),
+        (
+            1,
+            Some(at("2026-11-26T08:00:00Z")),
+            Some(at("2026-11-26T08:00:00Z"))
+        ),
+        "an event with no times of its own happened when it was created"
+    );
+    let deployment = facts.workloads.values().next().unwrap();
+    assert_eq!(
+        (
+            deployment.facts.desired_replicas,
+            deployment.facts.ready_replicas,
+            deployment.facts.containers.len()
+        ),
+        (Some(1), Some(0), 0)
+    );
+}
+
+#[test]
 fn the_default_policy_still_fires_on_stripped_pods() {
     let (cache, mut writers) = shop_cache(vec![HealingPolicy::builtin_default()]);
     collect::fill(&mut writers.actions, []);
@@ -570,6 +635,13 @@ fn api_server(metrics: Arc<AtomicBool>) -> impl Fn(&Recorded) -> Reply + Send + 
                 return Reply::Json {
                     status: 404,
                     body: "404 page not found".into(),
+                };
+            }
+            // Go writes an empty list's nil slice as `null`.
+            if namespace == Some("b") {
+                return Reply::Json {
+                    status: 200,
+                    body: json!({"apiVersion": "metrics.k8s.io/v1beta1", "kind": "PodMetricsList", "metadata": {}, "items": null}).to_string(),
                 };
             }
             let namespace = namespace.unwrap_or("a");
@@ -672,12 +744,13 @@ async fn listed_namespaces_get_one_watcher_each_and_a_missing_metrics_api_is_a_s
     assert_eq!(cache.metrics_state(), MetricsState::Available);
     let view = cache.view();
     let (facts, _) = ClusterFacts::from_objects(&view.objects());
-    assert!(
-        facts
-            .pods
-            .iter()
-            .all(|p| p.facts.usage.memory_bytes == Some(300 << 20))
-    );
+    let mut usage: Vec<_> = facts
+        .pods
+        .iter()
+        .map(|p| (p.facts.namespace.as_str(), p.facts.usage.memory_bytes))
+        .collect();
+    usage.sort();
+    assert_eq!(usage, [("a", Some(300 << 20)), ("b", None)]);
     running.abort();
 }
 
@@ -710,6 +783,42 @@ async fn without_a_namespace_list_each_kind_is_watched_cluster_wide() {
     assert!(
         paths.iter().all(|p| !p.contains("/namespaces/")),
         "{paths:?}"
+    );
+    running.abort();
+}
+
+#[tokio::test]
+async fn a_malformed_metrics_list_is_a_state_that_names_the_field() {
+    let healthy = api_server(Arc::new(AtomicBool::new(true)));
+    let stub = serve(move |request: &Recorded| {
+        if request.path.starts_with("/apis/metrics.k8s.io/") {
+            return Reply::Json {
+                status: 200,
+                body: json!({"kind": "PodMetricsList", "items": [
+                    {"metadata": {"name": "app", "namespace": "a"}, "containers": [{"name": "app", "usage": {"cpu": ["250m"]}}]},
+                ]})
+                .to_string(),
+            };
+        }
+        healthy(request)
+    })
+    .await;
+    let (cache, run) =
+        ClusterCache::start(client_for(&stub).await, &[], Duration::from_secs(60), None);
+    let running = tokio::spawn(run);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while cache.metrics_state() == MetricsState::NotPolled {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let state = cache.metrics_state();
+    assert!(
+        matches!(&state, MetricsState::Unavailable(reason)
+            if reason.contains("/apis/metrics.k8s.io/v1beta1/pods is malformed at `items[0].containers[0].usage.cpu`")
+            && !reason.contains('\n')),
+        "{state:?}"
     );
     running.abort();
 }
