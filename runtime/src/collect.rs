@@ -517,14 +517,6 @@ impl CacheWriters {
         polled.pod_metrics = Arc::new(metrics);
         polled.state = MetricsState::Available;
     }
-
-    /// Replaces the Prometheus results, as a poll would.
-    pub fn set_query_results(&self, results: QueryResults) {
-        self.polled
-            .write()
-            .expect("the metrics lock is never poisoned")
-            .queries = Arc::new(results);
-    }
 }
 
 /// The cache's content at one moment: shared references to the stored

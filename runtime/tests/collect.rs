@@ -17,9 +17,11 @@ use kubeskippy::collect::{
     self, CachedDaemonSet, CachedDeployment, CachedEvent, CachedPod, CachedReplicaSet,
     CachedStatefulSet, ClusterCache, CpuMemory, MetricsState, Strip,
 };
+use kubeskippy::config::PrometheusConfig;
 use kubeskippy::evaluation::{self, TriggerMemory};
 use kubeskippy::facts::{ClusterFacts, ClusterObjects};
 use kubeskippy::policy::HealingPolicy;
+use kubeskippy::prometheus::Prometheus;
 use kubeskippy::snapshot::{ContainerMetrics, MetricsIdentity, PodMetrics};
 use serde_json::{Value, json};
 
@@ -783,6 +785,90 @@ async fn without_a_namespace_list_each_kind_is_watched_cluster_wide() {
     assert!(
         paths.iter().all(|p| !p.contains("/namespaces/")),
         "{paths:?}"
+    );
+    running.abort();
+}
+
+#[tokio::test]
+async fn the_policies_prometheus_queries_are_polled_into_the_cache_and_fire() {
+    const QUERY: &str = r#"sum by (namespace, pod) (rate(http_requests_total{code=~"5.."}[5m]))"#;
+    let policy = json!({
+        "apiVersion": "kubeskippy.io/v1alpha1", "kind": "HealingPolicy",
+        "metadata": {"name": "errors", "namespace": "a", "resourceVersion": "1"},
+        "spec": {"triggers": [{"name": "http-errors", "metric": {"name": "prometheus", "threshold": 0.5, "query": QUERY}}]},
+    });
+    let api = api_server(Arc::new(AtomicBool::new(true)));
+    let api = serve(move |request: &Recorded| {
+        let watching = request.path.contains("watch=");
+        if request.path.contains("/healingpolicies") && !watching {
+            return Reply::Json {
+                status: 200,
+                body: json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "7"}, "items": [policy]}).to_string(),
+            };
+        }
+        api(request)
+    })
+    .await;
+    let prometheus = serve(|request: &Recorded| {
+        assert!(
+            request.path.starts_with("/api/v1/query?"),
+            "{}",
+            request.path
+        );
+        Reply::Json {
+            status: 200,
+            body: r#"{"status":"success","data":{"resultType":"vector","result":[
+                {"metric":{"namespace":"a","pod":"app-5d8f7-a"},"value":[1764147600.0,"0.75"]}]}}"#
+                .into(),
+        }
+    })
+    .await;
+    let prometheus = Prometheus::new(&PrometheusConfig {
+        url: prometheus.endpoint() + "/",
+        timeout: Duration::from_secs(2),
+    })
+    .unwrap();
+    let (cache, run) = ClusterCache::start(
+        client_for(&api).await,
+        &[],
+        Duration::from_millis(100),
+        Some(prometheus),
+    );
+    let running = tokio::spawn(run);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while cache.view().queries.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the policy's query is polled once the policy is cached");
+
+    let view = cache.view();
+    let pass = evaluation::pass(
+        &view.objects(),
+        view.policies(),
+        &mut TriggerMemory::new(),
+        view.actions(),
+        now(),
+    )
+    .unwrap();
+    assert!(
+        pass.policies[0].errors.is_empty(),
+        "{:?}",
+        pass.policies[0].errors
+    );
+    let findings: Vec<&str> = pass
+        .incidents
+        .iter()
+        .flat_map(|open| &open.incident.findings)
+        .map(|finding| finding.detail.as_str())
+        .collect();
+    assert_eq!(
+        findings,
+        [
+            format!("Prometheus query {QUERY:?} is 0.75 for pod app-5d8f7-a (threshold 0.5)")
+                .as_str()
+        ]
     );
     running.abort();
 }
