@@ -28,6 +28,7 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use kube::api::{Api, ListParams};
@@ -61,6 +62,40 @@ fn strip_metadata(metadata: &mut ObjectMeta) {
             metadata.annotations = None;
         }
     }
+}
+
+/// Implements kube's `Resource` for a cached type standing in for the
+/// k8s-openapi type `$full`: same kind, group, version and plural, so the
+/// watchers' URLs and the stores' keys are the API's own.
+macro_rules! resource_as {
+    ([$($generic:ident)?] $cached:ty => $full:ty; $($bounds:tt)*) => {
+        impl<$($generic)?> Resource for $cached
+        where
+            $($bounds)*
+        {
+            type DynamicType = ();
+            type Scope = NamespaceResourceScope;
+
+            fn kind(_: &()) -> Cow<'_, str> {
+                <$full as k8s_openapi::Resource>::KIND.into()
+            }
+            fn group(_: &()) -> Cow<'_, str> {
+                <$full as k8s_openapi::Resource>::GROUP.into()
+            }
+            fn version(_: &()) -> Cow<'_, str> {
+                <$full as k8s_openapi::Resource>::VERSION.into()
+            }
+            fn plural(_: &()) -> Cow<'_, str> {
+                <$full as k8s_openapi::Resource>::URL_PATH_SEGMENT.into()
+            }
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
 }
 
 /// Reads `null` as the type's default, as k8s-openapi does: Go writes a nil
@@ -177,29 +212,7 @@ pub struct CachedTerminated {
     pub exit_code: i32,
 }
 
-impl Resource for CachedPod {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        "Pod".into()
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        "".into()
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        "v1".into()
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        "pods".into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+resource_as!([] CachedPod => Pod;);
 
 /// The one pod condition facts read (an unschedulable pod).
 const KEPT_CONDITION: &str = "PodScheduled";
@@ -251,29 +264,7 @@ pub struct CachedSeries {
     pub last_observed_time: Option<MicroTime>,
 }
 
-impl Resource for CachedEvent {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        "Event".into()
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        "".into()
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        "v1".into()
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        "events".into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+resource_as!([] CachedEvent => Event;);
 
 /// Only the name and namespace (the store's key) and the creation time (when
 /// an event carries no timestamps of its own) are read.
@@ -355,32 +346,7 @@ impl<K> CachedWorkload<K> {
     }
 }
 
-impl<K> Resource for CachedWorkload<K>
-where
-    K: k8s_openapi::Resource<Scope = NamespaceResourceScope>,
-{
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        K::KIND.into()
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        K::GROUP.into()
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        K::VERSION.into()
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        K::URL_PATH_SEGMENT.into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+resource_as!([K] CachedWorkload<K> => K; K: k8s_openapi::Resource<Scope = NamespaceResourceScope>);
 
 impl<K> Strip for CachedWorkload<K> {
     fn strip(&mut self) {
@@ -421,11 +387,21 @@ where
     K::DynamicType: Eq + Hash + Clone,
 {
     writer.apply_watcher_event(&watcher::Event::Init);
+    apply_listed(writer, objects);
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+}
+
+/// Adds objects to a store as items of a watcher's initial list, each
+/// stripped; the caller sends `Init` before and `InitDone` after.
+pub fn apply_listed<K>(writer: &mut Writer<K>, objects: impl IntoIterator<Item = K>)
+where
+    K: Resource + Strip + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
     for mut object in objects {
         object.strip();
         writer.apply_watcher_event(&watcher::Event::InitApply(object));
     }
-    writer.apply_watcher_event(&watcher::Event::InitDone);
 }
 
 /// The stores of one kind: one per watched namespace, or one for all.

@@ -12,7 +12,7 @@ use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 
 use super::{measure, micros};
-use crate::collect::{self, CacheWriters, ClusterCache, Strip};
+use crate::collect::{self, CacheWriters, ClusterCache};
 use crate::config::Config;
 use crate::evaluation::{self, Pass, TriggerMemory};
 use crate::healing_action::HealingAction;
@@ -124,17 +124,6 @@ fn status_mib(field: &str) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-fn apply_all<K>(writer: &mut kube::runtime::reflector::store::Writer<K>, objects: Vec<K>)
-where
-    K: kube::Resource + Strip + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    for mut object in objects {
-        object.strip();
-        writer.apply_watcher_event(&watcher::Event::InitApply(object));
-    }
-}
-
 /// The cache as the daemon holds it: objects arrive one Deployment at a time
 /// as the API server's full JSON, are read into the cache's slim types and
 /// stripped, and only that copy is kept.
@@ -156,10 +145,10 @@ pub(super) fn cache_memory_child(pods: usize) -> anyhow::Result<()> {
     each_writer!(watcher::Event::Init);
     let mut metrics = Vec::with_capacity(pods);
     for part in synthetic::cluster_parts(pods, bench_now()) {
-        apply_all(&mut writers.pods, part.pods);
-        apply_all(&mut writers.events, part.events);
-        apply_all(&mut writers.deployments, part.deployments);
-        apply_all(&mut writers.replica_sets, part.replica_sets);
+        collect::apply_listed(&mut writers.pods, part.pods);
+        collect::apply_listed(&mut writers.events, part.events);
+        collect::apply_listed(&mut writers.deployments, part.deployments);
+        collect::apply_listed(&mut writers.replica_sets, part.replica_sets);
         metrics.extend(part.pod_metrics);
     }
     each_writer!(watcher::Event::InitDone);
