@@ -176,20 +176,6 @@ fn evict(pod: &str) -> Value {
     json!({"type": "delete-pod", "deletePodAction": {"podName": pod, "useEviction": true}})
 }
 
-fn done(phase: Phase) -> Step {
-    Step {
-        phase,
-        requeue_after: None,
-    }
-}
-
-fn after(phase: Phase, seconds: u64) -> Step {
-    Step {
-        phase,
-        requeue_after: Some(Duration::from_secs(seconds)),
-    }
-}
-
 impl Shop {
     fn add(&self, action: Value) {
         self.fake.insert(action);
@@ -204,7 +190,7 @@ impl Shop {
     /// retry and nothing to roll back.
     async fn assert_refused(&self, name: &str, message: &str) {
         self.step(name).await;
-        assert_eq!(self.step(name).await, done(Phase::Failed));
+        assert_eq!(self.step(name).await, Step::wait(Phase::Failed));
         let status = self.status(name);
         assert_eq!(status["message"], message);
         assert_eq!(status["attempts"], 1);
@@ -382,7 +368,7 @@ async fn automatic_restart_is_approved_run_verified_and_succeeds_with_events() {
 
     shop.clock.advance(60);
     let step = shop.step("heal").await;
-    assert_eq!(step, done(Phase::Succeeded));
+    assert_eq!(step, Step::wait(Phase::Succeeded));
     let status = shop.status("heal");
     assert_eq!(status["completedAt"], "2026-03-14T09:02:00Z");
     assert!(
@@ -405,7 +391,7 @@ async fn automatic_restart_is_approved_run_verified_and_succeeds_with_events() {
                 && note == "approved by kubeskippy (automatic mode)")
     );
 
-    assert_eq!(shop.step("heal").await, done(Phase::Succeeded));
+    assert_eq!(shop.step("heal").await, Step::wait(Phase::Succeeded));
     assert_eq!(
         shop.events().len(),
         8,
@@ -470,7 +456,7 @@ async fn an_action_requiring_approval_waits_once_then_runs_when_approved() {
         json!({"approvalRequired": true}),
     ));
 
-    assert_eq!(shop.step("heal").await, done(Phase::Pending));
+    assert_eq!(shop.step("heal").await, Step::wait(Phase::Pending));
     let waiting = shop.status("heal");
     assert_eq!(condition(&waiting, "AwaitingApproval")["status"], "True");
     assert_eq!(
@@ -523,7 +509,7 @@ async fn a_rejected_action_is_cancelled_and_changes_nothing() {
     )
     .await
     .unwrap();
-    assert_eq!(shop.step("heal").await, done(Phase::Cancelled));
+    assert_eq!(shop.step("heal").await, Step::wait(Phase::Cancelled));
     assert_eq!(
         shop.status("heal")["message"],
         "rejected by bob: peak traffic"
@@ -573,7 +559,7 @@ async fn a_replaced_or_missing_target_or_policy_cancels_and_a_disallowed_type_fa
     policy["spec"]["actions"] = json!([{"name": "restart", "type": "restart"}]);
     shop.fake.insert(policy);
     shop.plan("scale", "Deployment", "app", scale_to(3));
-    assert_eq!(shop.step("scale").await, done(Phase::Failed));
+    assert_eq!(shop.step("scale").await, Step::wait(Phase::Failed));
     assert_eq!(
         shop.status("scale")["message"],
         "policy shop-healing does not allow scale actions"
@@ -863,7 +849,10 @@ async fn the_breaker_opens_after_three_failures_then_cools_off_or_is_resumed() {
 
     shop.step("heal").await;
     let step = shop.step("heal").await;
-    assert_eq!(step, after(Phase::Approved, 20 * 60));
+    assert_eq!(
+        step,
+        Step::after(Phase::Approved, Duration::from_secs(20 * 60))
+    );
     assert_eq!(
         condition(&shop.status("heal"), "Blocked")["message"],
         json!(paused.reason)
@@ -930,7 +919,7 @@ async fn a_dry_run_records_what_the_server_would_store_and_changes_nothing() {
         .collect();
 
     shop.step("dry").await;
-    assert_eq!(shop.step("dry").await, done(Phase::Succeeded));
+    assert_eq!(shop.step("dry").await, Step::wait(Phase::Succeeded));
 
     let status = shop.status("dry");
     assert_eq!(
@@ -994,7 +983,7 @@ async fn a_scale_that_fails_verification_is_rolled_back() {
         "the rollback is the next step"
     );
 
-    assert_eq!(shop.step("scale").await, done(Phase::RolledBack));
+    assert_eq!(shop.step("scale").await, Step::wait(Phase::RolledBack));
     assert_eq!(shop.deployment()["spec"]["replicas"], 2);
     let rolled_back = shop.status("scale");
     assert_eq!(
@@ -1058,7 +1047,7 @@ async fn pods_not_ready_at_the_end_of_the_window_fail_verification() {
     pod["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}]);
     shop.fake.insert(pod);
     shop.clock.advance(120);
-    assert_eq!(shop.step("restart").await, done(Phase::Failed));
+    assert_eq!(shop.step("restart").await, Step::wait(Phase::Failed));
     assert_eq!(
         shop.status("restart")["message"],
         "verification failed: pods not Ready after the 2m verification window: app-6f9c7b8d4-2xkqp"
@@ -1110,7 +1099,7 @@ async fn an_interrupted_scale_is_rolled_back_and_an_interrupted_restart_fails() 
     assert_eq!(shop.step("scale").await.phase, Phase::RolledBack);
     assert_eq!(shop.deployment()["spec"]["replicas"], 2);
 
-    assert_eq!(shop.step("restart").await, done(Phase::Failed));
+    assert_eq!(shop.step("restart").await, Step::wait(Phase::Failed));
     let status = shop.status("restart");
     assert_eq!(
         status["message"],
@@ -1139,7 +1128,7 @@ async fn api_errors_are_retried_with_exponential_backoff_until_attempts_run_out(
     shop.step("scale").await;
 
     let step = shop.step("scale").await;
-    assert_eq!(step, after(Phase::Approved, 30));
+    assert_eq!(step, Step::after(Phase::Approved, Duration::from_secs(30)));
     let status = shop.status("scale");
     assert_eq!(status["attempts"], 1);
     assert_eq!(status["retryAfter"], "2026-03-14T09:00:30Z");
@@ -1147,7 +1136,7 @@ async fn api_errors_are_retried_with_exponential_backoff_until_attempts_run_out(
 
     shop.clock.advance(10);
     let early = shop.step("scale").await;
-    assert_eq!(early, after(Phase::Approved, 20));
+    assert_eq!(early, Step::after(Phase::Approved, Duration::from_secs(20)));
     assert_eq!(
         shop.status("scale")["attempts"],
         1,
@@ -1158,7 +1147,7 @@ async fn api_errors_are_retried_with_exponential_backoff_until_attempts_run_out(
     let step = shop.step("scale").await;
     assert_eq!(step.requeue_after, Some(Duration::from_secs(60)), "doubled");
     shop.clock.advance(60);
-    assert_eq!(shop.step("scale").await, done(Phase::Failed));
+    assert_eq!(shop.step("scale").await, Step::wait(Phase::Failed));
     let status = shop.status("scale");
     assert_eq!(status["attempts"], 3);
     assert!(

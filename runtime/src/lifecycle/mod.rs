@@ -80,14 +80,14 @@ pub struct Step {
 }
 
 impl Step {
-    fn wait(phase: Phase) -> Step {
+    pub fn wait(phase: Phase) -> Step {
         Step {
             phase,
             requeue_after: None,
         }
     }
 
-    fn after(phase: Phase, delay: Duration) -> Step {
+    pub fn after(phase: Phase, delay: Duration) -> Step {
         Step {
             phase,
             requeue_after: Some(delay),
