@@ -43,6 +43,7 @@ use crate::healing_action::HealingAction;
 use crate::policy::HealingPolicy;
 use crate::prometheus::{Prometheus, QueryResults, queries_of};
 use crate::snapshot::PodMetrics;
+use crate::untrusted::{MAX_MESSAGE, MAX_NAME, MAX_REASON, clean_in_place};
 
 /// Drops what the pipeline never reads from an object as it enters a store.
 pub trait Strip {
@@ -226,6 +227,31 @@ impl Strip for CachedPod {
         self.status
             .conditions
             .retain(|condition| condition.type_ == KEPT_CONDITION);
+        self.clean_text();
+    }
+}
+
+impl CachedPod {
+    /// Status texts are written by the kubelet, and by anyone allowed to
+    /// write pod status: cleaned (one line, bounded, redacted) before
+    /// anything reads them.
+    pub fn clean_text(&mut self) {
+        let status = &mut self.status;
+        clean_in_place(&mut status.reason, MAX_REASON);
+        for condition in &mut status.conditions {
+            clean_in_place(&mut condition.reason, MAX_REASON);
+        }
+        for container in &mut status.container_statuses {
+            for state in [&mut container.state, &mut container.last_state] {
+                if let Some(waiting) = &mut state.waiting {
+                    clean_in_place(&mut waiting.reason, MAX_REASON);
+                    clean_in_place(&mut waiting.message, MAX_MESSAGE);
+                }
+                if let Some(terminated) = &mut state.terminated {
+                    clean_in_place(&mut terminated.reason, MAX_REASON);
+                }
+            }
+        }
     }
 }
 
@@ -277,6 +303,23 @@ impl Strip for CachedEvent {
             creation_timestamp: metadata.creation_timestamp,
             ..ObjectMeta::default()
         };
+        self.clean_text();
+    }
+}
+
+impl CachedEvent {
+    /// Anyone allowed to create Events writes every field of one, the object
+    /// it claims to be about included: cleaned (one line, bounded, redacted)
+    /// before anything reads them, which also bounds what thirty thousand
+    /// cached events can cost.
+    pub fn clean_text(&mut self) {
+        clean_in_place(&mut self.type_, MAX_REASON);
+        clean_in_place(&mut self.reason, MAX_REASON);
+        clean_in_place(&mut self.message, MAX_MESSAGE);
+        let involved = &mut self.involved_object;
+        clean_in_place(&mut involved.kind, MAX_REASON);
+        clean_in_place(&mut involved.namespace, MAX_NAME);
+        clean_in_place(&mut involved.name, MAX_NAME);
     }
 }
 

@@ -171,13 +171,8 @@ pub fn target_ref(action: &HealingAction) -> ObjectReference {
     }
 }
 
+/// Notes quote findings, reasons and messages: one line, redacted, within the
+/// API server's limit.
 fn truncate(note: &str) -> String {
-    if note.len() <= MAX_NOTE_BYTES {
-        return note.to_string();
-    }
-    let mut end = MAX_NOTE_BYTES - '…'.len_utf8();
-    while !note.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &note[..end])
+    crate::untrusted::clean(note, MAX_NOTE_BYTES)
 }

@@ -29,4 +29,5 @@ pub mod safety;
 pub mod snapshot;
 pub mod synthetic;
 pub mod triggers;
+pub mod untrusted;
 pub mod wit;

@@ -173,6 +173,28 @@ pub struct Report {
     pub model: Option<String>,
 }
 
+/// The model's and the parser plugin's prose is untrusted text: one line,
+/// bounded and redacted before it reaches a report, a HealingAction or an
+/// Event. A target name that is not an object name fails review anyway.
+fn cleaned(mut analysis: Analysis) -> Analysis {
+    use crate::untrusted::{MAX_NAME, MAX_PROSE, MAX_REASON, MAX_REASONING, clean};
+    analysis.summary = clean(&analysis.summary, MAX_PROSE);
+    for issue in &mut analysis.issues {
+        issue.title = clean(&issue.title, MAX_REASONING);
+        issue.impact = clean(&issue.impact, MAX_PROSE);
+        issue.root_cause = clean(&issue.root_cause, MAX_PROSE);
+    }
+    for recommendation in &mut analysis.recommendations {
+        recommendation.reason = clean(&recommendation.reason, MAX_REASONING);
+        recommendation.risk = clean(&recommendation.risk, MAX_REASONING);
+        let target = &mut recommendation.target;
+        target.kind = clean(&target.kind, MAX_REASON);
+        target.namespace = clean(&target.namespace, MAX_NAME);
+        target.name = clean(&target.name, MAX_NAME);
+    }
+    analysis
+}
+
 impl Analyzer {
     pub fn new(
         config: &Config,
@@ -307,11 +329,15 @@ impl Analyzer {
             }
         };
         let (analysis, source, fallback_reason) = match asked {
-            Ok(analysis) => (analysis, Source::Llm, None),
+            Ok(analysis) => (cleaned(analysis), Source::Llm, None),
+            // A plugin's or the server's error may quote the model's reply.
             Err(reason) => (
                 rules::analyze(incident, open.policy),
                 Source::Rules,
-                Some(reason),
+                Some(crate::untrusted::clean(
+                    &reason,
+                    crate::untrusted::MAX_PROSE,
+                )),
             ),
         };
         let mut reviewed = match self.policy_validators(open.policy) {

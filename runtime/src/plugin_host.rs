@@ -201,7 +201,7 @@ impl WasiView for CallState {
 
 impl wit::host::Host for CallState {
     fn log(&mut self, level: LogLevel, message: String) {
-        let message = truncate(&message, MAX_LOG_MESSAGE);
+        let message = crate::untrusted::cut(&message, MAX_LOG_MESSAGE);
         let plugin = &*self.plugin;
         match level {
             LogLevel::Trace => tracing::trace!(plugin, "{message}"),
@@ -354,17 +354,6 @@ fn new_engine() -> Result<(Engine, Option<u32>), PluginError> {
         }
         Err(error) => Err(engine_error(error)),
     }
-}
-
-fn truncate(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 impl PluginHost {
@@ -659,7 +648,7 @@ fn expect_kind(plugin: &Plugin, kind: PluginKind) -> Result<(), PluginError> {
 fn refused(plugin: &Plugin, message: String) -> PluginError {
     PluginError::Refused {
         plugin: plugin.name.to_string(),
-        message: truncate(&message, MAX_LOG_MESSAGE).to_string(),
+        message: crate::untrusted::cut(&message, MAX_LOG_MESSAGE).to_string(),
     }
 }
 
@@ -793,7 +782,7 @@ mod tests {
 
     #[test]
     fn truncation_respects_char_boundaries() {
-        assert_eq!(truncate("héllo", 2), "h");
-        assert_eq!(truncate("abc", 10), "abc");
+        assert_eq!(crate::untrusted::cut("héllo", 2), "h");
+        assert_eq!(crate::untrusted::cut("abc", 10), "abc");
     }
 }

@@ -60,7 +60,7 @@ fn review_one(
             match host.validate(validator, &recommendation, &open.incident, context) {
                 Ok(Verdict::Allow) => {}
                 Ok(Verdict::Deny(reason)) => {
-                    rejections.push(format!("{}: {reason}", validator.name()));
+                    rejections.push(format!("{}: {}", validator.name(), plugin_text(&reason)));
                     break;
                 }
                 Ok(Verdict::Adjust(adjustment)) => {
@@ -77,7 +77,11 @@ fn review_one(
                         }));
                         break;
                     }
-                    adjustments.push(format!("{}: {}", validator.name(), adjustment.reason));
+                    adjustments.push(format!(
+                        "{}: {}",
+                        validator.name(),
+                        plugin_text(&adjustment.reason)
+                    ));
                     recommendation = adjustment.recommendation;
                 }
                 Err(error) => {
@@ -95,6 +99,11 @@ fn review_one(
         rejections,
         adjustments,
     }
+}
+
+/// What a validator says is shown to people and recorded: untrusted text.
+fn plugin_text(text: &str) -> String {
+    crate::untrusted::clean(text, crate::untrusted::MAX_REASONING)
 }
 
 /// Every recommendation refused for one reason: used when the checks a policy
