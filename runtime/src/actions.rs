@@ -121,7 +121,7 @@ fn spec_action(recommendation: &Recommendation) -> Option<ActionSpec> {
         Action::Restart => ActionSpec {
             restart_action: Some(RestartAction {
                 strategy: if target.kind == "Pod" {
-                    "delete"
+                    "evict"
                 } else {
                     "rollout"
                 }
@@ -151,7 +151,6 @@ fn spec_action(recommendation: &Recommendation) -> Option<ActionSpec> {
         Action::DeletePod => ActionSpec {
             delete_pod_action: Some(DeletePodAction {
                 pod_name: target.name.clone(),
-                use_eviction: true,
             }),
             ..empty(ActionKind::DeletePod)
         },
@@ -201,7 +200,9 @@ pub fn plan(
     );
     let name = format!("{}-{digest}", truncate_name(&base, 63 - 7));
     let uid = if target.kind == incident.target.kind && target.name == incident.target.name {
-        open.target_marks.uid.clone()
+        open.target_marks
+            .as_ref()
+            .and_then(|marks| marks.uid.clone())
     } else {
         open.pod_marks
             .iter()
@@ -212,9 +213,7 @@ pub fn plan(
     let mut healing_action = HealingAction::new(
         &name,
         HealingActionSpec {
-            policy_ref: PolicyRef {
-                name: open.policy.name().to_string(),
-            },
+            policy_ref: PolicyRef::of(open.policy),
             incident_id: incident.id.clone(),
             target: ActionTarget {
                 api_version: api_version_of(&target.kind).into(),
@@ -228,6 +227,7 @@ pub fn plan(
             confidence: recommendation.confidence,
             reasoning: recommendation.reason.clone(),
             risk: recommendation.risk.clone(),
+            planned_at: None,
             dry_run: matches!(mode, Mode::Dryrun | Mode::Monitor),
             approval_required: matches!(mode, Mode::Manual)
                 || open.policy.spec.safety.require_approval,
@@ -239,7 +239,7 @@ pub fn plan(
     healing_action.metadata.labels = Some(BTreeMap::from([
         (
             "kubeskippy.io/policy".to_string(),
-            open.policy.name().to_string(),
+            label_value(open.policy.name()),
         ),
         (
             "kubeskippy.io/source".to_string(),
@@ -257,6 +257,17 @@ pub fn plan(
     ]));
     healing_action.status = Some(HealingActionStatus::default());
     Some(healing_action)
+}
+
+/// A label value is at most 63 characters; a longer policy name (names may
+/// have 253) is shortened and given a digest of the whole, so two long names
+/// still differ.
+fn label_value(name: &str) -> String {
+    if name.len() <= 63 {
+        return name.to_string();
+    }
+    let digest = hex::encode(&Sha256::digest(name.as_bytes())[..4]);
+    format!("{}-{digest}", truncate_name(name, 63 - 9))
 }
 
 /// Kubernetes names are DNS labels: lowercase alphanumerics and dashes.

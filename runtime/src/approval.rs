@@ -2,9 +2,11 @@
 //! the API with the identity the API server knows the caller by.
 //!
 //! The identity comes from a SelfSubjectReview, so it is whoever the
-//! kubeconfig authenticates as, not a name the caller types. It is only as
-//! trustworthy as the path that wrote it: anyone allowed to patch
-//! HealingActions can write `spec.approval` by hand.
+//! kubeconfig authenticates as, not a name the caller types; the chart's
+//! admission policy refuses an approval whose `by` is not the user writing
+//! it. A decision records the digest of the spec it was given for, and the
+//! write is guarded by the resourceVersion that was read, so it counts for
+//! exactly the content the approver saw.
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
@@ -14,7 +16,8 @@ use serde_json::json;
 use crate::healing_action::{Approval, ApprovalDecision, HealingAction, Phase};
 use crate::lifecycle::gates::RESUMED_AT;
 use crate::lifecycle::stamp;
-use crate::policy::HealingPolicy;
+use crate::policy::{ClusterHealingPolicy, HealingPolicy};
+use crate::provenance::{SIGNATURE, spec_digest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalError {
@@ -99,8 +102,13 @@ fn not_waiting(action: &HealingAction) -> Option<String> {
             approval.by, approval.at
         ));
     }
-    if !action.spec.approval_required {
-        return Some("it does not require approval".into());
+    if action
+        .metadata
+        .annotations
+        .as_ref()
+        .is_none_or(|annotations| !annotations.contains_key(SIGNATURE))
+    {
+        return Some("KubeSkippy did not plan it, and the daemon will not run it".into());
     }
     let phase = action.status.as_ref().map_or(Phase::Pending, |s| s.phase);
     (phase != Phase::Pending).then(|| format!("it is {phase:?}"))
@@ -139,6 +147,7 @@ pub async fn decide(
             .map(str::trim)
             .filter(|reason| !reason.is_empty())
             .map(str::to_string),
+        spec_digest: spec_digest(&action.spec),
     };
     let patch = json!({
         "metadata": { "resourceVersion": action.metadata.resource_version },
@@ -152,21 +161,35 @@ pub async fn decide(
 }
 
 /// Lifts a policy's circuit breaker: failures before `at` stop counting.
+/// `namespace` names a HealingPolicy's; `None` a ClusterHealingPolicy.
 pub async fn resume(
     client: &kube::Client,
-    namespace: &str,
+    namespace: Option<&str>,
     policy: &str,
     at: DateTime<Utc>,
 ) -> Result<(), ApprovalError> {
-    let policies: Api<HealingPolicy> = Api::namespaced(client.clone(), namespace);
     let patch = json!({
         "metadata": { "annotations": {
             RESUMED_AT: stamp(at)
         } }
     });
-    policies
-        .patch(policy, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|error| api_error("HealingPolicy", namespace, policy, error))?;
+    let params = PatchParams::default();
+    let patch = Patch::Merge(&patch);
+    match namespace {
+        Some(namespace) => {
+            let policies: Api<HealingPolicy> = Api::namespaced(client.clone(), namespace);
+            policies
+                .patch(policy, &params, &patch)
+                .await
+                .map_err(|error| api_error("HealingPolicy", namespace, policy, error))?;
+        }
+        None => {
+            let policies: Api<ClusterHealingPolicy> = Api::all(client.clone());
+            policies
+                .patch(policy, &params, &patch)
+                .await
+                .map_err(|error| api_error("ClusterHealingPolicy", "", policy, error))?;
+        }
+    }
     Ok(())
 }

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::facts::ClusterObjects;
 use crate::healing_action::HealingAction;
-use crate::policy::HealingPolicy;
+use crate::policy::{ClusterHealingPolicy, HealingPolicy};
 use crate::prometheus::{Prometheus, QueryResults, queries_of};
 use crate::snapshot::PodMetrics;
 use crate::untrusted::{MAX_MESSAGE, MAX_NAME, MAX_REASON, clean_in_place};
@@ -413,6 +413,12 @@ impl Strip for HealingPolicy {
     }
 }
 
+impl Strip for ClusterHealingPolicy {
+    fn strip(&mut self) {
+        strip_own_metadata(&mut self.metadata);
+    }
+}
+
 /// A HealingAction keeps its status whole: the captured original is what a
 /// rollback restores, and there are few of them.
 impl Strip for HealingAction {
@@ -508,6 +514,9 @@ pub struct ClusterCache {
     stateful_sets: Stores<CachedStatefulSet>,
     daemon_sets: Stores<CachedDaemonSet>,
     policies: Stores<HealingPolicy>,
+    /// Watched only when the daemon watches every namespace: a daemon
+    /// restricted to some namespaces has no cluster-wide rights to read them.
+    cluster_policies: Option<Stores<ClusterHealingPolicy>>,
     actions: Stores<HealingAction>,
     polled: Arc<RwLock<Polled>>,
 }
@@ -522,6 +531,7 @@ pub struct CacheWriters {
     pub stateful_sets: Writer<CachedStatefulSet>,
     pub daemon_sets: Writer<CachedDaemonSet>,
     pub policies: Writer<HealingPolicy>,
+    pub cluster_policies: Writer<ClusterHealingPolicy>,
     pub actions: Writer<HealingAction>,
     polled: Arc<RwLock<Polled>>,
 }
@@ -591,6 +601,7 @@ impl ClusterCache {
         let (stateful_sets, stateful_sets_writer) = reflector::store();
         let (daemon_sets, daemon_sets_writer) = reflector::store();
         let (policies, policies_writer) = reflector::store();
+        let (cluster_policies, cluster_policies_writer) = reflector::store();
         let (actions, actions_writer) = reflector::store();
         (
             ClusterCache {
@@ -601,6 +612,7 @@ impl ClusterCache {
                 stateful_sets: Stores(vec![stateful_sets]),
                 daemon_sets: Stores(vec![daemon_sets]),
                 policies: Stores(vec![policies]),
+                cluster_policies: Some(Stores(vec![cluster_policies])),
                 actions: Stores(vec![actions]),
                 polled: polled.clone(),
             },
@@ -612,6 +624,7 @@ impl ClusterCache {
                 stateful_sets: stateful_sets_writer,
                 daemon_sets: daemon_sets_writer,
                 policies: policies_writer,
+                cluster_policies: cluster_policies_writer,
                 actions: actions_writer,
                 polled,
             },
@@ -646,6 +659,9 @@ impl ClusterCache {
             stateful_sets: watch_all(&client, &scopes, &mut streams),
             daemon_sets: watch_all(&client, &scopes, &mut streams),
             policies: watch_all(&client, &scopes, &mut streams),
+            cluster_policies: namespaces
+                .is_empty()
+                .then(|| watch_cluster(&client, &mut streams)),
             actions: watch_all(&client, &scopes, &mut streams),
             polled: Arc::new(RwLock::new(Polled::default())),
         };
@@ -656,7 +672,7 @@ impl ClusterCache {
             metrics_interval,
             cache.polled.clone(),
             prometheus,
-            cache.policies.clone(),
+            cache.clone(),
         );
         let run = async move {
             futures::future::join(watchers, poller).await;
@@ -673,6 +689,7 @@ impl ClusterCache {
             && self.stateful_sets.ready()
             && self.daemon_sets.ready()
             && self.policies.ready()
+            && self.cluster_policies.as_ref().is_none_or(Stores::ready)
             && self.actions.ready()
     }
 
@@ -686,7 +703,25 @@ impl ClusterCache {
         self.stateful_sets.wait().await.map_err(closed)?;
         self.daemon_sets.wait().await.map_err(closed)?;
         self.policies.wait().await.map_err(closed)?;
+        if let Some(cluster_policies) = &self.cluster_policies {
+            cluster_policies.wait().await.map_err(closed)?;
+        }
         self.actions.wait().await.map_err(closed)
+    }
+
+    /// HealingPolicies and ClusterHealingPolicies, the latter as policies
+    /// without a namespace; there are few, so they are copied.
+    fn all_policies(&self) -> Vec<Arc<HealingPolicy>> {
+        let mut policies = self.policies.all();
+        if let Some(cluster_policies) = &self.cluster_policies {
+            policies.extend(
+                cluster_policies
+                    .all()
+                    .into_iter()
+                    .map(|policy| Arc::new(HealingPolicy::from(policy.as_ref().clone()))),
+            );
+        }
+        policies
     }
 
     pub fn metrics_state(&self) -> MetricsState {
@@ -701,7 +736,7 @@ impl ClusterCache {
     /// Just the HealingPolicies and HealingActions: what reconciling needs
     /// every tick, without copying out the pods and events a view holds.
     pub fn policies_and_actions(&self) -> (Vec<Arc<HealingPolicy>>, Vec<Arc<HealingAction>>) {
-        (self.policies.all(), self.actions.all())
+        (self.all_policies(), self.actions.all())
     }
 
     pub fn view(&self) -> CacheView {
@@ -716,7 +751,7 @@ impl ClusterCache {
             replica_sets: self.replica_sets.all(),
             stateful_sets: self.stateful_sets.all(),
             daemon_sets: self.daemon_sets.all(),
-            policies: self.policies.all(),
+            policies: self.all_policies(),
             actions: self.actions.all(),
             pod_metrics: polled.pod_metrics.clone(),
             queries: polled.queries.clone(),
@@ -769,6 +804,30 @@ where
         })
         .collect();
     Stores(stores)
+}
+
+/// One cluster-wide reflector for ClusterHealingPolicies, its stream added to
+/// `streams`.
+fn watch_cluster(
+    client: &Client,
+    streams: &mut Vec<BoxStream<'static, ()>>,
+) -> Stores<ClusterHealingPolicy> {
+    let api: Api<ClusterHealingPolicy> = Api::all(client.clone());
+    let (store, writer) = reflector::store();
+    let events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(ClusterHealingPolicy::strip);
+    streams.push(
+        reflector::reflector(writer, events)
+            .filter_map(|event| {
+                if let Err(error) = event {
+                    tracing::warn!("watching ClusterHealingPolicy: {error}; retrying");
+                }
+                futures::future::ready(None)
+            })
+            .boxed(),
+    );
+    Stores(vec![store])
 }
 
 /// A PodMetricsList read straight into [`PodMetrics`], so the poll never
@@ -826,7 +885,7 @@ async fn poll_metrics(
     interval: Duration,
     polled: Arc<RwLock<Polled>>,
     prometheus: Option<Prometheus>,
-    policies: Stores<HealingPolicy>,
+    cache: ClusterCache,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -835,7 +894,7 @@ async fn poll_metrics(
         let listed = list_pod_metrics(&client, &scopes).await;
         let queries = match &prometheus {
             Some(prometheus) => {
-                let policies = policies.all();
+                let policies = cache.all_policies();
                 prometheus
                     .query_all(queries_of(policies.iter().map(Arc::as_ref)))
                     .await

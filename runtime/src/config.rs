@@ -268,12 +268,84 @@ fn default_plugin_memory() -> usize {
     64 << 20
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+/// The host's own limits, which no policy, plugin or HealingAction loosens:
+/// decided by whoever installs the daemon.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SafetyConfig {
     /// Protected in addition to kube-system, kube-public and kube-node-lease.
     #[serde(default)]
     pub protected_namespaces: Vec<String>,
+    /// Raw strategic-merge patches from a model or a plugin; even then they
+    /// may touch only container CPU and memory and allowed annotations.
+    #[serde(default)]
+    pub allow_raw_patches: bool,
+    /// Annotation keys a raw patch may set begin with one of these.
+    #[serde(default)]
+    pub annotation_prefixes: Vec<String>,
+    #[serde(default = "default_max_replicas")]
+    pub max_replicas: u32,
+    /// The largest CPU limit or request a change may set, in millicores.
+    #[serde(default = "default_max_cpu", deserialize_with = "cpu")]
+    pub max_cpu_limit: u64,
+    /// The largest memory limit or request a change may set, in bytes.
+    #[serde(default = "default_max_memory", deserialize_with = "memory_bytes")]
+    pub max_memory_limit: u64,
+    /// A plan that has not started running this long after it was made is
+    /// refused as stale (its evidence is old).
+    #[serde(default = "default_max_plan_age", deserialize_with = "duration")]
+    pub max_plan_age: Duration,
+}
+
+impl Default for SafetyConfig {
+    fn default() -> Self {
+        SafetyConfig {
+            protected_namespaces: Vec::new(),
+            allow_raw_patches: false,
+            annotation_prefixes: Vec::new(),
+            max_replicas: default_max_replicas(),
+            max_cpu_limit: default_max_cpu(),
+            max_memory_limit: default_max_memory(),
+            max_plan_age: default_max_plan_age(),
+        }
+    }
+}
+
+fn default_max_replicas() -> u32 {
+    crate::change::Bounds::default().max_replicas
+}
+fn default_max_cpu() -> u64 {
+    crate::change::Bounds::default().max_cpu_millicores
+}
+fn default_max_memory() -> u64 {
+    crate::change::Bounds::default().max_memory_bytes
+}
+fn default_max_plan_age() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+fn cpu<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let text = quantity_text(deserializer)?;
+    kubeskippy_plugin_sdk::quantity::cpu_millicores(&text).map_err(serde::de::Error::custom)
+}
+
+fn memory_bytes<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let text = quantity_text(deserializer)?;
+    kubeskippy_plugin_sdk::quantity::memory_bytes(&text).map_err(serde::de::Error::custom)
+}
+
+/// A quantity written as a string or, in YAML, a bare number (`maxCpuLimit: 8`).
+fn quantity_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        String(String),
+        Number(serde_json::Number),
+    }
+    Ok(match Text::deserialize(deserializer)? {
+        Text::String(text) => text,
+        Text::Number(number) => number.to_string(),
+    })
 }
 
 fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
@@ -485,6 +557,23 @@ impl Config {
                 "prometheus.url must be an http:// or https:// URL, got {:?}",
                 prometheus.url
             ));
+        }
+        let safety = &self.safety;
+        if safety.max_replicas == 0 {
+            return Err("safety.maxReplicas must be at least 1".into());
+        }
+        if safety.max_cpu_limit == 0 || safety.max_memory_limit == 0 {
+            return Err("safety.maxCpuLimit and safety.maxMemoryLimit must be above zero".into());
+        }
+        if safety
+            .annotation_prefixes
+            .iter()
+            .any(|prefix| prefix.trim().is_empty())
+        {
+            return Err(
+                "safety.annotationPrefixes: an empty prefix would let a patch set any annotation"
+                    .into(),
+            );
         }
         if self.plugins.memory_limit < 1 << 20 {
             return Err("plugins.memoryLimit must be at least 1Mi".into());

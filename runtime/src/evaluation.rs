@@ -202,7 +202,7 @@ pub fn pass<'p, 'a>(
             let cooling = history
                 .newest
                 .get(&(
-                    policy.name().to_string(),
+                    policy_id.clone(),
                     finding.trigger.clone(),
                     workload_key.clone(),
                 ))
@@ -298,10 +298,12 @@ fn workload_key(workload: &ObjectRef) -> ObjectKey {
     )
 }
 
-/// What the HealingActions say about each workload.
+/// What the HealingActions say about each workload. The caller passes only
+/// the actions the daemon planned itself, and an action counts only for its
+/// own namespace: nothing written elsewhere can hold a workload back.
 struct History {
-    /// The newest action per (policy name, trigger, workload): its creation
-    /// time and name.
+    /// The newest action per (policy, trigger, workload): its creation time
+    /// and name.
     newest: HashMap<(String, String, ObjectKey), (DateTime<Utc>, String)>,
     /// An unfinished action per workload.
     open: HashMap<ObjectKey, String>,
@@ -320,6 +322,9 @@ impl History {
         for action in actions {
             let name = action.metadata.name.clone().unwrap_or_default();
             let target = &action.spec.target;
+            if action.metadata.namespace.as_deref() != Some(target.namespace.as_str()) {
+                continue;
+            }
             let workload =
                 match workload_of_incident_id(&action.spec.incident_id, &target.namespace) {
                     Some((kind, workload)) => (
@@ -377,8 +382,13 @@ impl History {
                 .flat_map(|list| list.split(','))
                 .filter(|t| !t.is_empty())
             {
+                let reference = &action.spec.policy_ref;
                 let key = (
-                    action.spec.policy_ref.name.clone(),
+                    format!(
+                        "{}/{}",
+                        reference.namespace.as_deref().unwrap_or_default(),
+                        reference.name
+                    ),
                     trigger.to_string(),
                     workload.clone(),
                 );

@@ -106,6 +106,30 @@ impl EventRecorder {
     }
 }
 
+impl EventRecorder {
+    /// A Warning on a HealingAction the daemon refuses to act on, and on it
+    /// alone: the object it names may be in a namespace its author cannot
+    /// write to.
+    pub async fn refused(&self, action: &HealingAction, note: &str) {
+        let mut own = action.object_ref(&());
+        own.resource_version = action.metadata.resource_version.clone();
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "Refused".into(),
+            note: Some(truncate(note)),
+            action: "Heal".into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, &own).await {
+            tracing::warn!(
+                reason = "Refused",
+                object = own.name.as_deref().unwrap_or_default(),
+                "event not recorded: {error}"
+            );
+        }
+    }
+}
+
 /// What the controller says about an incident on the workload itself, before
 /// (or instead of) any HealingAction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,44 +24,140 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Confidence","type":"number","jsonPath":".spec.confidence"}"#
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(oldSelf.approval) || has(self.approval)", "message": "spec.approval cannot be removed once recorded"}
+]))]
 pub struct HealingActionSpec {
+    #[schemars(extend("x-kubernetes-validations" = [IMMUTABLE]))]
     pub policy_ref: PolicyRef,
+    #[schemars(length(min = 1, max = 512), extend("x-kubernetes-validations" = [IMMUTABLE]))]
     pub incident_id: String,
+    #[schemars(extend("x-kubernetes-validations" = [IMMUTABLE]))]
     pub target: ActionTarget,
+    #[schemars(extend("x-kubernetes-validations" = [IMMUTABLE]))]
     pub action: ActionSpec,
     /// `llm` when a model recommended it, `rules` when the policy's rules did.
+    #[schemars(regex(pattern = r"^(llm|rules)$"), extend("x-kubernetes-validations" = [IMMUTABLE]))]
     pub source: String,
+    #[schemars(range(min = 0.0, max = 1.0), extend("x-kubernetes-validations" = [IMMUTABLE]))]
     pub confidence: f64,
+    #[schemars(length(max = 4096), extend("x-kubernetes-validations" = [IMMUTABLE]))]
     pub reasoning: String,
+    #[schemars(length(max = 4096), extend("x-kubernetes-validations" = [IMMUTABLE]))]
     pub risk: String,
-    /// Run the change with server-side dry-run and record the result instead.
-    #[serde(default)]
-    pub dry_run: bool,
-    /// Wait for `kubeskippy approve` before running.
-    #[serde(default)]
-    pub approval_required: bool,
+    /// When the daemon created it (RFC 3339); a plan that has not started
+    /// within the configured `safety.maxPlanAge` is refused as stale.
+    /// `kubeskippy analyze` prints plans without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 20, max = 40), extend("x-kubernetes-validations" = [IMMUTABLE]))]
+    pub planned_at: Option<String>,
+    /// Planned under a dry-run policy. The policy at execution time can only
+    /// add to this: a dry-run plan never runs for real.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-validations" = [IMMUTABLE]))]
+    pub dry_run: bool,
+    /// Planned under a policy that wanted approval. The policy at execution
+    /// time can only add to this.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-validations" = [IMMUTABLE]))]
+    pub approval_required: bool,
+    /// Written once, by `kubeskippy approve` or `reject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [IMMUTABLE]))]
     pub approval: Option<Approval>,
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-validations" = [IMMUTABLE]))]
     pub retry_policy: RetryPolicy,
 }
 
+/// A CEL validation rule of a CRD schema (`x-kubernetes-validations`).
+#[derive(Serialize)]
+pub(crate) struct CelRule {
+    rule: &'static str,
+    message: &'static str,
+}
+
+/// A transition rule: the field keeps the value it was created with, so an
+/// approver (who may patch HealingActions to record a decision) can change
+/// nothing else.
+const IMMUTABLE: CelRule = CelRule {
+    rule: "self == oldSelf",
+    message: "is immutable once the HealingAction is created",
+};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+pub enum PolicyKind {
+    HealingPolicy,
+    ClusterHealingPolicy,
+}
+
+impl PolicyRef {
+    /// The reference to `policy` as it is now; a policy with no namespace is
+    /// a ClusterHealingPolicy.
+    pub fn of(policy: &crate::policy::HealingPolicy) -> PolicyRef {
+        PolicyRef {
+            kind: match policy.metadata.namespace {
+                Some(_) => PolicyKind::HealingPolicy,
+                None => PolicyKind::ClusterHealingPolicy,
+            },
+            namespace: policy.metadata.namespace.clone(),
+            name: policy.name().to_string(),
+            uid: policy.metadata.uid.clone(),
+        }
+    }
+
+    /// Whether `policy` is the one referred to: same kind, namespace and name
+    /// (the uid is checked apart, to say the policy was replaced).
+    pub fn names(&self, policy: &crate::policy::HealingPolicy) -> bool {
+        let reference = PolicyRef::of(policy);
+        self.kind == reference.kind
+            && self.namespace == reference.namespace
+            && self.name == reference.name
+    }
+
+    /// `HealingPolicy shop/restarts` or `ClusterHealingPolicy defaults`.
+    pub fn describe(&self) -> String {
+        match &self.namespace {
+            Some(namespace) => format!("{:?} {namespace}/{}", self.kind, self.name),
+            None => format!("{:?} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// The policy that planned the action, exactly: a policy of the same name in
+/// another namespace, or one recreated under the same name, is not it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyRef {
+    pub kind: PolicyKind,
+    /// The HealingPolicy's namespace; absent for a ClusterHealingPolicy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub namespace: Option<String>,
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
+    /// Absent only for the built-in policy `kubeskippy analyze` uses, which
+    /// no daemon executes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub uid: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActionTarget {
+    #[schemars(regex(pattern = r"^(v1|apps/v1)$"))]
     pub api_version: String,
+    #[schemars(regex(pattern = r"^(Pod|Deployment|StatefulSet|DaemonSet|ReplicaSet)$"))]
     pub kind: String,
+    #[schemars(length(min = 1, max = 63))]
     pub namespace: String,
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// Pins the action to the object that was analysed: a recreated object
     /// with the same name is not the same target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
     pub uid: Option<String>,
 }
 
@@ -93,22 +189,25 @@ pub struct ActionSpec {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RestartAction {
-    /// `rollout` for workloads (the restartedAt annotation), `delete` for a bare pod.
+    /// `rollout` for workloads (the restartedAt annotation), `evict` for a
+    /// bare pod.
+    #[schemars(regex(pattern = r"^(rollout|evict)$"))]
     pub strategy: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScaleAction {
+    #[schemars(range(min = 1, max = 1000))]
     pub replicas: u32,
 }
 
+/// Strategic merge only: what a patch may touch is checked field by field
+/// against the object it merges into (see `change`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PatchType {
     Strategic,
-    Merge,
-    Json,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
@@ -116,15 +215,17 @@ pub enum PatchType {
 pub struct PatchAction {
     pub patch_type: PatchType,
     /// The patch document, YAML or JSON.
+    #[schemars(length(min = 1, max = 16384))]
     pub patch: String,
 }
 
+/// Pods are only ever evicted, through the Eviction API, so
+/// PodDisruptionBudgets hold.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeletePodAction {
+    #[schemars(length(min = 1, max = 253))]
     pub pod_name: String,
-    /// Evict through the Eviction API so PodDisruptionBudgets are honoured.
-    pub use_eviction: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
@@ -132,10 +233,17 @@ pub struct DeletePodAction {
 pub struct Approval {
     pub decision: ApprovalDecision,
     /// The identity of whoever decided, as the API server knows them.
+    #[schemars(length(min = 1, max = 512))]
     pub by: String,
+    #[schemars(length(max = 40))]
     pub at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
     pub reason: Option<String>,
+    /// The sha256 of the spec that was decided on (without this approval):
+    /// a decision counts for that content only.
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub spec_digest: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
@@ -148,7 +256,9 @@ pub enum ApprovalDecision {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryPolicy {
+    #[schemars(range(min = 1, max = 10))]
     pub max_attempts: u32,
+    #[schemars(range(min = 1, max = 3600))]
     pub backoff_seconds: u32,
 }
 
@@ -186,10 +296,16 @@ pub struct HealingActionStatus {
     pub completed_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// What rollback restores, captured before the change.
+    /// The fields the change writes, with the values they had before,
+    /// saved before the change and sealed by the daemon: a rollback restores
+    /// only these, and only where they still hold what was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form")]
-    pub original: Option<serde_json::Value>,
+    pub rollback: Option<crate::change::RollbackRecord>,
+    /// The change ran with server-side dry-run (as planned, or because the
+    /// policy was in dryrun mode when it ran): it changed nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
     /// What the API server would have stored, for dry-run actions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form")]
@@ -251,7 +367,11 @@ fn free_form(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 pub fn crds_yaml() -> String {
     use kube::CustomResourceExt;
     let mut out = String::new();
-    for crd in [crate::policy::HealingPolicy::crd(), HealingAction::crd()] {
+    for crd in [
+        crate::policy::HealingPolicy::crd(),
+        crate::policy::ClusterHealingPolicy::crd(),
+        HealingAction::crd(),
+    ] {
         out.push_str("---\n");
         out.push_str(&serde_yaml_ng::to_string(&crd).expect("a CRD renders as YAML"));
     }

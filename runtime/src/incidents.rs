@@ -22,7 +22,9 @@ const MAX_EVENTS: usize = 30;
 pub struct OpenIncident<'p> {
     pub incident: Incident,
     pub policy: &'p HealingPolicy,
-    pub target_marks: ObjectMarks,
+    /// The workload's own marks; `None` when its pods name an owner the facts
+    /// do not hold, whose labels (and protection) are then unknown.
+    pub target_marks: Option<ObjectMarks>,
     pub pod_marks: Vec<(String, ObjectMarks)>,
 }
 
@@ -70,8 +72,10 @@ fn open_one<'p>(facts: &ClusterFacts, fired: Fired<'p>) -> OpenIncident<'p> {
 
     let workload_record = facts.workloads.get(&key);
     let target_marks = match workload_record {
-        Some(record) => record.marks.clone(),
-        None => pods.first().map(|pod| pod.marks()).unwrap_or_default(),
+        Some(record) => Some(record.marks.clone()),
+        // A bare pod is its own workload.
+        None if workload.kind == "Pod" => pods.first().map(|pod| pod.marks()),
+        None => None,
     };
     let kinds: BTreeSet<String> = findings.iter().map(|f| format!("{:?}", f.kind)).collect();
     let pod_marks = pods

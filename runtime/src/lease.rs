@@ -143,3 +143,62 @@ impl LeaseLock {
         }
     }
 }
+
+/// Whether this replica may still write, as its leadership allows: writes
+/// are fenced to a deadline shorter than the lease, so a replica that lost
+/// the lease (or can no longer renew it) stops writing before another can
+/// take it over. Cloning shares it.
+#[derive(Debug, Clone)]
+pub struct Fence {
+    until: std::sync::Arc<std::sync::RwLock<Holding>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Holding {
+    /// No leader election: the only replica always writes.
+    Always,
+    Until(Instant),
+    Never,
+}
+
+impl Fence {
+    /// For a daemon running without leader election.
+    pub fn unfenced() -> Fence {
+        Fence::with(Holding::Always)
+    }
+
+    /// Holding nothing until [`extend`](Fence::extend) is called.
+    pub fn closed() -> Fence {
+        Fence::with(Holding::Never)
+    }
+
+    fn with(holding: Holding) -> Fence {
+        Fence {
+            until: std::sync::Arc::new(std::sync::RwLock::new(holding)),
+        }
+    }
+
+    /// Writes may go on until `deadline`.
+    pub fn extend(&self, deadline: Instant) {
+        *self
+            .until
+            .write()
+            .expect("the fence lock is never poisoned") = Holding::Until(deadline);
+    }
+
+    pub fn revoke(&self) {
+        *self
+            .until
+            .write()
+            .expect("the fence lock is never poisoned") = Holding::Never;
+    }
+
+    /// Whether a write may be made now.
+    pub fn holds(&self) -> bool {
+        match *self.until.read().expect("the fence lock is never poisoned") {
+            Holding::Always => true,
+            Holding::Until(deadline) => Instant::now() < deadline,
+            Holding::Never => false,
+        }
+    }
+}

@@ -61,11 +61,14 @@ struct DecisionArgs {
 
 #[derive(clap::Args)]
 struct ResumeArgs {
-    /// The HealingPolicy's name.
+    /// The HealingPolicy's (or, with --cluster, the ClusterHealingPolicy's) name.
     policy: String,
     /// Its namespace; default: the kubeconfig context's namespace.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "cluster")]
     namespace: Option<String>,
+    /// The policy is a ClusterHealingPolicy.
+    #[arg(long)]
+    cluster: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -126,6 +129,7 @@ struct RunArgs {
     leader_elect: bool,
     #[arg(long, default_value = "kubeskippy-leader")]
     lease_name: String,
+    /// The daemon's own namespace: where its Lease and signing key live.
     #[arg(long, env = "POD_NAMESPACE")]
     lease_namespace: Option<String>,
     /// This replica's name in the Lease and on Events; defaults to POD_NAME, then the host name.
@@ -140,6 +144,13 @@ struct RunArgs {
     /// Executed HealingActions per hour across all policies.
     #[arg(long, default_value_t = 30)]
     cluster_actions_per_hour: u32,
+    /// Executed HealingActions per hour in any one namespace.
+    #[arg(long, default_value_t = 10)]
+    namespace_actions_per_hour: u32,
+    /// The Secret (in the daemon's namespace) with the key HealingActions are
+    /// signed with; created on first start.
+    #[arg(long, default_value = "kubeskippy-signing-key")]
+    signing_key_secret: String,
     /// Each NAME.wasm here is a plugin policies can name; reloaded when files change.
     #[arg(long)]
     plugin_dir: Option<PathBuf>,
@@ -162,12 +173,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         health_addr: args.health_addr,
         leader_elect: args.leader_elect,
         lease_name: args.lease_name,
-        lease_namespace: args.lease_namespace,
+        daemon_namespace: args.lease_namespace,
         identity,
         lease_duration: args.lease_duration,
         evaluation_interval: args.evaluation_interval,
         metrics_interval: args.metrics_interval,
         cluster_actions_per_hour: args.cluster_actions_per_hour,
+        namespace_actions_per_hour: args.namespace_actions_per_hour,
+        signing_key_secret: args.signing_key_secret,
         plugin_dir: args.plugin_dir,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -251,10 +264,17 @@ fn decide(args: DecisionArgs, decision: ApprovalDecision) -> anyhow::Result<()> 
 
 fn resume(args: ResumeArgs) -> anyhow::Result<()> {
     with_client(async |client| {
-        let namespace = args
-            .namespace
-            .unwrap_or_else(|| client.default_namespace().to_string());
-        Ok(approval::resume(&client, &namespace, &args.policy, chrono::Utc::now()).await?)
+        let namespace = (!args.cluster).then(|| {
+            args.namespace
+                .unwrap_or_else(|| client.default_namespace().to_string())
+        });
+        Ok(approval::resume(
+            &client,
+            namespace.as_deref(),
+            &args.policy,
+            chrono::Utc::now(),
+        )
+        .await?)
     })?;
     println!("policy {} resumed", args.policy);
     Ok(())

@@ -279,7 +279,7 @@ impl Analyzer {
                 .cache_enabled
                 .then(|| ReplyCache::new(config.ai.cache_ttl)),
             ai: config.ai.clone(),
-            floor: SafetyFloor::new(config.safety.protected_namespaces.iter().cloned()),
+            floor: SafetyFloor::from_config(&config.safety),
         })
     }
 

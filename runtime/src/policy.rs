@@ -1,7 +1,14 @@
-//! HealingPolicy (`kubeskippy.io/v1alpha1`): which workloads to watch, what
-//! counts as trouble (triggers), and which rule-based actions answer which
-//! trigger. When a snapshot holds no policy, [`HealingPolicy::builtin_default`]
-//! applies.
+//! HealingPolicy and ClusterHealingPolicy (`kubeskippy.io/v1alpha1`): which
+//! workloads to watch, what counts as trouble (triggers), and which rule-based
+//! actions answer which trigger. When a snapshot holds no policy,
+//! [`HealingPolicy::builtin_default`] applies.
+//!
+//! Namespaces are boundaries. A HealingPolicy governs workloads in its own
+//! namespace only, so whoever may write policies in one namespace decides
+//! nothing about another. Governance across namespaces takes a
+//! ClusterHealingPolicy, which only someone with cluster-wide rights can
+//! create. Both share one spec; inside the daemon a cluster policy is a
+//! [`HealingPolicy`] without a namespace.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
@@ -23,8 +30,10 @@ use serde::{Deserialize, Serialize};
 pub struct HealingPolicySpec {
     #[serde(default)]
     pub selector: PolicySelector,
+    #[schemars(length(min = 1, max = 64))]
     pub triggers: Vec<Trigger>,
     #[serde(default)]
+    #[schemars(length(max = 32))]
     pub actions: Vec<PolicyAction>,
     #[serde(default)]
     pub mode: Mode,
@@ -32,6 +41,35 @@ pub struct HealingPolicySpec {
     pub ai: PolicyAi,
     #[serde(default)]
     pub safety: SafetyRules,
+}
+
+/// The cluster-scoped twin of [`HealingPolicy`]: the same spec, governing
+/// every namespace its selector covers.
+#[derive(CustomResource, Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[kube(
+    group = "kubeskippy.io",
+    version = "v1alpha1",
+    kind = "ClusterHealingPolicy",
+    status = "HealingPolicyStatus",
+    shortname = "chp",
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
+    printcolumn = r#"{"name":"Last evaluation","type":"date","jsonPath":".status.lastEvaluation"}"#
+)]
+pub struct ClusterHealingPolicySpec {
+    #[serde(flatten)]
+    pub policy: HealingPolicySpec,
+}
+
+impl From<ClusterHealingPolicy> for HealingPolicy {
+    fn from(cluster: ClusterHealingPolicy) -> HealingPolicy {
+        let mut metadata = cluster.metadata;
+        metadata.namespace = None;
+        HealingPolicy {
+            metadata,
+            spec: cluster.spec.policy,
+            status: cluster.status,
+        }
+    }
 }
 
 /// What the controller last saw; written by KubeSkippy, not by users.
@@ -56,8 +94,10 @@ pub struct PolicyAi {
     #[serde(default = "yes")]
     pub enabled: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub min_confidence: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 20))]
     pub max_recommendations: Option<u32>,
     /// Names of plugins configured in the host's plugin list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -91,16 +131,19 @@ fn yes() -> bool {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SafetyRules {
     #[serde(default = "default_actions_per_hour")]
+    #[schemars(range(max = 1000))]
     pub max_actions_per_hour: u32,
     /// Quiet time per (trigger, target) after an action, e.g. `10m`.
     #[serde(default = "default_cooldown")]
     pub cooldown: String,
     /// HealingActions of this policy in progress at once.
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 100))]
     pub max_concurrent: u32,
     /// Never act when it would leave fewer than this percentage of a
     /// workload's desired replicas available.
     #[serde(default = "default_min_healthy")]
+    #[schemars(range(max = 100))]
     pub min_healthy_percent: u32,
     #[serde(default)]
     pub require_approval: bool,
@@ -113,6 +156,7 @@ pub struct SafetyRules {
     pub verification_window: String,
     /// This many failed actions in a row pause the policy.
     #[serde(default = "default_breaker_threshold")]
+    #[schemars(range(min = 1, max = 100))]
     pub breaker_threshold: u32,
     /// How long a paused policy stays paused after its last failure, unless
     /// `kubeskippy resume` lifts the pause sooner.
@@ -377,6 +421,7 @@ pub struct PolicyAction {
     pub triggers: Vec<String>,
     /// The confidence the rule-based recommendation carries.
     #[serde(default = "rule_confidence")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub confidence: f64,
     #[serde(default)]
     pub scale: Option<ScaleBounds>,
@@ -401,9 +446,12 @@ pub enum ActionType {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScaleBounds {
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 100))]
     pub step: u32,
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 1000))]
     pub min_replicas: u32,
+    #[schemars(range(min = 1, max = 1000))]
     pub max_replicas: u32,
 }
 
@@ -462,6 +510,17 @@ impl HealingPolicy {
     /// regexes that compile. The message names the offending field.
     pub fn validate(&self) -> Result<(), String> {
         let spec = &self.spec;
+        if let Some(own) = &self.metadata.namespace
+            && let Some(other) = spec
+                .selector
+                .namespaces
+                .iter()
+                .find(|listed| *listed != own)
+        {
+            return Err(format!(
+                "spec.selector.namespaces names {other:?}, but a HealingPolicy governs only its own namespace ({own}); use a ClusterHealingPolicy to cover others"
+            ));
+        }
         if spec.triggers.is_empty() {
             return Err("spec.triggers must name at least one trigger".into());
         }
@@ -575,6 +634,24 @@ impl HealingPolicy {
 
     pub fn name(&self) -> &str {
         self.metadata.name.as_deref().unwrap_or("unnamed")
+    }
+
+    /// A ClusterHealingPolicy (or `analyze`'s built-in default), as opposed
+    /// to a namespaced HealingPolicy.
+    pub fn is_cluster_wide(&self) -> bool {
+        self.metadata.namespace.is_none()
+    }
+
+    /// Whether the policy may govern workloads in `namespace`: a namespaced
+    /// policy only its own, a cluster policy those its selector lists (all
+    /// when it lists none).
+    pub fn covers_namespace(&self, namespace: &str) -> bool {
+        let listed = &self.spec.selector.namespaces;
+        let selected = listed.is_empty() || listed.iter().any(|listed| listed == namespace);
+        match &self.metadata.namespace {
+            Some(own) => own == namespace && selected,
+            None => selected,
+        }
     }
 
     /// The policy used when a snapshot holds none: the common failure modes,

@@ -25,7 +25,7 @@ use crate::collect::{
     CpuMemory, null_as_default,
 };
 use crate::facts::ClusterObjects;
-use crate::policy::HealingPolicy;
+use crate::policy::{ClusterHealingPolicy, HealingPolicy};
 
 /// metrics.k8s.io/v1beta1 PodMetrics (k8s-openapi has no type for it), read
 /// down to which pod it is and each container's CPU and memory: the daemon
@@ -216,14 +216,15 @@ impl Snapshot {
                 .push(kept::<StatefulSet, _>(value, &kind)?),
             ("apps", "DaemonSet") => self.daemon_sets.push(kept::<DaemonSet, _>(value, &kind)?),
             ("metrics.k8s.io", "PodMetrics") => self.pod_metrics.push(typed(value, &kind)?),
-            ("kubeskippy.io", "HealingPolicy") => {
-                let policy: HealingPolicy = typed(value, &kind)?;
+            ("kubeskippy.io", "HealingPolicy" | "ClusterHealingPolicy") => {
+                let policy: HealingPolicy = if kind == "HealingPolicy" {
+                    typed(value, &kind)?
+                } else {
+                    typed::<ClusterHealingPolicy>(value, &kind)?.into()
+                };
                 policy.validate().map_err(|message| {
                     (
-                        format!(
-                            "HealingPolicy {}",
-                            policy.metadata.name.as_deref().unwrap_or("?")
-                        ),
+                        format!("{kind} {}", policy.metadata.name.as_deref().unwrap_or("?")),
                         message,
                     )
                 })?;

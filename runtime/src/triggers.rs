@@ -45,9 +45,11 @@ impl Context<'_> {
     }
 }
 
-/// Evaluates every policy over the facts. A workload is governed by the first
-/// policy, in name order (then namespace), whose selector matches it, so two
-/// overlapping policies never open two incidents for one workload.
+/// Evaluates every policy over the facts. A workload is governed by one
+/// policy, so two overlapping policies never open two incidents for it: the
+/// first, in name order, of the HealingPolicies in its own namespace whose
+/// selector matches it, else the first such ClusterHealingPolicy. A policy in
+/// another namespace never governs it.
 pub fn evaluate<'p>(
     facts: &ClusterFacts,
     policies: impl IntoIterator<Item = &'p HealingPolicy>,
@@ -55,8 +57,16 @@ pub fn evaluate<'p>(
 ) -> Result<Vec<Fired<'p>>, String> {
     let mut ordered: Vec<&HealingPolicy> = policies.into_iter().collect();
     ordered.sort_by(|a, b| {
-        (a.name(), a.metadata.namespace.as_deref())
-            .cmp(&(b.name(), b.metadata.namespace.as_deref()))
+        (
+            a.is_cluster_wide(),
+            a.name(),
+            a.metadata.namespace.as_deref(),
+        )
+            .cmp(&(
+                b.is_cluster_wide(),
+                b.name(),
+                b.metadata.namespace.as_deref(),
+            ))
     });
     let compiled: Vec<CompiledPolicy> = ordered
         .iter()
@@ -155,7 +165,7 @@ impl<'p> CompiledPolicy<'p> {
 
     fn selects(&self, workload: &ObjectRef, labels: &BTreeMap<String, String>) -> bool {
         let selector = &self.policy.spec.selector;
-        (selector.namespaces.is_empty() || selector.namespaces.contains(&workload.namespace))
+        self.policy.covers_namespace(&workload.namespace)
             && (selector.kinds.is_empty()
                 || selector
                     .kinds

@@ -306,7 +306,7 @@ fn a_policy_in_the_snapshot_replaces_the_default() {
 }
 
 #[test]
-fn crds_print_both_custom_resource_definitions() {
+fn crds_print_every_custom_resource_definition() {
     let output = kubeskippy(&["crds"]);
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
@@ -321,9 +321,13 @@ fn crds_print_both_custom_resource_definitions() {
         names,
         [
             "healingpolicies.kubeskippy.io",
+            "clusterhealingpolicies.kubeskippy.io",
             "healingactions.kubeskippy.io"
         ]
     );
+    assert_eq!(documents[0]["spec"]["scope"], "Namespaced");
+    assert_eq!(documents[1]["spec"]["scope"], "Cluster");
+    assert_eq!(documents[2]["spec"]["scope"], "Namespaced");
     for crd in &documents {
         assert_eq!(crd["kind"], "CustomResourceDefinition");
         let version = &crd["spec"]["versions"][0];
@@ -332,7 +336,7 @@ fn crds_print_both_custom_resource_definitions() {
         assert_eq!(version["schema"]["openAPIV3Schema"]["type"], "object");
     }
     let action_spec =
-        &documents[1]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        &documents[2]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
     let required: Vec<&str> = action_spec["required"]
         .as_array()
         .unwrap()

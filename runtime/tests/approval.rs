@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use fake_api::FakeApi;
 use kubeskippy::approval::{self, ApprovalError};
 use kubeskippy::healing_action::ApprovalDecision::{Approved, Rejected};
+use kubeskippy::healing_action::HealingAction;
 use serde_json::{Value, json};
 
 const ACTION: &str = "/apis/kubeskippy.io/v1alpha1/namespaces/shop/healingactions/heal";
@@ -17,21 +18,34 @@ fn at() -> DateTime<Utc> {
     "2026-03-14T09:30:00Z".parse().unwrap()
 }
 
-fn action(approval_required: bool, status: Value) -> Value {
-    json!({
+/// A HealingAction the daemon planned (signed: the CLI cannot check the
+/// signature, only that there is one) or, with `signed` false, one written
+/// by hand.
+fn action(signed: bool, status: Value) -> Value {
+    let mut action = json!({
         "apiVersion": "kubeskippy.io/v1alpha1",
         "kind": "HealingAction",
         "metadata": {"name": "heal", "namespace": "shop"},
         "spec": {
-            "policyRef": {"name": "shop-healing"},
+            "policyRef": {"kind": "HealingPolicy", "namespace": "shop", "name": "shop-healing", "uid": "uid-policy"},
             "incidentId": "shop/app",
             "target": {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "shop", "name": "app"},
             "action": {"type": "restart", "restartAction": {"strategy": "rollout"}},
             "source": "llm", "confidence": 0.9, "reasoning": "OOMKilled", "risk": "low",
-            "approvalRequired": approval_required,
+            "plannedAt": "2026-03-14T09:00:00Z",
+            "approvalRequired": true,
         },
         "status": status,
-    })
+    });
+    if signed {
+        action["metadata"]["annotations"] = json!({"kubeskippy.io/signature": "v1.00"});
+    }
+    action
+}
+
+fn digest(object: &Value) -> String {
+    let action: HealingAction = serde_json::from_value(object.clone()).unwrap();
+    kubeskippy::provenance::spec_digest(&action.spec)
 }
 
 fn waiting() -> FakeApi {
@@ -56,9 +70,12 @@ async fn approve_records_the_callers_identity_under_a_resource_version_lock() {
     .await
     .unwrap();
     assert_eq!(approval.by, "alice@example.com");
+    let stored = fake.get(ACTION).unwrap();
     assert_eq!(
-        fake.get(ACTION).unwrap()["spec"]["approval"],
-        json!({"decision": "approved", "by": "alice@example.com", "at": "2026-03-14T09:30:00Z", "reason": "looks right"})
+        stored["spec"]["approval"],
+        json!({"decision": "approved", "by": "alice@example.com", "at": "2026-03-14T09:30:00Z",
+               "reason": "looks right", "specDigest": digest(&stored)}),
+        "the decision is bound to the content approved"
     );
     assert_eq!(
         fake.request_lines(),
@@ -123,7 +140,7 @@ async fn actions_not_waiting_for_approval_are_refused_with_one_line() {
     let cases = [
         (
             action(false, json!({"phase": "Pending"})),
-            "it does not require approval",
+            "KubeSkippy did not plan it, and the daemon will not run it",
         ),
         (action(true, json!({"phase": "Approved"})), "it is Approved"),
         (
@@ -188,7 +205,7 @@ async fn resume_stamps_the_policy_and_names_a_missing_one() {
         "metadata": {"name": "shop-healing", "namespace": "shop"},
         "spec": {"triggers": [{"name": "oom", "condition": {"states": ["OOMKilled"]}}]},
     }));
-    approval::resume(&fake.client(), "shop", "shop-healing", at())
+    approval::resume(&fake.client(), Some("shop"), "shop-healing", at())
         .await
         .unwrap();
     let policy = fake
@@ -198,7 +215,7 @@ async fn resume_stamps_the_policy_and_names_a_missing_one() {
         policy["metadata"]["annotations"]["kubeskippy.io/resumed-at"],
         "2026-03-14T09:30:00Z"
     );
-    let error = approval::resume(&fake.client(), "shop", "nope", at())
+    let error = approval::resume(&fake.client(), Some("shop"), "nope", at())
         .await
         .unwrap_err();
     assert_eq!(error.to_string(), "HealingPolicy shop/nope not found");

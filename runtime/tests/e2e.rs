@@ -42,7 +42,11 @@ async fn client() -> Option<Client> {
 
 async fn install_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [HealingPolicy::crd(), HealingAction::crd()] {
+    for crd in [
+        HealingPolicy::crd(),
+        kubeskippy::policy::ClusterHealingPolicy::crd(),
+        HealingAction::crd(),
+    ] {
         let name = crd.metadata.name.clone().unwrap();
         api.patch(
             &name,
@@ -129,7 +133,13 @@ async fn heal(client: &Client, namespace: &str) -> HealingAction {
     let collector = tokio::spawn(collection);
     cache.wait_ready().await.unwrap();
     let analyzer = Analyzer::new(&Config::default(), &PluginFiles::default(), None).unwrap();
-    let context = kubeskippy::lifecycle::Context::new(client.clone(), "kubeskippy-e2e", 30);
+    let context = kubeskippy::lifecycle::Context::new(
+        client.clone(),
+        "kubeskippy-e2e",
+        kubeskippy::provenance::SigningKey::generate(),
+        kubeskippy::lease::Fence::unfenced(),
+        (30, 10),
+    );
     let mut controller = Controller::new(cache, context);
     let actions: Api<HealingAction> = Api::namespaced(client.clone(), namespace);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);

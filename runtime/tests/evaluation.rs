@@ -101,7 +101,7 @@ fn crash_policy(duration: Option<&str>) -> HealingPolicy {
         .map(|d| format!(", duration: {d}"))
         .unwrap_or_default();
     policy(&format!(
-        "apiVersion: kubeskippy.io/v1alpha1\nkind: HealingPolicy\nmetadata: {{name: crash, namespace: ops}}\nspec:\n  safety: {{cooldown: 10m}}\n  triggers:\n  - name: crash-loop\n    condition: {{states: [CrashLoopBackOff]{duration}}}\n  actions:\n  - {{name: restart, type: restart, triggers: [crash-loop]}}\n"
+        "apiVersion: kubeskippy.io/v1alpha1\nkind: HealingPolicy\nmetadata: {{name: crash, namespace: shop}}\nspec:\n  safety: {{cooldown: 10m}}\n  triggers:\n  - name: crash-loop\n    condition: {{states: [CrashLoopBackOff]{duration}}}\n  actions:\n  - {{name: restart, type: restart, triggers: [crash-loop]}}\n"
     ))
 }
 
@@ -212,7 +212,7 @@ fn without_a_duration_a_trigger_fires_at_once_and_nothing_is_remembered() {
 
 fn event_policy(window: &str) -> HealingPolicy {
     policy(&format!(
-        "apiVersion: kubeskippy.io/v1alpha1\nkind: HealingPolicy\nmetadata: {{name: events, namespace: ops}}\nspec:\n  triggers:\n  - name: back-off\n    event: {{reason: 'BackOff|OOM.*', minCount: 3{window}}}\n"
+        "apiVersion: kubeskippy.io/v1alpha1\nkind: HealingPolicy\nmetadata: {{name: events, namespace: shop}}\nspec:\n  triggers:\n  - name: back-off\n    event: {{reason: 'BackOff|OOM.*', minCount: 3{window}}}\n"
     ))
 }
 
@@ -372,7 +372,7 @@ fn a_cooldown_from_the_newest_action_holds_the_trigger_back_then_expires() {
 fn a_cooldown_is_per_trigger_and_per_policy() {
     let snapshot = shop(true, "");
     let both = policy(
-        "apiVersion: kubeskippy.io/v1alpha1\nkind: HealingPolicy\nmetadata: {name: crash, namespace: ops}\nspec:\n  safety: {cooldown: 10m}\n  triggers:\n  - name: crash-loop\n    condition: {states: [CrashLoopBackOff]}\n  - name: restarts\n    metric: {name: restartCount, threshold: 3}\n",
+        "apiVersion: kubeskippy.io/v1alpha1\nkind: HealingPolicy\nmetadata: {name: crash, namespace: shop}\nspec:\n  safety: {cooldown: 10m}\n  triggers:\n  - name: crash-loop\n    condition: {states: [CrashLoopBackOff]}\n  - name: restarts\n    metric: {name: restartCount, threshold: 3}\n",
     );
     let mut action = planned_action(
         &snapshot,
@@ -462,8 +462,9 @@ fn of_twenty_overlapping_policies_the_first_by_name_that_selects_governs() {
     let mut policies: Vec<HealingPolicy> = (0..20)
         .map(|i| {
             let selector = match i {
-                // Other namespaces.
-                0..=4 => "{namespaces: [elsewhere]}".to_string(),
+                // Policies of another namespace, which govern only theirs,
+                // whatever they select.
+                0..=4 => "{}".to_string(),
                 // The right namespace, the wrong tier.
                 5..=9 => "{namespaces: [shop], labelSelector: {matchLabels: {tier: batch}}}".into(),
                 // Excludes the workload by name.
@@ -474,8 +475,9 @@ fn of_twenty_overlapping_policies_the_first_by_name_that_selects_governs() {
                 12 => "{namespaces: [shop], kinds: [deployment], labelSelector: {matchExpressions: [{key: tier, operator: In, values: [web]}]}}".into(),
                 _ => "{}".into(),
             };
+            let namespace = if i <= 4 { "elsewhere" } else { "shop" };
             policy(&format!(
-                "apiVersion: kubeskippy.io/v1alpha1\nkind: HealingPolicy\nmetadata: {{name: policy-{i:02}, namespace: ops}}\nspec:\n  selector: {selector}\n  triggers:\n  - name: crash-loop\n    condition: {{states: [CrashLoopBackOff]}}\n"
+                "apiVersion: kubeskippy.io/v1alpha1\nkind: HealingPolicy\nmetadata: {{name: policy-{i:02}, namespace: {namespace}}}\nspec:\n  selector: {selector}\n  triggers:\n  - name: crash-loop\n    condition: {{states: [CrashLoopBackOff]}}\n"
             ))
         })
         .collect();

@@ -1,17 +1,23 @@
 //! Each executor against the in-memory API server, seeded with a small shop:
 //! a Deployment `shop/app` (containers `app` and `log-shipper`) with two pods
 //! and a PodDisruptionBudget that allows no disruption, a Deployment `shop/web`
-//! an HPA controls, a StatefulSet, a DaemonSet, and a bare pod.
+//! an HPA controls, a StatefulSet, a DaemonSet, and a bare pod. Executors take
+//! typed changes (`kubeskippy::change`) and write nothing else; what raw patch
+//! documents may contain is tested with the change parser itself.
 
 #[path = "common/fake_api.rs"]
 mod fake_api;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use chrono::{DateTime, Utc};
 use fake_api::FakeApi;
-use kubeskippy::execute::{
-    self, DryRun, ExecuteError, Limits, Outcome, PatchKind, execute_with, rollback,
+use kubeskippy::change::{
+    Change, ContainerResources, Field, Resource, ResourceChange, Section, WrittenField,
 };
-use kubeskippy::wit::{Action, ObjectRef, Patch, ResourcePatch};
+use kubeskippy::execute::{self, DryRun, ExecuteError, Outcome, Target};
+use kubeskippy::wit::{ObjectRef, ResourceAmounts};
 use serde_json::{Value, json};
 
 const SHOP: &str = r#"
@@ -189,11 +195,29 @@ fn shop() -> (FakeApi, kube::Client) {
     (fake, client)
 }
 
-fn target(kind: &str, name: &str) -> ObjectRef {
-    ObjectRef {
-        kind: kind.into(),
-        namespace: "shop".into(),
-        name: name.into(),
+fn path_of(kind: &str, name: &str) -> String {
+    match kind {
+        "Pod" => format!("{PODS}/{name}"),
+        "Deployment" => format!("/apis/apps/v1/namespaces/shop/deployments/{name}"),
+        "StatefulSet" => format!("/apis/apps/v1/namespaces/shop/statefulsets/{name}"),
+        "DaemonSet" => format!("/apis/apps/v1/namespaces/shop/daemonsets/{name}"),
+        _ => format!("/unserved/{kind}/{name}"),
+    }
+}
+
+/// The target as planned: the object's uid as the fake stored it.
+fn target(fake: &FakeApi, kind: &str, name: &str) -> Target {
+    let uid = fake
+        .get(&path_of(kind, name))
+        .map(|object| object["metadata"]["uid"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| "uid-never-stored".into());
+    Target {
+        object: ObjectRef {
+            kind: kind.into(),
+            namespace: "shop".into(),
+            name: name.into(),
+        },
+        uid,
     }
 }
 
@@ -203,22 +227,49 @@ fn now() -> DateTime<Utc> {
 
 async fn run(
     client: &kube::Client,
-    target: &ObjectRef,
-    action: &Action,
+    target: &Target,
+    change: &Change,
     mode: DryRun,
-    limits: Limits,
 ) -> Result<Outcome, ExecuteError> {
-    execute_with(client, target, action, mode, &limits, &now()).await
+    execute::execute(client, target, change, None, mode, &now()).await
 }
 
-fn memory_patch(container: &str, bytes: u64) -> Action {
-    Action::Patch(Patch::Resources(ResourcePatch {
-        container: container.into(),
-        cpu_limit_millicores: None,
-        cpu_request_millicores: None,
-        memory_limit_bytes: Some(bytes),
-        memory_request_bytes: None,
-    }))
+/// Records the fields, then makes the change as the lifecycle does.
+async fn recorded_run(
+    client: &kube::Client,
+    target: &Target,
+    change: &Change,
+) -> (Vec<WrittenField>, Outcome) {
+    let fields = execute::capture(client, target, change)
+        .await
+        .unwrap()
+        .expect("a change that can be undone is recorded");
+    let outcome = execute::execute(client, target, change, Some(&fields), DryRun::Off, &now())
+        .await
+        .unwrap();
+    (fields, outcome)
+}
+
+fn amounts(cpu: Option<u64>, memory: Option<u64>) -> ResourceAmounts {
+    ResourceAmounts {
+        cpu_millicores: cpu,
+        memory_bytes: memory,
+    }
+}
+
+fn resources(container: &str, limits: ResourceAmounts, requests: ResourceAmounts) -> Change {
+    Change::Resources(ResourceChange {
+        containers: vec![ContainerResources {
+            name: container.into(),
+            limits,
+            requests,
+        }],
+        ..ResourceChange::default()
+    })
+}
+
+fn memory_limit(container: &str, bytes: u64) -> Change {
+    resources(container, amounts(None, Some(bytes)), amounts(None, None))
 }
 
 fn container<'a>(object: &'a Value, name: &str) -> &'a Value {
@@ -241,19 +292,22 @@ fn refusal(result: Result<Outcome, ExecuteError>) -> String {
     }
 }
 
+fn version(fake: &FakeApi, path: &str) -> Value {
+    stored(fake, path)["metadata"]["resourceVersion"].clone()
+}
+
 // ---- restart ----
 
 #[tokio::test]
-async fn restart_stamps_the_pod_template_of_a_deployment() {
+async fn restart_stamps_the_pod_template_of_the_object_it_read() {
     let (fake, client) = shop();
     let before = stored(&fake, APP);
 
     let outcome = run(
         &client,
-        &target("Deployment", "app"),
-        &Action::Restart,
+        &target(&fake, "Deployment", "app"),
+        &Change::RolloutRestart,
         DryRun::Off,
-        Limits::default(),
     )
     .await
     .unwrap();
@@ -264,27 +318,27 @@ async fn restart_stamps_the_pod_template_of_a_deployment() {
         "2026-03-14T09:26:53Z"
     );
     assert_eq!(
-        after["spec"]["template"]["metadata"]["labels"],
-        before["spec"]["template"]["metadata"]["labels"]
-    );
-    assert_eq!(
         after["spec"]["template"]["spec"],
         before["spec"]["template"]["spec"]
     );
     assert_eq!(
         fake.request_lines(),
-        [format!("PATCH {APP}?&fieldManager=kubeskippy")]
+        [
+            format!("GET {APP}"),
+            format!("PATCH {APP}?&fieldManager=kubeskippy")
+        ]
     );
-    let request = &fake.requests()[0];
+    let request = &fake.requests()[1];
     assert_eq!(
         request.content_type,
         "application/strategic-merge-patch+json"
     );
     assert_eq!(
         request.body,
-        json!({"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: "2026-03-14T09:26:53Z"}}}}})
+        json!({"metadata": {"resourceVersion": before["metadata"]["resourceVersion"]},
+               "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: "2026-03-14T09:26:53Z"}}}}}),
+        "guarded by the resourceVersion it read"
     );
-    assert_eq!(outcome.original, None);
     assert_eq!(outcome.dry_run_result, None);
     assert!(
         outcome.message.contains("Deployment shop/app"),
@@ -294,7 +348,7 @@ async fn restart_stamps_the_pod_template_of_a_deployment() {
 }
 
 #[tokio::test]
-async fn restart_stamps_statefulsets_and_daemonsets() {
+async fn restart_stamps_statefulsets_and_daemonsets_but_not_replica_sets_or_pods() {
     let (fake, client) = shop();
     for (kind, name, path) in [
         ("StatefulSet", "db", DB),
@@ -302,10 +356,9 @@ async fn restart_stamps_statefulsets_and_daemonsets() {
     ] {
         run(
             &client,
-            &target(kind, name),
-            &Action::Restart,
+            &target(&fake, kind, name),
+            &Change::RolloutRestart,
             DryRun::Off,
-            Limits::default(),
         )
         .await
         .unwrap();
@@ -315,41 +368,53 @@ async fn restart_stamps_statefulsets_and_daemonsets() {
             "{kind}"
         );
     }
-    assert_eq!(
-        fake.request_lines(),
-        [
-            format!("PATCH {DB}?&fieldManager=kubeskippy"),
-            format!("PATCH {AGENT}?&fieldManager=kubeskippy"),
-        ]
-    );
+    for (kind, name) in [("Pod", "debug"), ("ReplicaSet", "app-6f9c7b8d4")] {
+        let error = run(
+            &client,
+            &target(&fake, kind, name),
+            &Change::RolloutRestart,
+            DryRun::Off,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(error, ExecuteError::Unsupported { .. }),
+            "{error:?}"
+        );
+    }
 }
 
 #[tokio::test]
-async fn restart_of_a_bare_pod_deletes_it() {
+async fn nothing_is_written_to_an_object_that_was_replaced_or_is_gone() {
     let (fake, client) = shop();
-    let outcome = execute::execute(
-        &client,
-        &target("Pod", "debug"),
-        &Action::Restart,
-        DryRun::Off,
-    )
-    .await
-    .unwrap();
-    assert!(fake.get(&format!("{PODS}/debug")).is_none());
-    assert_eq!(fake.request_lines(), [format!("DELETE {PODS}/debug")]);
-    assert!(!fake.requests()[0].dry_run());
-    assert_eq!(outcome.original, None);
-}
+    let mut planned = target(&fake, "Deployment", "app");
+    planned.uid = "uid-of-the-app-that-was-analysed".into();
+    let before = fake.snapshot();
+    for change in [
+        Change::RolloutRestart,
+        Change::Scale { replicas: 3 },
+        memory_limit("app", GI),
+    ] {
+        let error = run(&client, &planned, &change, DryRun::Off)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, ExecuteError::Moved { message, .. } if message.starts_with("was replaced: its uid is")),
+            "{change:?}: {error:?}"
+        );
+        let error = execute::capture(&client, &planned, &change).await;
+        assert!(
+            change == Change::RolloutRestart || error.is_err(),
+            "{change:?}"
+        );
+    }
+    assert_eq!(fake.snapshot(), before);
 
-#[tokio::test]
-async fn restart_of_a_missing_workload_is_not_found() {
-    let (_fake, client) = shop();
     let error = run(
         &client,
-        &target("Deployment", "gone"),
-        &Action::Restart,
+        &target(&fake, "Deployment", "gone"),
+        &Change::RolloutRestart,
         DryRun::Off,
-        Limits::default(),
     )
     .await
     .unwrap_err();
@@ -361,79 +426,143 @@ async fn restart_of_a_missing_workload_is_not_found() {
     );
 }
 
+#[tokio::test]
+async fn a_write_that_conflicts_is_made_again_on_a_fresh_read() {
+    let (fake, client) = shop();
+    // A controller updates the Deployment's status right after the first
+    // read, as the deployment controller does all the time.
+    let once = Arc::new(AtomicBool::new(false));
+    fake.after("GET", APP, move |fake| {
+        if !once.swap(true, Ordering::SeqCst) {
+            let mut app = fake.get(APP).unwrap();
+            app["status"]["observedGeneration"] = json!(7);
+            fake.insert(app);
+        }
+    });
+    run(
+        &client,
+        &target(&fake, "Deployment", "app"),
+        &Change::RolloutRestart,
+        DryRun::Off,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        fake.request_lines(),
+        [
+            format!("GET {APP}"),
+            format!("PATCH {APP}?&fieldManager=kubeskippy"),
+            format!("GET {APP}"),
+            format!("PATCH {APP}?&fieldManager=kubeskippy"),
+        ]
+    );
+    assert!(
+        stored(&fake, APP)["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT].is_string()
+    );
+}
+
 // ---- scale ----
 
 #[tokio::test]
 async fn scale_goes_through_the_scale_subresource_and_rolls_back() {
     let (fake, client) = shop();
-    let app = target("Deployment", "app");
-    let action = Action::Scale(5);
+    let app = target(&fake, "Deployment", "app");
+    let change = Change::Scale { replicas: 5 };
 
-    let outcome = run(&client, &app, &action, DryRun::Off, Limits::default())
-        .await
-        .unwrap();
+    let (fields, outcome) = recorded_run(&client, &app, &change).await;
 
     assert_eq!(stored(&fake, APP)["spec"]["replicas"], 5);
-    assert_eq!(outcome.original, Some(json!({"replicas": 2})));
+    assert_eq!(
+        fields,
+        [WrittenField {
+            field: Field::Replicas,
+            previous: Some("2".into()),
+            wrote: "5".into()
+        }]
+    );
     assert_eq!(
         outcome.message,
         "scale Deployment shop/app from 2 to 5 replicas"
     );
+    let lines = fake.request_lines();
     assert_eq!(
-        fake.request_lines(),
+        lines[lines.len() - 3..],
         [
             format!("GET {HPAS}"),
             format!("GET {APP}/scale"),
             format!("PATCH {APP}/scale?&fieldManager=kubeskippy"),
         ]
     );
-    let patch = &fake.requests()[2];
+    let patch = fake.requests().pop().unwrap();
     assert_eq!(patch.content_type, "application/merge-patch+json");
-    assert_eq!(patch.body, json!({"spec": {"replicas": 5}}));
+    assert_eq!(patch.body["spec"], json!({"replicas": 5}));
+    assert!(patch.body["metadata"]["resourceVersion"].is_string());
 
     fake.clear_requests();
-    rollback(&client, &app, &action, outcome.original.as_ref().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(stored(&fake, APP)["spec"]["replicas"], 2);
+    let restored = execute::rollback(&client, &app, &fields).await.unwrap();
     assert_eq!(
-        fake.request_lines(),
-        [format!("PATCH {APP}/scale?&fieldManager=kubeskippy")]
+        restored.message,
+        "scaled Deployment shop/app back to 2 replicas"
     );
+    assert_eq!(stored(&fake, APP)["spec"]["replicas"], 2);
 }
 
 #[tokio::test]
-async fn scale_of_a_statefulset_records_and_restores_its_count() {
+async fn a_scale_rollback_leaves_a_count_someone_else_set_since() {
     let (fake, client) = shop();
-    let db = target("StatefulSet", "db");
-    let outcome = run(
-        &client,
-        &db,
-        &Action::Scale(0),
-        DryRun::Off,
-        Limits::default(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(stored(&fake, DB)["spec"]["replicas"], 0);
-    assert_eq!(outcome.original, Some(json!({"replicas": 3})));
+    let app = target(&fake, "Deployment", "app");
+    let (fields, _) = recorded_run(&client, &app, &Change::Scale { replicas: 3 }).await;
+    // Someone scales the Deployment to 5 while the change is verified.
+    let mut deployment = stored(&fake, APP);
+    deployment["spec"]["replicas"] = json!(5);
+    fake.insert(deployment);
+    fake.clear_requests();
 
-    // Scaled to zero, the Scale omits replicas; rolling back from there
-    // and recording zero as the previous count must both work.
-    let again = run(
-        &client,
-        &db,
-        &Action::Scale(1),
-        DryRun::Off,
-        Limits::default(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(again.original, Some(json!({"replicas": 0})));
-    rollback(&client, &db, &Action::Scale(0), &json!({"replicas": 3}))
+    let outcome = execute::rollback(&client, &app, &fields).await.unwrap();
+    assert_eq!(
+        outcome.message,
+        "left replicas alone: Deployment shop/app has 5 now, not the 3 written"
+    );
+    assert_eq!(stored(&fake, APP)["spec"]["replicas"], 5);
+    assert!(fake.requests().iter().all(|request| !request.is_write()));
+}
+
+#[tokio::test]
+async fn a_scale_runs_only_while_the_count_is_the_one_recorded() {
+    let (fake, client) = shop();
+    let app = target(&fake, "Deployment", "app");
+    let change = Change::Scale { replicas: 4 };
+    let fields = execute::capture(&client, &app, &change)
         .await
+        .unwrap()
         .unwrap();
-    assert_eq!(stored(&fake, DB)["spec"]["replicas"], 3);
+    let mut deployment = stored(&fake, APP);
+    deployment["spec"]["replicas"] = json!(6);
+    fake.insert(deployment);
+    let error = execute::execute(&client, &app, &change, Some(&fields), DryRun::Off, &now())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "Deployment shop/app: has 6 replicas, not the 2 recorded before the change"
+    );
+    assert!(error.is_transient(), "a new attempt records again");
+    assert_eq!(stored(&fake, APP)["spec"]["replicas"], 6);
+}
+
+#[tokio::test]
+async fn a_statefulset_scaled_from_zero_records_zero() {
+    let (fake, client) = shop();
+    let mut db = stored(&fake, DB);
+    db["spec"]["replicas"] = json!(0);
+    fake.insert(db);
+    let db = target(&fake, "StatefulSet", "db");
+    // The Scale omits `replicas: 0`; absent means zero.
+    let (fields, _) = recorded_run(&client, &db, &Change::Scale { replicas: 1 }).await;
+    assert_eq!(fields[0].previous.as_deref(), Some("0"));
+    assert_eq!(stored(&fake, DB)["spec"]["replicas"], 1);
+    execute::rollback(&client, &db, &fields).await.unwrap();
+    assert_eq!(stored(&fake, DB)["spec"]["replicas"], 0);
 }
 
 #[tokio::test]
@@ -442,10 +571,9 @@ async fn scale_is_refused_when_an_hpa_controls_the_workload() {
     let reason = refusal(
         run(
             &client,
-            &target("Deployment", "web"),
-            &Action::Scale(6),
+            &target(&fake, "Deployment", "web"),
+            &Change::Scale { replicas: 6 },
             DryRun::Off,
-            Limits::default(),
         )
         .await,
     );
@@ -458,31 +586,6 @@ async fn scale_is_refused_when_an_hpa_controls_the_workload() {
 }
 
 #[tokio::test]
-async fn scale_is_refused_outside_the_bounds_before_calling_the_api() {
-    let (fake, client) = shop();
-    let app = target("Deployment", "app");
-    let bounds = Limits {
-        replicas: Some((1, 4)),
-        ..Limits::default()
-    };
-    for replicas in [0, 5] {
-        let reason =
-            refusal(run(&client, &app, &Action::Scale(replicas), DryRun::Off, bounds).await);
-        assert_eq!(
-            reason,
-            format!("{replicas} replicas is outside the allowed range 1..=4")
-        );
-    }
-    assert!(fake.requests().is_empty(), "{:?}", fake.request_lines());
-    assert_eq!(stored(&fake, APP)["spec"]["replicas"], 2);
-
-    run(&client, &app, &Action::Scale(4), DryRun::Off, bounds)
-        .await
-        .unwrap();
-    assert_eq!(stored(&fake, APP)["spec"]["replicas"], 4);
-}
-
-#[tokio::test]
 async fn scale_of_a_daemonset_or_pod_is_unsupported() {
     let (fake, client) = shop();
     for (kind, name) in [
@@ -492,10 +595,9 @@ async fn scale_of_a_daemonset_or_pod_is_unsupported() {
     ] {
         let error = run(
             &client,
-            &target(kind, name),
-            &Action::Scale(2),
+            &target(&fake, kind, name),
+            &Change::Scale { replicas: 2 },
             DryRun::Off,
-            Limits::default(),
         )
         .await
         .unwrap_err();
@@ -510,18 +612,16 @@ async fn scale_of_a_daemonset_or_pod_is_unsupported() {
     assert!(fake.requests().is_empty());
 }
 
-// ---- resource patch ----
+// ---- resources ----
 
 #[tokio::test]
-async fn resource_patch_changes_only_the_named_container_and_rolls_back() {
+async fn a_resource_change_writes_only_its_fields_and_rolls_back() {
     let (fake, client) = shop();
-    let app = target("Deployment", "app");
+    let app = target(&fake, "Deployment", "app");
     let before = stored(&fake, APP);
-    let action = memory_patch("app", 2 * GI);
+    let change = memory_limit("app", 2 * GI);
 
-    let outcome = run(&client, &app, &action, DryRun::Off, Limits::default())
-        .await
-        .unwrap();
+    let (fields, outcome) = recorded_run(&client, &app, &change).await;
 
     let after = stored(&fake, APP);
     assert_eq!(
@@ -537,146 +637,166 @@ async fn resource_patch_changes_only_the_named_container_and_rolls_back() {
         container(&before, "log-shipper")
     );
     assert_eq!(
-        outcome.original,
-        Some(json!({"container": "app", "resources": container(&before, "app")["resources"]}))
+        fields,
+        [WrittenField {
+            field: Field::Resource {
+                container: "app".into(),
+                section: Section::Limits,
+                resource: Resource::Memory
+            },
+            previous: Some("512Mi".into()),
+            wrote: "2Gi".into()
+        }]
     );
     assert_eq!(
         outcome.message,
-        "set limits.memory=2Gi of container app in Deployment shop/app"
+        "set limits.memory of container app to 2Gi in Deployment shop/app"
     );
+    let patch = fake.requests().pop().unwrap();
     assert_eq!(
-        fake.request_lines(),
-        [
-            format!("GET {APP}"),
-            format!("PATCH {APP}?&fieldManager=kubeskippy")
-        ]
+        patch.line(),
+        format!("PATCH {APP}?&fieldManager=kubeskippy")
     );
-    let patch = &fake.requests()[1];
     assert_eq!(patch.content_type, "application/strategic-merge-patch+json");
     assert_eq!(
         patch.body,
-        json!({"spec": {"template": {"spec": {"containers": [
+        json!({"metadata": {"resourceVersion": before["metadata"]["resourceVersion"]},
+        "spec": {"template": {"spec": {"containers": [
             {"name": "app", "resources": {"limits": {"memory": "2Gi"}}}
-        ]}}}})
+        ]}}}}),
+        "built by the host from the typed change"
     );
 
-    rollback(&client, &app, &action, outcome.original.as_ref().unwrap())
-        .await
-        .unwrap();
+    let outcome = execute::rollback(&client, &app, &fields).await.unwrap();
+    assert_eq!(
+        outcome.message,
+        "restored limits.memory of container app to 512Mi in Deployment shop/app"
+    );
     assert_eq!(stored(&fake, APP)["spec"], before["spec"]);
 }
 
 #[tokio::test]
-async fn resource_rollback_removes_limits_and_requests_the_patch_added() {
+async fn a_rollback_restores_only_what_still_holds_what_was_written() {
+    // The review's reproduction: a memory patch fails verification after
+    // someone rolled out a new image and scaled to 5. The rollback puts the
+    // memory back and nothing else.
     let (fake, client) = shop();
-    let app = target("Deployment", "app");
-    let before = stored(&fake, APP);
-    let action = Action::Patch(Patch::Resources(ResourcePatch {
-        container: "log-shipper".into(),
-        cpu_limit_millicores: Some(200),
-        cpu_request_millicores: Some(50),
-        memory_limit_bytes: Some(128 * MI),
-        memory_request_bytes: Some(32 * MI),
-    }));
+    let app = target(&fake, "Deployment", "app");
+    let change = resources(
+        "app",
+        amounts(Some(1000), Some(GI)),
+        amounts(None, Some(512 * MI)),
+    );
+    let (fields, _) = recorded_run(&client, &app, &change).await;
+    let mut deployment = stored(&fake, APP);
+    deployment["spec"]["replicas"] = json!(5);
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"] =
+        json!("registry.example.com/shop/app:1.4.3-security-fix");
+    // and someone tuned the CPU limit this change had raised.
+    deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] =
+        json!("1500m");
+    fake.insert(deployment);
 
-    let outcome = run(&client, &app, &action, DryRun::Off, Limits::default())
-        .await
-        .unwrap();
+    let outcome = execute::rollback(&client, &app, &fields).await.unwrap();
+    let after = stored(&fake, APP);
+    assert_eq!(after["spec"]["replicas"], 5);
+    assert_eq!(
+        container(&after, "app")["image"],
+        "registry.example.com/shop/app:1.4.3-security-fix"
+    );
+    assert_eq!(
+        container(&after, "app")["resources"],
+        json!({"limits": {"cpu": "1500m", "memory": "512Mi"}, "requests": {"cpu": "250m", "memory": "256Mi"}})
+    );
+    assert_eq!(
+        outcome.message,
+        "left limits.cpu of container app alone: it is 1500m now, not the 1 written, \
+         restored limits.memory of container app to 512Mi, \
+         restored requests.memory of container app to 256Mi in Deployment shop/app"
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_removes_values_the_change_added() {
+    let (fake, client) = shop();
+    let app = target(&fake, "Deployment", "app");
+    let before = stored(&fake, APP);
+    let change = resources(
+        "log-shipper",
+        amounts(Some(200), Some(128 * MI)),
+        amounts(Some(50), Some(32 * MI)),
+    );
+    let (fields, _) = recorded_run(&client, &app, &change).await;
     assert_eq!(
         container(&stored(&fake, APP), "log-shipper")["resources"],
         json!({"limits": {"cpu": "200m", "memory": "128Mi"}, "requests": {"cpu": "50m", "memory": "32Mi"}})
     );
 
     fake.clear_requests();
-    rollback(&client, &app, &action, outcome.original.as_ref().unwrap())
-        .await
-        .unwrap();
-    let after = stored(&fake, APP);
+    execute::rollback(&client, &app, &fields).await.unwrap();
+    assert_eq!(stored(&fake, APP)["spec"], before["spec"]);
     assert_eq!(
-        container(&after, "log-shipper")["resources"],
-        json!({"limits": {"memory": "64Mi"}})
-    );
-    assert_eq!(after["spec"], before["spec"]);
-    assert_eq!(
-        fake.requests()[1].body,
-        json!({"spec": {"template": {"spec": {"containers": [{
+        fake.requests()[1].body["spec"],
+        json!({"template": {"spec": {"containers": [{
             "name": "log-shipper",
-            "resources": {"limits": {"cpu": null, "memory": "64Mi"}, "requests": null}
-        }]}}}})
+            "resources": {"limits": {"cpu": null, "memory": "64Mi"}, "requests": {"cpu": null, "memory": null}}
+        }]}}})
     );
 
-    // Nothing left to undo: no write.
+    // Nothing holds what was written any more: no write.
     fake.clear_requests();
-    let again = rollback(&client, &app, &action, outcome.original.as_ref().unwrap())
-        .await
-        .unwrap();
-    assert!(
-        again.message.contains("already as before"),
-        "{}",
-        again.message
-    );
+    execute::rollback(&client, &app, &fields).await.unwrap();
     assert_eq!(fake.request_lines(), [format!("GET {APP}")]);
 }
 
 #[tokio::test]
-async fn resource_patch_enforces_the_memory_maximum() {
+async fn a_resource_change_runs_only_while_its_fields_are_as_recorded() {
     let (fake, client) = shop();
-    let app = target("Deployment", "app");
-    let limits = Limits {
-        max_memory_bytes: Some(GI),
-        ..Limits::default()
-    };
+    let app = target(&fake, "Deployment", "app");
+    let change = memory_limit("app", GI);
+    let fields = execute::capture(&client, &app, &change)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut deployment = stored(&fake, APP);
+    deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"] =
+        json!("768Mi");
+    fake.insert(deployment);
+    let error = execute::execute(&client, &app, &change, Some(&fields), DryRun::Off, &now())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "Deployment shop/app: limits.memory of container app is 768Mi now, not the 512Mi recorded before the change"
+    );
+    assert_eq!(
+        container(&stored(&fake, APP), "app")["resources"]["limits"]["memory"],
+        "768Mi"
+    );
+}
+
+#[tokio::test]
+async fn a_resource_change_cannot_add_a_container_or_patch_a_bare_pod() {
+    let (fake, client) = shop();
+    let before = fake.snapshot();
     let reason = refusal(
         run(
             &client,
-            &app,
-            &memory_patch("app", 2 * GI),
+            &target(&fake, "Deployment", "app"),
+            &memory_limit("sidecar", GI),
             DryRun::Off,
-            limits,
         )
         .await,
     );
     assert_eq!(
         reason,
-        "memory limit 2Gi for container app exceeds the maximum 1Gi"
-    );
-    assert!(fake.requests().is_empty());
-    assert_eq!(
-        container(&stored(&fake, APP), "app")["resources"]["limits"]["memory"],
-        "512Mi"
-    );
-
-    run(&client, &app, &memory_patch("app", GI), DryRun::Off, limits)
-        .await
-        .unwrap();
-    assert_eq!(
-        container(&stored(&fake, APP), "app")["resources"]["limits"]["memory"],
-        "1Gi"
-    );
-}
-
-#[tokio::test]
-async fn resource_patch_of_a_missing_container_or_a_bare_pod_is_an_error() {
-    let (fake, client) = shop();
-    let error = run(
-        &client,
-        &target("Deployment", "app"),
-        &memory_patch("sidecar", GI),
-        DryRun::Off,
-        Limits::default(),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(
-        error.to_string(),
-        "container sidecar in Deployment shop/app not found"
+        "container sidecar is not one of the Deployment's containers"
     );
     let error = run(
         &client,
-        &target("Pod", "debug"),
-        &memory_patch("shell", GI),
+        &target(&fake, "Pod", "debug"),
+        &memory_limit("shell", GI),
         DryRun::Off,
-        Limits::default(),
     )
     .await
     .unwrap_err();
@@ -684,311 +804,42 @@ async fn resource_patch_of_a_missing_container_or_a_bare_pod_is_an_error() {
         matches!(error, ExecuteError::Unsupported { .. }),
         "{error:?}"
     );
-    assert_eq!(fake.request_lines(), [format!("GET {APP}")]);
-}
-
-// ---- raw patch documents ----
-
-const ADD_ENV: &str = r#"
-spec:
-  template:
-    metadata:
-      labels:
-        healed-by: kubeskippy
-    spec:
-      containers:
-      - name: app
-        env:
-        - name: GOMEMLIMIT
-          value: 450MiB
-"#;
-
-#[tokio::test]
-async fn strategic_patch_applies_and_rolls_back_the_spec() {
-    let (fake, client) = shop();
-    let app = target("Deployment", "app");
-    let before = stored(&fake, APP);
-    let action = Action::Patch(Patch::StrategicMerge(ADD_ENV.into()));
-
-    let outcome = run(&client, &app, &action, DryRun::Off, Limits::default())
-        .await
-        .unwrap();
-
-    let after = stored(&fake, APP);
-    assert_eq!(
-        container(&after, "app")["env"],
-        json!([{"name": "GOMEMLIMIT", "value": "450MiB"}])
-    );
-    assert_eq!(
-        container(&after, "app")["resources"],
-        container(&before, "app")["resources"]
-    );
-    assert_eq!(
-        container(&after, "log-shipper"),
-        container(&before, "log-shipper")
-    );
-    assert_eq!(
-        after["spec"]["template"]["metadata"]["labels"]["healed-by"],
-        "kubeskippy"
-    );
-    assert_eq!(outcome.original, Some(json!({"spec": before["spec"]})));
-    assert_eq!(
-        outcome.message,
-        "apply strategic-merge patch to Deployment shop/app"
-    );
-    // Checked with a server-side dry-run first, then applied.
-    assert_eq!(
-        fake.request_lines(),
-        [
-            format!("GET {APP}"),
-            format!("PATCH {APP}?&dryRun=All&fieldManager=kubeskippy"),
-            format!("PATCH {APP}?&fieldManager=kubeskippy"),
-        ]
-    );
-    assert_eq!(
-        fake.requests()[2].content_type,
-        "application/strategic-merge-patch+json"
-    );
-
-    fake.clear_requests();
-    rollback(&client, &app, &action, outcome.original.as_ref().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(stored(&fake, APP)["spec"], before["spec"]);
-    let restore = &fake.requests()[1];
-    assert_eq!(restore.content_type, "application/merge-patch+json");
-}
-
-#[tokio::test]
-async fn invalid_patch_documents_are_one_line_errors() {
-    let (fake, client) = shop();
-    let app = target("Deployment", "app");
-    for (document, expected) in [
-        (
-            "spec: [unclosed\n  replicas: 3",
-            "strategic-merge patch does not parse: ",
-        ),
-        (
-            "- op: replace\n  path: /spec/replicas",
-            "strategic-merge patch must be a mapping, got a list",
-        ),
-        ("", "strategic-merge patch must be a mapping, got nothing"),
-    ] {
-        let action = Action::Patch(Patch::StrategicMerge(document.into()));
-        let error = run(&client, &app, &action, DryRun::Off, Limits::default())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(error, ExecuteError::InvalidPatch { .. }),
-            "{error:?}"
-        );
-        let message = error.to_string();
-        assert!(
-            message.starts_with(&format!("Deployment shop/app: invalid patch: {expected}")),
-            "{message}"
-        );
-        assert!(!message.contains('\n'), "{message:?}");
-    }
-    assert!(fake.requests().is_empty());
-}
-
-#[tokio::test]
-async fn raw_patches_cannot_bypass_the_memory_maximum_or_the_scale_guards() {
-    let (fake, client) = shop();
-    let limits = Limits {
-        replicas: Some((1, 4)),
-        max_memory_bytes: Some(GI),
-    };
-    let big = Action::Patch(Patch::StrategicMerge(
-        r#"{"spec":{"template":{"spec":{"containers":[{"name":"app","resources":{"limits":{"memory":"8Gi"}}}]}}}}"#.into(),
-    ));
-    let reason = refusal(
-        run(
-            &client,
-            &target("Deployment", "app"),
-            &big,
-            DryRun::Off,
-            limits,
-        )
-        .await,
-    );
-    assert_eq!(
-        reason,
-        "memory limit 8Gi for container app exceeds the maximum 1Gi"
-    );
-
-    let many = Action::Patch(Patch::StrategicMerge("spec: {replicas: 9}".into()));
-    let reason = refusal(
-        run(
-            &client,
-            &target("Deployment", "app"),
-            &many,
-            DryRun::Off,
-            limits,
-        )
-        .await,
-    );
-    assert_eq!(reason, "9 replicas is outside the allowed range 1..=4");
-
-    let hpa = Action::Patch(Patch::StrategicMerge("spec: {replicas: 4}".into()));
-    let reason = refusal(
-        run(
-            &client,
-            &target("Deployment", "web"),
-            &hpa,
-            DryRun::Off,
-            limits,
-        )
-        .await,
-    );
-    assert_eq!(
-        reason,
-        "HPA web controls Deployment/web; scaling by hand would be undone"
-    );
-
-    // Only the dry runs reached the server: nothing was written.
-    assert!(
-        fake.requests()
-            .iter()
-            .filter(|r| r.method == "PATCH")
-            .all(|r| r.dry_run()),
-        "{:?}",
-        fake.request_lines()
-    );
-    assert_eq!(
-        container(&stored(&fake, APP), "app")["resources"]["limits"]["memory"],
-        "512Mi"
-    );
-    assert_eq!(stored(&fake, APP)["spec"]["replicas"], 2);
-    assert_eq!(stored(&fake, WEB)["spec"]["replicas"], 3);
-
-    // A patch that leaves an over-limit value alone is not blamed for it.
-    let label = Action::Patch(Patch::StrategicMerge(
-        "spec: {template: {metadata: {labels: {tier: front}}}}".into(),
-    ));
-    let tight = Limits {
-        max_memory_bytes: Some(256 * MI),
-        ..limits
-    };
-    run(
-        &client,
-        &target("Deployment", "app"),
-        &label,
-        DryRun::Off,
-        tight,
-    )
-    .await
-    .unwrap();
-}
-
-#[tokio::test]
-async fn merge_and_json_patch_documents_apply_with_their_content_types() {
-    let (fake, client) = shop();
-    let app = target("Deployment", "app");
-
-    execute::patch::document(
-        &client,
-        &app,
-        PatchKind::Merge,
-        "spec: {minReadySeconds: 10}",
-        &Limits::default(),
-        DryRun::Off,
-    )
-    .await
-    .unwrap();
-    assert_eq!(stored(&fake, APP)["spec"]["minReadySeconds"], 10);
-
-    let bump = r#"[{"op": "test", "path": "/spec/template/spec/containers/0/name", "value": "app"},
-                   {"op": "replace", "path": "/spec/template/spec/containers/0/image", "value": "registry.example.com/shop/app:1.4.3"}]"#;
-    let outcome = execute::patch::document(
-        &client,
-        &app,
-        PatchKind::Json,
-        bump,
-        &Limits::default(),
-        DryRun::Off,
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        container(&stored(&fake, APP), "app")["image"],
-        "registry.example.com/shop/app:1.4.3"
-    );
-    assert_eq!(outcome.message, "apply JSON patch to Deployment shop/app");
-    let types: Vec<String> = fake
-        .requests()
-        .iter()
-        .filter(|r| r.method == "PATCH" && !r.dry_run())
-        .map(|r| r.content_type.clone())
-        .collect();
-    assert_eq!(
-        types,
-        [
-            "application/merge-patch+json",
-            "application/json-patch+json"
-        ]
-    );
-
-    // A failing `test` operation is the server's 422, reported on one line.
-    let stale = r#"[{"op": "test", "path": "/spec/replicas", "value": 7}]"#;
-    let error = execute::patch::document(
-        &client,
-        &app,
-        PatchKind::Json,
-        stale,
-        &Limits::default(),
-        DryRun::Off,
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(
-        error,
-        ExecuteError::Api {
-            target: "Deployment shop/app".into(),
-            message: "422 Invalid: test at /spec/replicas failed".into()
-        }
-    );
-
-    let error = execute::patch::document(
-        &client,
-        &app,
-        PatchKind::Json,
-        "{op: add}",
-        &Limits::default(),
-        DryRun::Off,
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        error.to_string().starts_with(
-            "Deployment shop/app: invalid patch: JSON patch is not a list of operations"
-        ),
-        "{error}"
-    );
+    assert_eq!(fake.snapshot(), before);
 }
 
 // ---- eviction ----
 
 #[tokio::test]
-async fn delete_pod_goes_through_the_eviction_subresource() {
+async fn pods_are_evicted_through_the_eviction_api_with_their_uid_as_precondition() {
     let (fake, client) = shop();
-    let outcome = run(
-        &client,
-        &target("Pod", "debug"),
-        &Action::DeletePod,
-        DryRun::Off,
-        Limits::default(),
-    )
-    .await
-    .unwrap();
+    let debug = target(&fake, "Pod", "debug");
+    let outcome = run(&client, &debug, &Change::Evict, DryRun::Off)
+        .await
+        .unwrap();
     assert!(fake.get(&format!("{PODS}/debug")).is_none());
     assert_eq!(
         fake.request_lines(),
         [format!("POST {PODS}/debug/eviction")]
     );
-    assert_eq!(fake.requests()[0].body["metadata"]["name"], "debug");
+    assert_eq!(
+        fake.requests()[0].body,
+        json!({"apiVersion": "policy/v1", "kind": "Eviction",
+               "metadata": {"name": "debug", "namespace": "shop"},
+               "deleteOptions": {"preconditions": {"uid": debug.uid}}})
+    );
     assert_eq!(outcome.message, "evict Pod shop/debug");
-    assert_eq!(outcome.original, None);
+}
+
+#[tokio::test]
+async fn a_pod_recreated_under_the_same_name_is_not_evicted() {
+    let (fake, client) = shop();
+    let mut planned = target(&fake, "Pod", "debug");
+    planned.uid = "uid-of-the-pod-that-was-analysed".into();
+    let error = run(&client, &planned, &Change::Evict, DryRun::Off)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ExecuteError::Moved { .. }), "{error:?}");
+    assert!(fake.get(&format!("{PODS}/debug")).is_some());
 }
 
 #[tokio::test]
@@ -997,10 +848,9 @@ async fn eviction_blocked_by_a_pod_disruption_budget_is_refused() {
     let reason = refusal(
         run(
             &client,
-            &target("Pod", APP_POD),
-            &Action::DeletePod,
+            &target(&fake, "Pod", APP_POD),
+            &Change::Evict,
             DryRun::Off,
-            Limits::default(),
         )
         .await,
     );
@@ -1009,21 +859,16 @@ async fn eviction_blocked_by_a_pod_disruption_budget_is_refused() {
         "blocked by a PodDisruptionBudget: Cannot evict pod as it would violate the pod's disruption budget. (The disruption budget app needs 2 healthy pods and has 2 currently)"
     );
     assert!(fake.get(&format!("{PODS}/{APP_POD}")).is_some());
-    assert_eq!(
-        fake.request_lines(),
-        [format!("POST {PODS}/{APP_POD}/eviction")]
-    );
 }
 
 #[tokio::test]
-async fn delete_pod_of_a_workload_or_missing_pod_is_an_error() {
-    let (_fake, client) = shop();
+async fn eviction_of_a_workload_or_a_missing_pod_is_an_error() {
+    let (fake, client) = shop();
     let error = run(
         &client,
-        &target("Deployment", "app"),
-        &Action::DeletePod,
+        &target(&fake, "Deployment", "app"),
+        &Change::Evict,
         DryRun::Off,
-        Limits::default(),
     )
     .await
     .unwrap_err();
@@ -1033,10 +878,9 @@ async fn delete_pod_of_a_workload_or_missing_pod_is_an_error() {
     );
     let error = run(
         &client,
-        &target("Pod", "gone"),
-        &Action::DeletePod,
+        &target(&fake, "Pod", "gone"),
+        &Change::Evict,
         DryRun::Off,
-        Limits::default(),
     )
     .await
     .unwrap_err();
@@ -1050,10 +894,11 @@ type WouldBe = Box<dyn Fn(&Value)>;
 
 #[tokio::test]
 async fn server_dry_run_sends_dry_run_all_stores_nothing_and_returns_the_would_be_object() {
-    let cases: Vec<(ObjectRef, Action, WouldBe)> = vec![
+    let cases: Vec<(&str, &str, Change, WouldBe)> = vec![
         (
-            target("Deployment", "app"),
-            Action::Restart,
+            "Deployment",
+            "app",
+            Change::RolloutRestart,
             Box::new(|would| {
                 assert_eq!(
                     would["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT],
@@ -1062,21 +907,18 @@ async fn server_dry_run_sends_dry_run_all_stores_nothing_and_returns_the_would_b
             }),
         ),
         (
-            target("Pod", "debug"),
-            Action::Restart,
-            Box::new(|would| assert_eq!(would["metadata"]["name"], "debug")),
-        ),
-        (
-            target("Deployment", "app"),
-            Action::Scale(5),
+            "Deployment",
+            "app",
+            Change::Scale { replicas: 5 },
             Box::new(|would| {
                 assert_eq!(would["kind"], "Scale");
                 assert_eq!(would["spec"]["replicas"], 5);
             }),
         ),
         (
-            target("Deployment", "app"),
-            memory_patch("app", 2 * GI),
+            "Deployment",
+            "app",
+            memory_limit("app", 2 * GI),
             Box::new(|would| {
                 assert_eq!(
                     container(would, "app")["resources"]["limits"]["memory"],
@@ -1089,39 +931,35 @@ async fn server_dry_run_sends_dry_run_all_stores_nothing_and_returns_the_would_b
             }),
         ),
         (
-            target("Deployment", "app"),
-            Action::Patch(Patch::StrategicMerge(ADD_ENV.into())),
-            Box::new(|would| assert_eq!(container(would, "app")["env"][0]["name"], "GOMEMLIMIT")),
-        ),
-        (
-            target("Pod", "debug"),
-            Action::DeletePod,
+            "Pod",
+            "debug",
+            Change::Evict,
             Box::new(|would| {
                 assert_eq!(would["status"], "Success");
                 assert_eq!(would["code"], 201);
             }),
         ),
     ];
-    for (object, action, check) in cases {
+    for (kind, name, change, check) in cases {
         let (fake, client) = shop();
         let before = fake.snapshot();
-        let outcome = run(&client, &object, &action, DryRun::Server, Limits::default())
+        let outcome = run(&client, &target(&fake, kind, name), &change, DryRun::Server)
             .await
-            .unwrap_or_else(|error| panic!("{action:?}: {error}"));
+            .unwrap_or_else(|error| panic!("{change:?}: {error}"));
         let writes: Vec<_> = fake
             .requests()
             .into_iter()
             .filter(|r| r.is_write())
             .collect();
-        assert!(!writes.is_empty(), "{action:?}");
+        assert!(!writes.is_empty(), "{change:?}");
         for write in &writes {
             assert!(
                 write.dry_run(),
-                "{action:?}: {} without dryRun=All",
+                "{change:?}: {} without dryRun=All",
                 write.line()
             );
         }
-        assert_eq!(fake.snapshot(), before, "{action:?} stored something");
+        assert_eq!(fake.snapshot(), before, "{change:?} stored something");
         assert!(
             outcome.message.starts_with("dry run: would "),
             "{}",
@@ -1131,83 +969,27 @@ async fn server_dry_run_sends_dry_run_all_stores_nothing_and_returns_the_would_b
             outcome
                 .dry_run_result
                 .as_ref()
-                .unwrap_or_else(|| panic!("{action:?}: no result")),
+                .unwrap_or_else(|| panic!("{change:?}: no result")),
         );
     }
 }
 
 #[tokio::test]
-async fn dry_run_writes_carry_dry_run_all_in_the_query_or_delete_options() {
+async fn an_eviction_dry_run_says_so_in_the_query_and_the_delete_options() {
     let (fake, client) = shop();
     run(
         &client,
-        &target("Deployment", "app"),
-        &Action::Scale(3),
+        &target(&fake, "Pod", "debug"),
+        &Change::Evict,
         DryRun::Server,
-        Limits::default(),
     )
     .await
     .unwrap();
-    run(
-        &client,
-        &target("Pod", "debug"),
-        &Action::DeletePod,
-        DryRun::Server,
-        Limits::default(),
-    )
-    .await
-    .unwrap();
-    run(
-        &client,
-        &target("Pod", "debug"),
-        &Action::Restart,
-        DryRun::Server,
-        Limits::default(),
-    )
-    .await
-    .unwrap();
-    let lines = fake.request_lines();
-    assert!(
-        lines.contains(&format!(
-            "PATCH {APP}/scale?&dryRun=All&fieldManager=kubeskippy"
-        )),
-        "{lines:?}"
-    );
-    assert!(
-        lines.contains(&format!("POST {PODS}/debug/eviction?&dryRun=All")),
-        "{lines:?}"
-    );
-    let delete = fake
-        .requests()
-        .into_iter()
-        .find(|r| r.method == "DELETE")
-        .unwrap();
-    assert_eq!(delete.body["dryRun"], json!(["All"]));
-}
-
-// ---- dispatch ----
-
-#[tokio::test]
-async fn none_does_nothing_and_restarts_cannot_be_rolled_back() {
-    let (fake, client) = shop();
-    let app = target("Deployment", "app");
-    let outcome = run(&client, &app, &Action::None, DryRun::Off, Limits::default())
-        .await
-        .unwrap();
-    assert_eq!(outcome.message, "nothing to do for Deployment shop/app");
-    let error = rollback(&client, &app, &Action::Restart, &json!({}))
-        .await
-        .unwrap_err();
+    let request = &fake.requests()[0];
     assert_eq!(
-        error.to_string(),
-        "Deployment shop/app: rollback of restart is not supported"
+        request.line(),
+        format!("POST {PODS}/debug/eviction?dryRun=All")
     );
-    let error = rollback(&client, &app, &Action::Scale(3), &json!({"count": 2}))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(error, ExecuteError::InvalidOriginal { .. }),
-        "{error:?}"
-    );
-    assert!(fake.requests().is_empty());
+    assert_eq!(request.body["deleteOptions"]["dryRun"], json!(["All"]));
+    let _ = version(&fake, APP);
 }

@@ -1,334 +1,28 @@
-//! The HealingAction lifecycle against the in-memory API server, seeded with
-//! what production sees: a Deployment `shop/app` with its ReplicaSet and two
-//! Ready pods, a Deployment `shop/web` an HPA controls, a bare pod, and a
-//! HealingPolicy allowing restart, scale, patch and delete-pod. Time is a
-//! test clock; nothing sleeps.
+//! The HealingAction lifecycle against the in-memory API server (the harness
+//! in `common/harness.rs`): every transition, approval and rejection, each
+//! gate, the breaker, dry runs, verification and rollback, interruption and
+//! retries.
 
 #[path = "common/fake_api.rs"]
 mod fake_api;
+#[path = "common/harness.rs"]
+mod harness;
 #[path = "common/shop_app.rs"]
 mod shop_app;
 #[path = "common/test_clock.rs"]
 mod test_clock;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use fake_api::FakeApi;
-use kubeskippy::events::EventRecorder;
+use harness::*;
 use kubeskippy::execute::Clock;
-use kubeskippy::healing_action::{HealingAction, Phase};
+use kubeskippy::healing_action::Phase;
 use kubeskippy::lifecycle::gates::{self, Disruption};
-use kubeskippy::lifecycle::{self, Context, LifecycleError, Step};
+use kubeskippy::lifecycle::{self, LifecycleError, Step};
 use kubeskippy::policy::HealingPolicy;
 use serde_json::{Value, json};
 use shop_app::{APP, POD_1};
-use test_clock::TestClock;
-
-/// The rest of namespace `shop`, beside `shop_app::YAML`.
-const AROUND_APP: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: other-pod, namespace: shop, labels: {app: app}}
-spec:
-  containers: [{name: app, image: registry.example.com/shop/app:1.4.2}]
-status:
-  phase: Running
-  conditions: [{type: Ready, status: "False"}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: debug, namespace: shop, uid: uid-debug, labels: {run: debug}}
-spec:
-  containers: [{name: shell, image: "busybox:1.36"}]
-status:
-  phase: Running
-  conditions: [{type: Ready, status: "True"}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: shop, uid: uid-web}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers: [{name: web, image: "nginx:1.27"}]
-status: {replicas: 3, availableReplicas: 3}
----
-apiVersion: autoscaling/v2
-kind: HorizontalPodAutoscaler
-metadata: {name: web, namespace: shop}
-spec:
-  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
-  minReplicas: 2
-  maxReplicas: 10
----
-apiVersion: kubeskippy.io/v1alpha1
-kind: HealingPolicy
-metadata: {name: shop-healing, namespace: shop}
-spec:
-  mode: automatic
-  triggers:
-  - name: oom
-    condition: {states: [OOMKilled]}
-  actions:
-  - {name: restart, type: restart}
-  - name: scale-out
-    type: scale
-    scale: {minReplicas: 1, maxReplicas: 5}
-  - name: more-memory
-    type: patch
-    patch: {maxMemoryLimit: 2Gi}
-  - {name: evict, type: delete-pod}
-  safety:
-    maxActionsPerHour: 2
-    maxConcurrent: 1
-    minHealthyPercent: 50
-    verificationWindow: 2m
-    breakerThreshold: 3
-    breakerCoolOff: 30m
-"#;
-
-const POLICY: &str = "/apis/kubeskippy.io/v1alpha1/namespaces/shop/healingpolicies/shop-healing";
-const ACTIONS: &str = "/apis/kubeskippy.io/v1alpha1/namespaces/shop/healingactions/";
-const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/shop/events/";
-
-fn start() -> DateTime<Utc> {
-    "2026-03-14T09:00:00Z".parse().unwrap()
-}
-
-struct Shop {
-    fake: FakeApi,
-    ctx: Context,
-    clock: TestClock,
-}
-
-fn shop() -> Shop {
-    shop_with_budget(100)
-}
-
-fn shop_with_budget(cluster_actions_per_hour: u32) -> Shop {
-    let fake = FakeApi::new();
-    fake.seed_yaml(shop_app::YAML);
-    fake.seed_yaml(AROUND_APP);
-    let client = fake.client();
-    let clock = TestClock::at(start());
-    let ctx = Context {
-        events: EventRecorder::new(client.clone(), "kubeskippy-0"),
-        client,
-        clock: Arc::new(clock.clone()),
-        identity: "kubeskippy-0".into(),
-        cluster_actions_per_hour,
-        floor: kubeskippy::safety::SafetyFloor::default(),
-    };
-    Shop { fake, ctx, clock }
-}
-
-/// A HealingAction of the policy as `actions::plan` shapes it; `action` is
-/// the spec's action block, `extra` is merged into the spec.
-fn healing_action(name: &str, kind: &str, target: &str, action: Value, extra: Value) -> Value {
-    let uid = match target {
-        "app" => "uid-app",
-        "web" => "uid-web",
-        "app-6f9c7b8d4-2xkqp" => "uid-pod-1",
-        "debug" => "uid-debug",
-        _ => "uid-unknown",
-    };
-    let mut spec = json!({
-        "policyRef": {"name": "shop-healing"},
-        "incidentId": "shop/app",
-        "target": {"apiVersion": if kind == "Pod" {"v1"} else {"apps/v1"}, "kind": kind,
-                   "namespace": "shop", "name": target, "uid": uid},
-        "action": action,
-        "source": "rules",
-        "confidence": 0.9,
-        "reasoning": "OOMKilled three times in ten minutes",
-        "risk": "low",
-    });
-    fake_api::merge(&mut spec, &extra);
-    json!({
-        "apiVersion": "kubeskippy.io/v1alpha1",
-        "kind": "HealingAction",
-        "metadata": {"name": name, "namespace": "shop", "labels": {"kubeskippy.io/policy": "shop-healing"}},
-        "spec": spec,
-    })
-}
-
-fn restart() -> Value {
-    json!({"type": "restart", "restartAction": {"strategy": "rollout"}})
-}
-
-fn scale_to(replicas: u32) -> Value {
-    json!({"type": "scale", "scaleAction": {"replicas": replicas}})
-}
-
-fn memory_patch(limit: &str) -> Value {
-    let document = format!(
-        "spec:\n  template:\n    spec:\n      containers:\n      - name: app\n        resources:\n          limits: {{memory: {limit}}}\n"
-    );
-    json!({"type": "patch", "patchAction": {"patchType": "strategic", "patch": document}})
-}
-
-fn evict(pod: &str) -> Value {
-    json!({"type": "delete-pod", "deletePodAction": {"podName": pod, "useEviction": true}})
-}
-
-impl Shop {
-    fn add(&self, action: Value) {
-        self.fake.insert(action);
-    }
-
-    /// Adds a HealingAction with the defaults `actions::plan` gives.
-    fn plan(&self, name: &str, kind: &str, target: &str, action: Value) {
-        self.add(healing_action(name, kind, target, action, json!({})));
-    }
-
-    /// Two reconciles take a refused action from Pending to Failed, with no
-    /// retry and nothing to roll back.
-    async fn assert_refused(&self, name: &str, message: &str) {
-        self.step(name).await;
-        assert_eq!(self.step(name).await, Step::wait(Phase::Failed));
-        let status = self.status(name);
-        assert_eq!(status["message"], message);
-        assert_eq!(status["attempts"], 1);
-        assert!(status.get("retryAfter").is_none(), "{status}");
-        assert!(
-            status["conditions"]
-                .as_array()
-                .is_none_or(|conditions| conditions.iter().all(|c| c["type"] != "RollbackPending")),
-            "{status}"
-        );
-    }
-
-    fn action(&self, name: &str) -> HealingAction {
-        let stored = self
-            .fake
-            .get(&format!("{ACTIONS}{name}"))
-            .unwrap_or_else(|| panic!("action {name} is stored"));
-        serde_json::from_value(stored).expect("a stored HealingAction parses")
-    }
-
-    fn status(&self, name: &str) -> Value {
-        self.fake.get(&format!("{ACTIONS}{name}")).unwrap()["status"].clone()
-    }
-
-    fn policy(&self) -> Option<HealingPolicy> {
-        self.fake
-            .get(POLICY)
-            .map(|policy| serde_json::from_value(policy).expect("the policy parses"))
-    }
-
-    fn peers(&self) -> Vec<Arc<HealingAction>> {
-        self.fake
-            .snapshot()
-            .into_iter()
-            .filter(|(path, _)| path.starts_with(ACTIONS))
-            .map(|(_, object)| Arc::new(serde_json::from_value(object).unwrap()))
-            .collect()
-    }
-
-    /// One reconcile of the stored action, as the daemon would call it.
-    async fn step(&self, name: &str) -> Step {
-        self.try_step(name).await.expect("reconcile succeeds")
-    }
-
-    async fn try_step(&self, name: &str) -> Result<Step, LifecycleError> {
-        let policy = self.policy();
-        lifecycle::reconcile(
-            &self.ctx,
-            &self.action(name),
-            policy.as_ref(),
-            &self.peers(),
-        )
-        .await
-    }
-
-    /// Reconciles until the action is in `phase`, at most `limit` times.
-    async fn until(&self, name: &str, phase: Phase) -> Step {
-        for _ in 0..6 {
-            let step = self.step(name).await;
-            if step.phase == phase {
-                return step;
-            }
-        }
-        panic!("{name} never reached {phase:?}: {}", self.status(name));
-    }
-
-    /// `(regarding kind, reason, note)` of every event, oldest first.
-    fn events(&self) -> Vec<(String, String, String)> {
-        let mut events: Vec<Value> = self
-            .fake
-            .snapshot()
-            .into_iter()
-            .filter(|(path, _)| path.starts_with(EVENTS))
-            .map(|(_, event)| event)
-            .collect();
-        events.sort_by_key(|event| {
-            event["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap()
-                .parse::<u64>()
-                .unwrap()
-        });
-        events
-            .iter()
-            .map(|event| {
-                (
-                    event["regarding"]["kind"].as_str().unwrap().to_string(),
-                    event["reason"].as_str().unwrap().to_string(),
-                    event["note"].as_str().unwrap_or_default().to_string(),
-                )
-            })
-            .collect()
-    }
-
-    /// Event reasons recorded on the HealingAction, and whether the same
-    /// reasons were recorded on the target too.
-    fn action_event_reasons(&self) -> Vec<String> {
-        let events = self.events();
-        let on_action: Vec<String> = events
-            .iter()
-            .filter(|(kind, ..)| kind == "HealingAction")
-            .map(|(_, reason, _)| reason.clone())
-            .collect();
-        let on_target: Vec<String> = events
-            .iter()
-            .filter(|(kind, ..)| kind != "HealingAction")
-            .map(|(_, reason, _)| reason.clone())
-            .collect();
-        assert_eq!(
-            on_action, on_target,
-            "every event is on the action and on the target"
-        );
-        on_action
-    }
-
-    fn set_pod_restarts(&self, path: &str, restarts: u32) {
-        let mut pod = self.fake.get(path).unwrap();
-        pod["status"]["containerStatuses"][0]["restartCount"] = json!(restarts);
-        self.fake.insert(pod);
-    }
-
-    fn deployment(&self) -> Value {
-        self.fake.get(APP).unwrap()
-    }
-
-    fn edit_policy(&self, safety: Value) {
-        let mut policy = self.fake.get(POLICY).unwrap();
-        fake_api::merge(&mut policy["spec"]["safety"], &safety);
-        self.fake.insert(policy);
-    }
-}
-
-fn condition<'a>(status: &'a Value, kind: &str) -> &'a Value {
-    status["conditions"]
-        .as_array()
-        .and_then(|conditions| conditions.iter().find(|c| c["type"] == kind))
-        .unwrap_or_else(|| panic!("condition {kind} in {status}"))
-}
 
 // ---- the main path ----
 
@@ -552,7 +246,7 @@ async fn a_replaced_or_missing_target_or_policy_cancels_and_a_disallowed_type_fa
     assert_eq!(step.phase, Phase::Cancelled);
     assert_eq!(
         shop.status("orphan")["message"],
-        "policy deleted-policy no longer exists"
+        "HealingPolicy shop/deleted-policy no longer exists"
     );
 
     let mut policy = shop.fake.get(POLICY).unwrap();
@@ -562,15 +256,14 @@ async fn a_replaced_or_missing_target_or_policy_cancels_and_a_disallowed_type_fa
     assert_eq!(shop.step("scale").await, Step::wait(Phase::Failed));
     assert_eq!(
         shop.status("scale")["message"],
-        "policy shop-healing does not allow scale actions"
+        "HealingPolicy shop/shop-healing does not allow scale actions"
     );
     assert_eq!(shop.deployment()["spec"]["replicas"], 2);
 }
 
 #[tokio::test]
 async fn the_safety_floor_is_checked_again_on_the_live_target() {
-    // A HealingAction anyone with create rights wrote by hand, for objects
-    // the planner would never have chosen.
+    // Plans made before their targets were marked or listed as protected.
     let shop = shop();
     let mut app = shop.fake.get(APP).unwrap();
     app["metadata"]["labels"]["kubeskippy.io/protected"] = json!("true");
@@ -597,20 +290,6 @@ async fn the_safety_floor_is_checked_again_on_the_live_target() {
 
 // ---- gates ----
 
-/// An action of the policy that started `minutes_ago` and finished in `phase`.
-fn past_action(name: &str, policy: &str, minutes_ago: i64, phase: &str) -> Value {
-    let mut action = healing_action(name, "Deployment", "app", restart(), json!({}));
-    action["spec"]["policyRef"]["name"] = json!(policy);
-    let started = start() - chrono::Duration::minutes(minutes_ago);
-    action["status"] = json!({
-        "phase": phase,
-        "attempts": 1,
-        "startedAt": started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "completedAt": (started + chrono::Duration::minutes(2)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    });
-    action
-}
-
 #[tokio::test]
 async fn the_policy_rate_limit_blocks_with_one_event_until_an_hour_has_passed() {
     let shop = shop();
@@ -635,7 +314,7 @@ async fn the_policy_rate_limit_blocks_with_one_event_until_an_hour_has_passed() 
     assert_eq!(blocked["status"], "True");
     assert_eq!(
         blocked["message"],
-        "rate limit of policy shop/shop-healing: 2 actions started in the last hour, the limit is 2"
+        "rate limit of HealingPolicy shop/shop-healing: 2 actions started in the last hour, the limit is 2"
     );
     shop.step("heal").await;
     assert_eq!(
@@ -678,7 +357,7 @@ async fn max_concurrent_blocks_while_another_action_of_the_policy_is_verifying()
     assert_eq!(shop.step("second").await.phase, Phase::Approved);
     assert_eq!(
         condition(&shop.status("second"), "Blocked")["message"],
-        "policy shop/shop-healing allows 1 action(s) at once and 1 running: first"
+        "HealingPolicy shop/shop-healing allows 1 action(s) at once and 1 running: first"
     );
     shop.clock.advance(120);
     shop.until("first", Phase::Succeeded).await;
@@ -844,7 +523,7 @@ async fn the_breaker_opens_after_three_failures_then_cools_off_or_is_resumed() {
     );
     assert_eq!(
         paused.reason,
-        "circuit breaker open: the last 3 actions of policy shop/shop-healing failed (fail-3, fail-2, fail-1); paused until 2026-03-14T09:20:00Z or `kubeskippy resume shop-healing -n shop`"
+        "circuit breaker open: the last 3 actions of HealingPolicy shop/shop-healing failed (fail-3, fail-2, fail-1); paused until 2026-03-14T09:20:00Z or `kubeskippy resume shop-healing -n shop`"
     );
 
     shop.step("heal").await;
@@ -881,9 +560,14 @@ async fn the_breaker_opens_after_three_failures_then_cools_off_or_is_resumed() {
         shop.clock.now() + chrono::Duration::minutes(30)
     );
 
-    kubeskippy::approval::resume(&shop.ctx.client, "shop", "shop-healing", shop.clock.now())
-        .await
-        .unwrap();
+    kubeskippy::approval::resume(
+        &shop.ctx.client,
+        Some("shop"),
+        "shop-healing",
+        shop.clock.now(),
+    )
+    .await
+    .unwrap();
     let resumed = shop.policy().unwrap();
     assert_eq!(
         resumed.metadata.annotations.unwrap()[gates::RESUMED_AT],
@@ -959,7 +643,16 @@ async fn a_scale_that_fails_verification_is_rolled_back() {
     shop.plan("scale", "Deployment", "app", scale_to(3));
     shop.until("scale", Phase::Verifying).await;
     assert_eq!(shop.deployment()["spec"]["replicas"], 3);
-    assert_eq!(shop.status("scale")["original"], json!({"replicas": 2}));
+    let record = &shop.status("scale")["rollback"];
+    assert_eq!(
+        record["fields"],
+        json!([{"field": {"kind": "replicas"}, "previous": "2", "wrote": "3"}]),
+        "what the scale writes, and what it replaces"
+    );
+    assert!(
+        record["seal"].as_str().unwrap().starts_with("v1."),
+        "{record}"
+    );
 
     shop.clock.advance(30);
     shop.set_pod_restarts(POD_1, 5);
@@ -1060,20 +753,22 @@ async fn a_patch_over_the_policy_maximum_is_refused_and_not_retried() {
     shop.plan("patch", "Deployment", "app", memory_patch("4Gi"));
     shop.assert_refused(
         "patch",
-        "Deployment shop/app: refused: memory limit 4Gi for container app exceeds the maximum 2Gi",
+        "refused: memory limit 4Gi for container app exceeds the maximum 2Gi",
+        0,
     )
     .await;
+    assert_eq!(
+        shop.deployment()["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"],
+        "512Mi"
+    );
 }
 
 // ---- interruption ----
 
-fn interrupted(action: Value, original: Option<Value>) -> Value {
+fn interrupted(action: Value) -> Value {
     let mut action = action;
     action["status"] =
         json!({"phase": "InProgress", "attempts": 1, "startedAt": "2026-03-14T08:59:00Z"});
-    if let Some(original) = original {
-        action["status"]["original"] = original;
-    }
     action
 }
 
@@ -1083,14 +778,23 @@ async fn an_interrupted_scale_is_rolled_back_and_an_interrupted_restart_fails() 
     let mut deployment = shop.deployment();
     deployment["spec"]["replicas"] = json!(4);
     shop.fake.insert(deployment);
-    shop.add(interrupted(
-        healing_action("scale", "Deployment", "app", scale_to(4), json!({})),
-        Some(json!({"replicas": 2})),
+    shop.add(shop.with_rollback(
+        interrupted(healing_action(
+            "scale",
+            "Deployment",
+            "app",
+            scale_to(4),
+            json!({}),
+        )),
+        json!([{"field": {"kind": "replicas"}, "previous": "2", "wrote": "4"}]),
     ));
-    shop.add(interrupted(
-        healing_action("restart", "Deployment", "app", restart(), json!({})),
-        None,
-    ));
+    shop.add(interrupted(healing_action(
+        "restart",
+        "Deployment",
+        "app",
+        restart(),
+        json!({}),
+    )));
 
     assert_eq!(shop.step("scale").await.phase, Phase::Failed);
     let status = shop.status("scale");
@@ -1132,7 +836,7 @@ async fn api_errors_are_retried_with_exponential_backoff_until_attempts_run_out(
     let status = shop.status("scale");
     assert_eq!(status["attempts"], 1);
     assert_eq!(status["retryAfter"], "2026-03-14T09:00:30Z");
-    assert!(status.get("original").is_none(), "nothing was changed");
+    assert!(status.get("rollback").is_none(), "nothing was changed");
 
     shop.clock.advance(10);
     let early = shop.step("scale").await;
@@ -1187,6 +891,7 @@ async fn a_scale_refused_because_of_an_hpa_fails_at_once() {
     shop.assert_refused(
         "scale",
         "Deployment shop/web: refused: HPA web controls Deployment/web; scaling by hand would be undone",
+        1,
     )
     .await;
 }
@@ -1196,7 +901,7 @@ async fn a_bare_pod_restart_has_nothing_to_verify() {
     let shop = shop();
     shop.edit_policy(json!({"minHealthyPercent": 0}));
     let mut action = healing_action("debug", "Pod", "debug", restart(), json!({}));
-    action["spec"]["action"]["restartAction"]["strategy"] = json!("delete");
+    action["spec"]["action"]["restartAction"]["strategy"] = json!("evict");
     shop.add(action);
     shop.until("debug", Phase::Verifying).await;
     assert!(
@@ -1207,6 +912,6 @@ async fn a_bare_pod_restart_has_nothing_to_verify() {
     assert_eq!(shop.step("debug").await.phase, Phase::Succeeded);
     assert_eq!(
         shop.status("debug")["message"],
-        "delete Pod shop/debug to restart it; verifying for 2m; nothing recreates a bare pod, so there is nothing to verify"
+        "evict Pod shop/debug; verifying for 2m; nothing recreates a bare pod, so there is nothing to verify"
     );
 }

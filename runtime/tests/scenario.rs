@@ -84,7 +84,10 @@ impl Cluster {
             clock: Arc::new(clock.clone()),
             identity: "kubeskippy-0".into(),
             cluster_actions_per_hour: 30,
+            namespace_actions_per_hour: 10,
             floor: kubeskippy::safety::SafetyFloor::default(),
+            key: kubeskippy::provenance::SigningKey::generate(),
+            fence: kubeskippy::lease::Fence::unfenced(),
         };
         let mut cluster = Cluster {
             controller: Controller::new(cache, context),
@@ -117,6 +120,7 @@ impl Cluster {
             &mut writers.policies,
             of_kind::<HealingPolicy>(fake, "/healingpolicies/"),
         );
+        collect::fill(&mut writers.cluster_policies, []);
         collect::fill(
             &mut writers.actions,
             of_kind::<HealingAction>(fake, "/healingactions/"),

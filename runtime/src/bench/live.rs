@@ -47,6 +47,7 @@ fn filled_cache(pods: usize, policies: Vec<HealingPolicy>) -> (ClusterCache, Cac
     collect::fill(&mut writers.stateful_sets, []);
     collect::fill(&mut writers.daemon_sets, []);
     collect::fill(&mut writers.policies, policies);
+    collect::fill(&mut writers.cluster_policies, []);
     collect::fill(&mut writers.actions, []);
     writers.set_pod_metrics(cluster.pod_metrics);
     (cache, writers)
@@ -153,6 +154,7 @@ pub(super) fn cache_memory_child(pods: usize) -> anyhow::Result<()> {
     }
     each_writer!(watcher::Event::InitDone);
     collect::fill(&mut writers.policies, synthetic::policies(POLICIES));
+    collect::fill(&mut writers.cluster_policies, []);
     writers.set_pod_metrics(metrics);
     let view = cache.view();
     let (pods_cached, events_cached, replica_sets_cached) =

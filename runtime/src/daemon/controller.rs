@@ -20,7 +20,7 @@ use crate::healing_action::{HealingAction, Phase};
 use crate::incidents::OpenIncident;
 use crate::lifecycle::{self, gates, set_condition};
 use crate::pipeline::Analyzer;
-use crate::policy::{HealingPolicy, Mode};
+use crate::policy::{ClusterHealingPolicy, HealingPolicy, Mode};
 
 /// Policy status is rewritten at least this often even when nothing changed,
 /// so `lastEvaluation` shows the controller is alive.
@@ -56,7 +56,7 @@ pub struct Controller {
     /// when to look again (`None`: only when the object changes).
     schedule: HashMap<(String, String), Scheduled>,
     /// The status last written per policy, to skip identical rewrites.
-    written_status: HashMap<(String, String), (serde_json::Value, DateTime<Utc>)>,
+    written_status: HashMap<(Option<String>, String), (serde_json::Value, DateTime<Utc>)>,
 }
 
 impl Controller {
@@ -80,16 +80,28 @@ impl Controller {
         self.lifecycle.clock.now()
     }
 
+    /// The HealingActions the daemon planned itself, unchanged since: only
+    /// these count towards cooldowns, open actions, rate limits, budgets and
+    /// breakers, so a hand-written one can neither spend nor block anyone's.
+    fn own(&self, actions: &[Arc<HealingAction>]) -> Vec<Arc<HealingAction>> {
+        actions
+            .iter()
+            .filter(|action| self.lifecycle.key.verify(action).is_ok())
+            .cloned()
+            .collect()
+    }
+
     /// One evaluation pass, then the policies' status.
     pub async fn evaluate(&mut self, analyzer: &Analyzer) -> Result<Evaluated, ControllerError> {
         let now = self.now();
         let view = self.cache.view();
         let objects = view.objects();
+        let own = self.own(&view.actions);
         let pass = evaluation::pass(
             &objects,
             view.policies(),
             &mut self.memory,
-            view.actions(),
+            own.iter().map(Arc::as_ref),
             now,
         )?;
         let mut evaluated = Evaluated {
@@ -102,7 +114,7 @@ impl Controller {
                 .await;
         }
         for outcome in &pass.policies {
-            self.write_policy_status(outcome, &view.actions, now).await;
+            self.write_policy_status(outcome, &own, now).await;
         }
         Ok(evaluated)
     }
@@ -169,7 +181,11 @@ impl Controller {
             evaluated.without_action += 1;
             return;
         }
-        for action in &report.actions {
+        for planned in &report.actions {
+            let mut action = planned.clone();
+            action.spec.planned_at = Some(lifecycle::stamp(now));
+            self.lifecycle.key.sign(&mut action);
+            let action = &action;
             let namespace = action.metadata.namespace.clone().unwrap_or_default();
             let name = action.metadata.name.clone().unwrap_or_default();
             let api: Api<HealingAction> =
@@ -213,24 +229,22 @@ impl Controller {
     /// daemon stops between transitions on shutdown or lost leadership).
     pub async fn reconcile_due(&mut self, keep_going: impl Fn() -> bool) -> usize {
         let now = self.now();
-        let (policies, peers) = self.cache.policies_and_actions();
-        let policies: BTreeMap<(String, String), Arc<HealingPolicy>> = policies
+        let (policies, actions) = self.cache.policies_and_actions();
+        let policies: BTreeMap<(Option<String>, String), Arc<HealingPolicy>> = policies
             .iter()
             .map(|policy| {
                 (
-                    (
-                        policy.metadata.namespace.clone().unwrap_or_default(),
-                        policy.name().to_string(),
-                    ),
+                    (policy.metadata.namespace.clone(), policy.name().to_string()),
                     policy.clone(),
                 )
             })
             .collect();
+        let peers = self.own(&actions);
         let live: std::collections::HashSet<(String, String)> =
-            peers.iter().map(|action| key_of(action)).collect();
+            actions.iter().map(|action| key_of(action)).collect();
         self.schedule.retain(|key, _| live.contains(key));
         let mut reconciled = 0;
-        for cached in &peers {
+        for cached in &actions {
             if !keep_going() {
                 break;
             }
@@ -257,9 +271,11 @@ impl Controller {
                     continue;
                 }
             };
+            let reference = &action.spec.policy_ref;
             let policy = policies
-                .get(&(key.0.clone(), action.spec.policy_ref.name.clone()))
-                .map(Arc::as_ref);
+                .get(&(reference.namespace.clone(), reference.name.clone()))
+                .map(Arc::as_ref)
+                .filter(|policy| reference.names(policy));
             match lifecycle::reconcile(&self.lifecycle, &action, policy, &peers).await {
                 Ok(step) => {
                     reconciled += 1;
@@ -287,7 +303,6 @@ impl Controller {
         now: DateTime<Utc>,
     ) {
         let policy = outcome.policy;
-        let namespace = policy.metadata.namespace.clone().unwrap_or_default();
         let name = policy.name().to_string();
         // Firing counts, whether or not a cooldown or an open action held
         // the incident back this pass.
@@ -308,9 +323,9 @@ impl Controller {
         let actions_taken = actions
             .iter()
             .filter(|action| {
-                action.spec.policy_ref.name == name
-                    && action.metadata.namespace.as_deref() == Some(namespace.as_str())
+                action.spec.policy_ref.names(policy)
                     && !action.spec.dry_run
+                    && !action.status.as_ref().is_some_and(|status| status.dry_run)
                     && action.status.as_ref().is_some_and(|status| {
                         matches!(
                             status.phase,
@@ -334,11 +349,7 @@ impl Controller {
                 "Paused",
                 true,
                 "CircuitOpen",
-                &format!(
-                    "{}; resumes at {} or with `kubeskippy resume {name} -n {namespace}`",
-                    paused.reason,
-                    paused.until.to_rfc3339()
-                ),
+                &paused.reason,
                 now,
             ),
             None => set_condition(
@@ -374,7 +385,7 @@ impl Controller {
             "actionsTaken": actions_taken,
             "conditions": conditions,
         });
-        let key = (namespace.clone(), name.clone());
+        let key = (policy.metadata.namespace.clone(), name.clone());
         if let Some((last, at)) = self.written_status.get(&key)
             && *last == body
             && now - *at < STATUS_REFRESH
@@ -383,18 +394,23 @@ impl Controller {
         }
         let mut status = body.clone();
         status["lastEvaluation"] = json!(lifecycle::stamp(now));
-        let api: Api<HealingPolicy> = Api::namespaced(self.lifecycle.client.clone(), &namespace);
-        match api
-            .patch_status(
-                &name,
-                &PatchParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..PatchParams::default()
-                },
-                &Patch::Merge(json!({ "status": status })),
-            )
-            .await
-        {
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        let patch = Patch::Merge(json!({ "status": status }));
+        let client = self.lifecycle.client.clone();
+        let written = match &policy.metadata.namespace {
+            Some(namespace) => Api::<HealingPolicy>::namespaced(client, namespace)
+                .patch_status(&name, &params, &patch)
+                .await
+                .map(|_| ()),
+            None => Api::<ClusterHealingPolicy>::all(client)
+                .patch_status(&name, &params, &patch)
+                .await
+                .map(|_| ()),
+        };
+        match written {
             Ok(_) => {
                 self.written_status.insert(key, (body, now));
             }
@@ -419,7 +435,10 @@ fn object_reference(target: &crate::wit::ObjectRef, open: &OpenIncident) -> Obje
         kind: Some(target.kind.clone()),
         namespace: Some(target.namespace.clone()),
         name: Some(target.name.clone()),
-        uid: open.target_marks.uid.clone(),
+        uid: open
+            .target_marks
+            .as_ref()
+            .and_then(|marks| marks.uid.clone()),
         ..ObjectReference::default()
     }
 }

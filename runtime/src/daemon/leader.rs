@@ -1,13 +1,15 @@
 //! Runs the Lease lock round after round and publishes whether this replica
 //! may act. Leadership is dropped as soon as renewal has failed for longer
-//! than the renew deadline, before another candidate can take the lease over.
+//! than the renew deadline, before another candidate can take the lease over,
+//! and the [`Fence`] every write checks closes at that deadline on its own,
+//! even while a round hangs.
 
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::lease::{LeaseLock, Role};
+use crate::lease::{Fence, LeaseLock, Role};
 
 pub struct Timing {
     /// How often a round runs: a fraction of the lease duration.
@@ -22,30 +24,46 @@ pub async fn elect(
     mut lock: LeaseLock,
     timing: Timing,
     leading: watch::Sender<bool>,
+    fence: Fence,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut last_renewal: Option<Instant> = None;
     loop {
-        match lock.try_acquire_or_renew().await {
-            Ok(Role::Leader) => {
+        let started = Instant::now();
+        // A round that hangs (a stalled connection) must not outlive the
+        // time the lease leaves this replica.
+        let round = tokio::time::timeout(timing.renew_deadline, lock.try_acquire_or_renew()).await;
+        match round {
+            Ok(Ok(Role::Leader)) => {
                 if !*leading.borrow() {
                     tracing::info!("acquired the leader lease; acting");
                 }
-                last_renewal = Some(Instant::now());
+                // Measured from the round's start: the lease was renewed no
+                // earlier than that.
+                last_renewal = Some(started);
+                fence.extend(started + timing.renew_deadline);
                 leading.send_replace(true);
             }
-            Ok(Role::Follower { holder }) => {
+            Ok(Ok(Role::Follower { holder })) => {
                 if *leading.borrow() {
                     tracing::warn!(?holder, "lost the leader lease; standing by");
                 }
                 last_renewal = None;
+                fence.revoke();
                 leading.send_replace(false);
             }
-            Err(error) => {
-                tracing::warn!(%error, "leader lease round failed");
+            failed => {
+                match failed {
+                    Ok(Err(error)) => tracing::warn!(%error, "leader lease round failed"),
+                    _ => tracing::warn!(
+                        "leader lease round timed out after {:?}",
+                        timing.renew_deadline
+                    ),
+                }
                 let expired = last_renewal.is_none_or(|at| at.elapsed() > timing.renew_deadline);
                 if expired && *leading.borrow() {
                     tracing::warn!("leader lease not renewed within the deadline; standing by");
+                    fence.revoke();
                     leading.send_replace(false);
                 }
             }
@@ -56,6 +74,7 @@ pub async fn elect(
         }
     }
     if *leading.borrow() {
+        fence.revoke();
         leading.send_replace(false);
         if let Err(error) = lock.release().await {
             tracing::warn!(%error, "could not release the leader lease; a standby takes over when it expires");

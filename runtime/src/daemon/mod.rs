@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::collect::ClusterCache;
 use crate::config::Config;
-use crate::lease::LeaseLock;
+use crate::lease::{Fence, LeaseLock};
 use crate::lifecycle;
 use crate::model;
 use crate::pipeline::{Analyzer, PluginFiles};
@@ -40,13 +40,19 @@ pub struct RunOptions {
     pub health_addr: SocketAddr,
     pub leader_elect: bool,
     pub lease_name: String,
-    pub lease_namespace: Option<String>,
+
     pub identity: String,
     pub lease_duration: Duration,
     pub evaluation_interval: Duration,
     pub metrics_interval: Duration,
     pub cluster_actions_per_hour: u32,
+    pub namespace_actions_per_hour: u32,
     pub plugin_dir: Option<PathBuf>,
+    /// The Secret holding the key the daemon signs its HealingActions with,
+    /// in `daemon_namespace`; made on first start.
+    pub signing_key_secret: String,
+    /// The daemon's own namespace (the release namespace).
+    pub daemon_namespace: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +66,10 @@ pub enum RunError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("leader election needs --lease-namespace or POD_NAMESPACE")]
-    LeaseNamespace,
+    #[error("the daemon's namespace is unknown: set --lease-namespace or POD_NAMESPACE")]
+    DaemonNamespace,
+    #[error("{0}")]
+    SigningKey(#[from] crate::provenance::ProvenanceError),
 }
 
 /// Builds the analyzer the way `analyze` does, reading an API key from a
@@ -111,6 +119,17 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         .map(crate::prometheus::Prometheus::new)
         .transpose()
         .map_err(|error| RunError::Config(error.to_string()))?;
+    let daemon_namespace = options
+        .daemon_namespace
+        .clone()
+        .ok_or(RunError::DaemonNamespace)?;
+    health.not_ready("reading the signing key");
+    let key = crate::provenance::load_or_create_key(
+        &client,
+        &daemon_namespace,
+        &options.signing_key_secret,
+    )
+    .await?;
     let (cache, collection) = ClusterCache::start(
         client.clone(),
         &options.namespaces,
@@ -127,12 +146,13 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     });
 
     let (leading_tx, leading) = watch::channel(!options.leader_elect);
+    let fence = if options.leader_elect {
+        Fence::closed()
+    } else {
+        Fence::unfenced()
+    };
     let election = if options.leader_elect {
-        let namespace = options
-            .lease_namespace
-            .clone()
-            .ok_or(RunError::LeaseNamespace)?;
-        let api: Api<Lease> = Api::namespaced(client.clone(), &namespace);
+        let api: Api<Lease> = Api::namespaced(client.clone(), &daemon_namespace);
         let lock = LeaseLock::new(
             api,
             &options.lease_name,
@@ -147,6 +167,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
             lock,
             timing,
             leading_tx,
+            fence.clone(),
             shutdown.clone(),
         )))
     } else {
@@ -156,7 +177,12 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     let context = lifecycle::Context::new(
         client.clone(),
         &options.identity,
-        options.cluster_actions_per_hour,
+        key,
+        fence,
+        (
+            options.cluster_actions_per_hour,
+            options.namespace_actions_per_hour,
+        ),
     );
     let mut controller = Controller::new(cache.clone(), context);
     controller.set_floor(floor_of(&config));
@@ -217,7 +243,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
 }
 
 fn floor_of(config: &Config) -> crate::safety::SafetyFloor {
-    crate::safety::SafetyFloor::new(config.safety.protected_namespaces.iter().cloned())
+    crate::safety::SafetyFloor::from_config(&config.safety)
 }
 
 async fn reload(

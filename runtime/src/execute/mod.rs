@@ -1,8 +1,14 @@
-//! The execution layer: each allowed action becomes one small executor that
-//! talks to the API server, honours server-side dry-run, and hands back what a
-//! rollback would need. Deciding *whether* an action may run is the safety
-//! layer's job; the executors only enforce the hard limits they are given and
+//! The execution layer: each typed [`Change`] becomes one small executor that
+//! talks to the API server, honours server-side dry-run, and writes only what
+//! the change holds. Deciding *whether* a change may run is the lifecycle's
+//! and the safety floor's job; the executors keep to the object that was
+//! checked (its uid, and the resourceVersion they read before writing) and to
 //! the cluster's own guards (HPAs, PodDisruptionBudgets).
+//!
+//! A change that can be undone (a scale, resources, annotations) is first
+//! recorded ([`capture`]): which fields it writes and what they held. A
+//! [`rollback`] restores a field only while it still holds what was written,
+//! and reports the others as left to whoever changed them since.
 
 pub mod evict;
 pub mod patch;
@@ -15,14 +21,17 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DynamicObject, PatchParams};
 use serde_json::{Map, Value};
 
-use crate::healing_action::{ActionKind, ActionSpec, ActionTarget, PatchType};
-use crate::wit::{Action, ObjectRef, Patch};
-
-pub use patch::PatchKind;
+use crate::change::{Change, Field, WrittenField};
+use crate::healing_action::ActionTarget;
+use crate::wit::ObjectRef;
 
 /// Recorded as the field manager of every write, so `managedFields` shows
 /// which changes the healer made.
 pub const FIELD_MANAGER: &str = "kubeskippy";
+
+/// How often a guarded write is tried again when the object changed between
+/// reading and writing it (a controller's status update, usually).
+const CONFLICT_RETRIES: usize = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExecuteError {
@@ -34,22 +43,34 @@ pub enum ExecuteError {
     NotFound { target: String },
     #[error("{target}: {action} is not supported")]
     Unsupported { target: String, action: String },
-    #[error("{target}: invalid patch: {message}")]
-    InvalidPatch { target: String, message: String },
+    /// The object is not the one that was checked: another uid, or fields the
+    /// change writes moved since they were recorded.
+    #[error("{target}: {message}")]
+    Moved { target: String, message: String },
+    /// A write's resourceVersion no longer matched: the object changed
+    /// between reading and writing it.
+    #[error("{target} changed while it was being written")]
+    Conflict { target: String },
     #[error("{target}: cannot roll back: {message}")]
-    InvalidOriginal { target: String, message: String },
-    #[error("{target}: invalid action: {message}")]
-    InvalidAction { target: String, message: String },
+    CannotRollBack { target: String, message: String },
+}
+
+impl ExecuteError {
+    /// Worth another attempt: the server failed, or the object moved under
+    /// the write and a fresh read may find it settled.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ExecuteError::Api { .. } | ExecuteError::Moved { .. } | ExecuteError::Conflict { .. }
+        )
+    }
 }
 
 /// What an executor did (or, in dry-run, would do).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     pub message: String,
-    /// What [`rollback`] needs to undo the change; `None` when the action cannot
-    /// be undone (restarts, deletions, evictions) or nothing was written.
-    pub original: Option<Value>,
-    /// With [`DryRun::Server`], the object the API server would have stored.
+    /// With [`DryRun::Server`], what the API server would have stored.
     pub dry_run_result: Option<Value>,
 }
 
@@ -80,15 +101,6 @@ impl DryRun {
     }
 }
 
-/// Hard limits the caller (policy) imposes on what the executors may write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Limits {
-    /// Inclusive `(min, max)` replica count a scale may set.
-    pub replicas: Option<(u32, u32)>,
-    /// The largest memory limit or request, in bytes, a patch may set.
-    pub max_memory_bytes: Option<u64>,
-}
-
 /// The time a rollout restart is stamped with; a trait so tests can pin it.
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
@@ -110,73 +122,101 @@ impl Clock for DateTime<Utc> {
     }
 }
 
-/// Runs `action` against `target` with no extra limits and the system clock.
+/// The object a change is for: its reference and the uid it was planned for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub object: ObjectRef,
+    pub uid: String,
+}
+
+impl Target {
+    pub fn of(target: &ActionTarget, uid: &str) -> Target {
+        Target {
+            object: object_ref(target),
+            uid: uid.to_string(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        describe(&self.object)
+    }
+}
+
+/// The fields `change` will write to `target` and what they hold now, read
+/// before the change so they can be saved first: a crash mid-write still
+/// leaves a way back. `None` for a change nothing can undo.
+pub async fn capture(
+    client: &kube::Client,
+    target: &Target,
+    change: &Change,
+) -> Result<Option<Vec<WrittenField>>, ExecuteError> {
+    match change {
+        Change::Scale { replicas } => {
+            let previous = scale::current(client, target).await?.1;
+            Ok(Some(vec![WrittenField {
+                field: Field::Replicas,
+                previous: Some(previous.to_string()),
+                wrote: replicas.to_string(),
+            }]))
+        }
+        Change::Resources(resources) => {
+            let (kind, api) = dynamic_api(client, &target.object, "patch")?;
+            let current = get_checked(&api, target).await?;
+            let fields = resources.record(&current, kind.name()).map_err(|reason| {
+                ExecuteError::Refused {
+                    target: target.describe(),
+                    reason,
+                }
+            })?;
+            Ok(Some(fields))
+        }
+        Change::RolloutRestart | Change::Evict => Ok(None),
+    }
+}
+
+/// Makes `change` on `target`. `recorded` is what [`capture`] saved: the
+/// write goes ahead only while those fields still hold what was recorded, so
+/// the saved record is exactly what the change overwrote.
 pub async fn execute(
     client: &kube::Client,
-    target: &ObjectRef,
-    action: &Action,
+    target: &Target,
+    change: &Change,
+    recorded: Option<&[WrittenField]>,
     mode: DryRun,
-) -> Result<Outcome, ExecuteError> {
-    execute_with(
-        client,
-        target,
-        action,
-        mode,
-        &Limits::default(),
-        &SystemClock,
-    )
-    .await
-}
-
-/// Runs `action` against `target`, enforcing `limits`.
-pub async fn execute_with(
-    client: &kube::Client,
-    target: &ObjectRef,
-    action: &Action,
-    mode: DryRun,
-    limits: &Limits,
     clock: &dyn Clock,
 ) -> Result<Outcome, ExecuteError> {
-    match action {
-        Action::Restart => restart::restart(client, target, mode, clock.now()).await,
-        Action::Scale(replicas) => {
-            scale::scale(client, target, *replicas, limits.replicas, mode).await
+    match change {
+        Change::RolloutRestart => restart::restart(client, target, mode, clock.now()).await,
+        Change::Evict => evict::evict(client, target, mode).await,
+        Change::Scale { replicas } => scale::scale(client, target, *replicas, recorded, mode).await,
+        Change::Resources(resources) => {
+            patch::apply(client, target, resources, recorded, mode).await
         }
-        Action::Patch(Patch::Resources(patch)) => {
-            patch::resources(client, target, patch, limits.max_memory_bytes, mode).await
-        }
-        Action::Patch(Patch::StrategicMerge(document)) => {
-            patch::document(client, target, PatchKind::Strategic, document, limits, mode).await
-        }
-        Action::DeletePod => evict::evict(client, target, mode).await,
-        Action::None => Ok(Outcome {
-            message: format!("nothing to do for {}", describe(target)),
-            original: None,
-            dry_run_result: None,
-        }),
     }
 }
 
-/// Undoes a scale or patch, given the `original` its [`Outcome`] recorded.
+/// Restores what `recorded` says a change wrote, field by field, where the
+/// field still holds the written value; fields changed since by someone else
+/// are left as they are and named in the outcome.
 pub async fn rollback(
     client: &kube::Client,
-    target: &ObjectRef,
-    action: &Action,
-    original: &Value,
+    target: &Target,
+    recorded: &[WrittenField],
 ) -> Result<Outcome, ExecuteError> {
-    match action {
-        Action::Scale(_) => scale::rollback(client, target, original).await,
-        Action::Patch(Patch::Resources(patch)) => {
-            patch::rollback_resources(client, target, &patch.container, original).await
-        }
-        Action::Patch(Patch::StrategicMerge(_)) => {
-            patch::rollback_document(client, target, original).await
-        }
-        Action::Restart | Action::DeletePod | Action::None => Err(unsupported(
-            target,
-            &format!("rollback of {}", action_name(action)),
-        )),
+    let (replicas, others): (Vec<&WrittenField>, Vec<&WrittenField>) = recorded
+        .iter()
+        .partition(|field| field.field == Field::Replicas);
+    let mut said = Vec::new();
+    if let Some(field) = replicas.first() {
+        said.push(scale::restore(client, target, field).await?);
     }
+    if !others.is_empty() {
+        said.push(patch::restore(client, target, &others).await?);
+    }
+    Ok(Outcome {
+        message: said.join("; "),
+        dry_run_result: None,
+    })
 }
 
 /// A HealingAction's target as the executors address it.
@@ -185,124 +225,6 @@ pub fn object_ref(target: &ActionTarget) -> ObjectRef {
         kind: target.kind.clone(),
         namespace: target.namespace.clone(),
         name: target.name.clone(),
-    }
-}
-
-/// The block of a HealingAction's action that its `type` requires.
-fn block<'a, T>(
-    target: &ObjectRef,
-    block: &'a Option<T>,
-    name: &str,
-) -> Result<&'a T, ExecuteError> {
-    block.as_ref().ok_or_else(|| ExecuteError::InvalidAction {
-        target: describe(target),
-        message: format!("{name} is required for this action type"),
-    })
-}
-
-fn patch_kind(patch_type: PatchType) -> PatchKind {
-    match patch_type {
-        PatchType::Strategic => PatchKind::Strategic,
-        PatchType::Merge => PatchKind::Merge,
-        PatchType::Json => PatchKind::Json,
-    }
-}
-
-/// Runs a HealingAction's action against `target`, enforcing `limits`.
-pub async fn execute_spec(
-    client: &kube::Client,
-    target: &ObjectRef,
-    action: &ActionSpec,
-    mode: DryRun,
-    limits: &Limits,
-    clock: &dyn Clock,
-) -> Result<Outcome, ExecuteError> {
-    match action.kind {
-        ActionKind::Restart => restart::restart(client, target, mode, clock.now()).await,
-        ActionKind::Scale => {
-            let scale = block(target, &action.scale_action, "scaleAction")?;
-            scale::scale(client, target, scale.replicas, limits.replicas, mode).await
-        }
-        ActionKind::Patch => {
-            let patch = block(target, &action.patch_action, "patchAction")?;
-            let kind = patch_kind(patch.patch_type);
-            patch::document(client, target, kind, &patch.patch, limits, mode).await
-        }
-        ActionKind::DeletePod => {
-            let delete = block(target, &action.delete_pod_action, "deletePodAction")?;
-            if delete.pod_name != target.name {
-                return Err(ExecuteError::InvalidAction {
-                    target: describe(target),
-                    message: format!(
-                        "deletePodAction.podName {} is not the target",
-                        delete.pod_name
-                    ),
-                });
-            }
-            if delete.use_eviction {
-                evict::evict(client, target, mode).await
-            } else {
-                restart::delete_pod(client, target, mode).await
-            }
-        }
-    }
-}
-
-/// Whether [`rollback_spec`] can undo the action.
-pub fn reversible(action: &ActionSpec) -> bool {
-    matches!(action.kind, ActionKind::Scale | ActionKind::Patch)
-}
-
-/// What [`rollback_spec`] will need, read before [`execute_spec`] writes, so
-/// it can be saved first and a crash mid-write still leaves a way back.
-/// The same shapes the executors' [`Outcome::original`] has.
-pub async fn capture_original(
-    client: &kube::Client,
-    target: &ObjectRef,
-    action: &ActionSpec,
-) -> Result<Option<Value>, ExecuteError> {
-    match action.kind {
-        ActionKind::Scale => {
-            let (_, api) = dynamic_api(client, target, "scale")?;
-            let replicas = scale::current_replicas(&api, target).await?;
-            Ok(Some(scale::original(replicas)))
-        }
-        ActionKind::Patch => {
-            let (_, api) = dynamic_api(client, target, "patch")?;
-            Ok(Some(patch::original(&get_json(&api, target).await?)))
-        }
-        ActionKind::Restart | ActionKind::DeletePod => Ok(None),
-    }
-}
-
-/// Undoes a HealingAction's scale or patch from what [`capture_original`]
-/// recorded.
-pub async fn rollback_spec(
-    client: &kube::Client,
-    target: &ObjectRef,
-    action: &ActionSpec,
-    original: &Value,
-) -> Result<Outcome, ExecuteError> {
-    match action.kind {
-        ActionKind::Scale => scale::rollback(client, target, original).await,
-        ActionKind::Patch => patch::rollback_document(client, target, original).await,
-        ActionKind::Restart | ActionKind::DeletePod => {
-            let name = serde_json::to_value(action.kind).expect("a kind serialises");
-            Err(unsupported(
-                target,
-                &format!("rollback of {}", name.as_str().unwrap_or_default()),
-            ))
-        }
-    }
-}
-
-pub(crate) fn action_name(action: &Action) -> &'static str {
-    match action {
-        Action::Restart => "restart",
-        Action::Scale(_) => "scale",
-        Action::Patch(_) => "patch",
-        Action::DeletePod => "delete-pod",
-        Action::None => "none",
     }
 }
 
@@ -327,6 +249,9 @@ pub(crate) fn api_error(target: &ObjectRef, error: kube::Error) -> ExecuteError 
         kube::Error::Api(status) if status.code == 404 => ExecuteError::NotFound {
             target: describe(target),
         },
+        kube::Error::Api(status) if status.code == 409 => ExecuteError::Conflict {
+            target: describe(target),
+        },
         kube::Error::Api(status) => ExecuteError::Api {
             target: describe(target),
             message: one_line(&format!(
@@ -341,7 +266,7 @@ pub(crate) fn api_error(target: &ObjectRef, error: kube::Error) -> ExecuteError 
     }
 }
 
-/// The kinds the executors know, and whether each has a pod template.
+/// The kinds the executors know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Deployment,
@@ -363,6 +288,16 @@ impl Kind {
         })
     }
 
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Deployment => "Deployment",
+            Kind::StatefulSet => "StatefulSet",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::ReplicaSet => "ReplicaSet",
+            Kind::Pod => "Pod",
+        }
+    }
+
     pub(crate) fn api_resource(self) -> ApiResource {
         match self {
             Kind::Deployment => ApiResource::erase::<Deployment>(&()),
@@ -370,14 +305,6 @@ impl Kind {
             Kind::DaemonSet => ApiResource::erase::<DaemonSet>(&()),
             Kind::ReplicaSet => ApiResource::erase::<ReplicaSet>(&()),
             Kind::Pod => ApiResource::erase::<Pod>(&()),
-        }
-    }
-
-    /// JSON pointer of the pod spec inside an object of this kind.
-    pub(crate) fn pod_spec_pointer(self) -> &'static str {
-        match self {
-            Kind::Pod => "/spec",
-            _ => "/spec/template/spec",
         }
     }
 
@@ -410,6 +337,54 @@ pub(crate) async fn get_json(
         .await
         .map_err(|error| api_error(target, error))?;
     Ok(to_json(&object))
+}
+
+/// The target as it is now, if it is still the object the change was
+/// planned for.
+pub(crate) async fn get_checked(
+    api: &Api<DynamicObject>,
+    target: &Target,
+) -> Result<Value, ExecuteError> {
+    let object = get_json(api, &target.object).await?;
+    check_uid(target, &object["metadata"])?;
+    Ok(object)
+}
+
+pub(crate) fn check_uid(target: &Target, metadata: &Value) -> Result<(), ExecuteError> {
+    let uid = metadata["uid"].as_str().unwrap_or_default();
+    if uid == target.uid {
+        Ok(())
+    } else {
+        Err(ExecuteError::Moved {
+            target: target.describe(),
+            message: format!(
+                "was replaced: its uid is {uid}, the change is for {}",
+                target.uid
+            ),
+        })
+    }
+}
+
+pub(crate) fn resource_version(object: &Value) -> Option<&str> {
+    object["metadata"]["resourceVersion"].as_str()
+}
+
+/// Reads, decides and writes, again with a fresh read when the object changed
+/// in between (the write carries the resourceVersion that was read).
+pub(crate) async fn guarded<T, F>(target: &Target, mut attempt: F) -> Result<T, ExecuteError>
+where
+    F: AsyncFnMut() -> Result<T, ExecuteError>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Err(ExecuteError::Conflict { .. }) if tries < CONFLICT_RETRIES => {
+                tries += 1;
+                tracing::debug!(target = %target.describe(), "conflict; reading again");
+            }
+            outcome => return outcome,
+        }
+    }
 }
 
 pub(crate) fn to_json(object: &impl serde::Serialize) -> Value {

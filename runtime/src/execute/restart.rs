@@ -1,76 +1,54 @@
 //! Rollout restart, as `kubectl rollout restart` does it: a new pod-template
 //! annotation makes the controller roll every pod. A bare pod has no
-//! controller to roll it, so restarting it means deleting it.
+//! controller to roll it; restarting one is an eviction (see `evict`).
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, Patch};
+use kube::api::Patch;
 use serde_json::json;
 
-use super::{DryRun, ExecuteError, Kind, Outcome, api_error, describe, dynamic_api, to_json};
-use crate::wit::ObjectRef;
+use super::{
+    DryRun, ExecuteError, Kind, Outcome, Target, api_error, dynamic_api, get_checked, guarded,
+    resource_version, to_json, unsupported,
+};
 
 pub const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 
 /// Restarts a Deployment, StatefulSet or DaemonSet by stamping its pod
-/// template with `at`; deletes a bare Pod.
+/// template with `at`.
 pub async fn restart(
     client: &kube::Client,
-    target: &ObjectRef,
+    target: &Target,
     mode: DryRun,
     at: DateTime<Utc>,
 ) -> Result<Outcome, ExecuteError> {
-    let (kind, api) = dynamic_api(client, target, "restart")?;
-    match kind {
-        Kind::Pod => delete_pod(client, target, mode).await,
-        Kind::Deployment | Kind::StatefulSet | Kind::DaemonSet => {
-            let stamp = at.to_rfc3339_opts(SecondsFormat::Secs, true);
-            let patch = json!({
-                "spec": { "template": { "metadata": { "annotations": { RESTARTED_AT: stamp } } } }
-            });
-            let stored = api
-                .patch(
-                    &target.name,
-                    &mode.patch_params(),
-                    &Patch::Strategic(&patch),
-                )
-                .await
-                .map_err(|error| api_error(target, error))?;
-            Ok(Outcome {
-                message: format!(
-                    "{}restart {} (restartedAt {stamp})",
-                    mode.prefix(),
-                    describe(target)
-                ),
-                original: None,
-                dry_run_result: mode.is_on().then(|| to_json(&stored)),
-            })
-        }
-        // A ReplicaSet's pods are replaced only by its Deployment; restarting
-        // it alone has no meaning `kubectl rollout` supports.
-        Kind::ReplicaSet => Err(super::unsupported(target, "restart")),
+    let (kind, api) = dynamic_api(client, &target.object, "restart")?;
+    // A ReplicaSet's pods are replaced only by its Deployment; restarting it
+    // alone has no meaning `kubectl rollout` supports.
+    if !matches!(kind, Kind::Deployment | Kind::StatefulSet | Kind::DaemonSet) {
+        return Err(unsupported(&target.object, "rollout restart"));
     }
-}
-
-/// Deletes a pod outright, bypassing PodDisruptionBudgets.
-pub(crate) async fn delete_pod(
-    client: &kube::Client,
-    target: &ObjectRef,
-    mode: DryRun,
-) -> Result<Outcome, ExecuteError> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
-    let params = DeleteParams {
-        dry_run: mode.is_on(),
-        ..DeleteParams::default()
-    };
-    let deleted = pods
-        .delete(&target.name, &params)
+    let stamp = at.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let stored = guarded(target, async || {
+        let current = get_checked(&api, target).await?;
+        let patch = json!({
+            "metadata": { "resourceVersion": resource_version(&current) },
+            "spec": { "template": { "metadata": { "annotations": { RESTARTED_AT: stamp } } } }
+        });
+        api.patch(
+            &target.object.name,
+            &mode.patch_params(),
+            &Patch::Strategic(&patch),
+        )
         .await
-        .map_err(|error| api_error(target, error))?;
-    let result = deleted.either(|pod| to_json(&pod), |status| to_json(&status));
+        .map_err(|error| api_error(&target.object, error))
+    })
+    .await?;
     Ok(Outcome {
-        message: format!("{}delete {} to restart it", mode.prefix(), describe(target)),
-        original: None,
-        dry_run_result: mode.is_on().then_some(result),
+        message: format!(
+            "{}restart {} (restartedAt {stamp})",
+            mode.prefix(),
+            target.describe()
+        ),
+        dry_run_result: mode.is_on().then(|| to_json(&stored)),
     })
 }

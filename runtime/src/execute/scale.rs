@@ -2,141 +2,192 @@
 //! with the same shape and which RBAC can grant apart from the full object.
 
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::api::{Api, ListParams, Patch};
+use kube::api::{Api, DynamicObject, ListParams, Patch};
 use serde_json::{Value, json};
 
 use super::{
-    DryRun, ExecuteError, Outcome, api_error, describe, dynamic_api, to_json, unsupported,
+    DryRun, ExecuteError, Outcome, Target, api_error, check_uid, dynamic_api, guarded,
+    resource_version, to_json, unsupported,
 };
-use crate::wit::ObjectRef;
+use crate::change::WrittenField;
 
-/// Sets the replica count of a Deployment, StatefulSet or ReplicaSet to
-/// `replicas`, refusing counts outside `bounds` (inclusive `(min, max)`) and
-/// workloads an HPA controls. `original` records the previous count.
+/// Sets the replica count of a Deployment, StatefulSet or ReplicaSet,
+/// refusing workloads an HPA controls. With `recorded`, the count must still
+/// be the one recorded before the change.
 pub async fn scale(
     client: &kube::Client,
-    target: &ObjectRef,
+    target: &Target,
     replicas: u32,
-    bounds: Option<(u32, u32)>,
+    recorded: Option<&[WrittenField]>,
     mode: DryRun,
 ) -> Result<Outcome, ExecuteError> {
-    let (kind, api) = dynamic_api(client, target, "scale")?;
-    if !kind.scalable() {
-        return Err(unsupported(target, "scale"));
+    let api = scale_api(client, target)?;
+    if let Some(hpa) = controlling_autoscaler(client, target).await? {
+        return Err(ExecuteError::Refused {
+            target: target.describe(),
+            reason: format!(
+                "HPA {hpa} controls {}/{}; scaling by hand would be undone",
+                target.object.kind, target.object.name
+            ),
+        });
     }
-    guard(client, target, replicas, bounds).await?;
-    let previous = current_replicas(&api, target).await?;
-    let stored = write(&api, target, replicas, mode).await?;
+    let expected = recorded
+        .and_then(|fields| fields.first())
+        .and_then(|field| field.previous.as_deref())
+        .and_then(|previous| previous.parse::<u32>().ok());
+    let (previous, stored) = guarded(target, async || {
+        let (scale, now) = read(&api, target).await?;
+        if let Some(expected) = expected
+            && now != expected
+        {
+            return Err(ExecuteError::Moved {
+                target: target.describe(),
+                message: format!(
+                    "has {now} replicas, not the {expected} recorded before the change"
+                ),
+            });
+        }
+        let stored = write(&api, target, resource_version(&scale), replicas, mode).await?;
+        Ok((now, stored))
+    })
+    .await?;
     Ok(Outcome {
         message: format!(
             "{}scale {} from {previous} to {replicas} replicas",
             mode.prefix(),
-            describe(target)
+            target.describe()
         ),
-        original: Some(original(previous)),
         dry_run_result: mode.is_on().then_some(stored),
     })
 }
 
-pub(crate) async fn current_replicas(
-    api: &Api<kube::api::DynamicObject>,
-    target: &ObjectRef,
-) -> Result<u32, ExecuteError> {
-    let scale = api
-        .get_scale(&target.name)
-        .await
-        .map_err(|error| api_error(target, error))?;
-    Ok(replicas_of(scale.spec.and_then(|spec| spec.replicas)))
-}
-
-/// What [`rollback`] restores.
-pub(crate) fn original(replicas: u32) -> Value {
-    json!({ "replicas": replicas })
-}
-
-/// Restores the replica count recorded by [`scale`].
-pub async fn rollback(
+/// The Scale as it is now and its replica count.
+pub(crate) async fn current(
     client: &kube::Client,
-    target: &ObjectRef,
-    original: &Value,
-) -> Result<Outcome, ExecuteError> {
-    let (kind, api) = dynamic_api(client, target, "scale")?;
-    if !kind.scalable() {
-        return Err(unsupported(target, "scale"));
-    }
-    let replicas = original["replicas"]
-        .as_u64()
-        .and_then(|replicas| u32::try_from(replicas).ok())
-        .ok_or_else(|| ExecuteError::InvalidOriginal {
-            target: describe(target),
-            message: format!("expected {{\"replicas\": <count>}}, got {original}"),
-        })?;
-    write(&api, target, replicas, DryRun::Off).await?;
-    Ok(Outcome {
-        message: format!("scaled {} back to {replicas} replicas", describe(target)),
-        original: None,
-        dry_run_result: None,
-    })
+    target: &Target,
+) -> Result<(Value, u32), ExecuteError> {
+    read(&scale_api(client, target)?, target).await
 }
 
-/// The checks any change of a workload's replica count must pass, whichever
-/// executor makes it.
-pub(crate) async fn guard(
+/// Puts back the count a scale replaced, if the workload still has the count
+/// that was written and no HPA has taken it over since.
+pub async fn restore(
     client: &kube::Client,
-    target: &ObjectRef,
-    replicas: u32,
-    bounds: Option<(u32, u32)>,
-) -> Result<(), ExecuteError> {
-    if let Some((min, max)) = bounds
-        && !(min..=max).contains(&replicas)
-    {
-        return Err(ExecuteError::Refused {
-            target: describe(target),
-            reason: format!("{replicas} replicas is outside the allowed range {min}..={max}"),
+    target: &Target,
+    field: &WrittenField,
+) -> Result<String, ExecuteError> {
+    let api = scale_api(client, target)?;
+    let count = |text: Option<&str>| text.and_then(|text| text.parse::<u32>().ok());
+    let (Some(previous), Some(wrote)) =
+        (count(field.previous.as_deref()), count(Some(&field.wrote)))
+    else {
+        return Err(ExecuteError::CannotRollBack {
+            target: target.describe(),
+            message: format!(
+                "the recorded replicas {:?} → {} are not counts",
+                field.previous, field.wrote
+            ),
         });
+    };
+    if let Some(hpa) = controlling_autoscaler(client, target).await? {
+        return Ok(format!(
+            "left replicas alone: HPA {hpa} controls {} now",
+            target.describe()
+        ));
     }
+    guarded(target, async || {
+        let (scale, now) = read(&api, target).await?;
+        if now != wrote {
+            return Ok(format!(
+                "left replicas alone: {} has {now} now, not the {wrote} written",
+                target.describe()
+            ));
+        }
+        write(
+            &api,
+            target,
+            resource_version(&scale),
+            previous,
+            DryRun::Off,
+        )
+        .await?;
+        Ok(format!(
+            "scaled {} back to {previous} replicas",
+            target.describe()
+        ))
+    })
+    .await
+}
+
+fn scale_api(client: &kube::Client, target: &Target) -> Result<Api<DynamicObject>, ExecuteError> {
+    let (kind, api) = dynamic_api(client, &target.object, "scale")?;
+    if !kind.scalable() {
+        return Err(unsupported(&target.object, "scale"));
+    }
+    Ok(api)
+}
+
+async fn read(api: &Api<DynamicObject>, target: &Target) -> Result<(Value, u32), ExecuteError> {
+    let scale = api
+        .get_scale(&target.object.name)
+        .await
+        .map_err(|error| api_error(&target.object, error))?;
+    let scale = to_json(&scale);
+    check_uid(target, &scale["metadata"])?;
+    // The API server omits `replicas: 0` from a Scale (`omitempty`), so absent
+    // means zero.
+    let replicas = scale["spec"]["replicas"]
+        .as_u64()
+        .and_then(|count| u32::try_from(count).ok())
+        .unwrap_or(0);
+    Ok((scale, replicas))
+}
+
+/// The HPA that scales the workload, if one does: a count set by hand would
+/// be undone, and fighting it flaps the workload.
+async fn controlling_autoscaler(
+    client: &kube::Client,
+    target: &Target,
+) -> Result<Option<String>, ExecuteError> {
     let autoscalers: Api<HorizontalPodAutoscaler> =
-        Api::namespaced(client.clone(), &target.namespace);
+        Api::namespaced(client.clone(), &target.object.namespace);
     let list = autoscalers
         .list(&ListParams::default())
         .await
-        .map_err(|error| api_error(target, error))?;
-    let controlling = list.items.iter().find(|hpa| {
-        let reference = &hpa.spec.scale_target_ref;
-        reference.kind == target.kind && reference.name == target.name
-    });
-    if let Some(hpa) = controlling {
-        return Err(ExecuteError::Refused {
-            target: describe(target),
-            reason: format!(
-                "HPA {} controls {}/{}; scaling by hand would be undone",
-                hpa.metadata.name.as_deref().unwrap_or("<unnamed>"),
-                target.kind,
-                target.name
-            ),
-        });
-    }
-    Ok(())
+        .map_err(|error| api_error(&target.object, error))?;
+    Ok(list
+        .items
+        .iter()
+        .find(|hpa| {
+            let reference = &hpa.spec.scale_target_ref;
+            reference.kind == target.object.kind && reference.name == target.object.name
+        })
+        .map(|hpa| {
+            hpa.metadata
+                .name
+                .clone()
+                .unwrap_or_else(|| "<unnamed>".into())
+        }))
 }
 
 async fn write(
-    api: &Api<kube::api::DynamicObject>,
-    target: &ObjectRef,
+    api: &Api<DynamicObject>,
+    target: &Target,
+    resource_version: Option<&str>,
     replicas: u32,
     mode: DryRun,
 ) -> Result<Value, ExecuteError> {
-    let patch = json!({ "spec": { "replicas": replicas } });
+    let patch = json!({
+        "metadata": { "resourceVersion": resource_version },
+        "spec": { "replicas": replicas },
+    });
     let stored = api
-        .patch_scale(&target.name, &mode.patch_params(), &Patch::Merge(&patch))
+        .patch_scale(
+            &target.object.name,
+            &mode.patch_params(),
+            &Patch::Merge(&patch),
+        )
         .await
-        .map_err(|error| api_error(target, error))?;
+        .map_err(|error| api_error(&target.object, error))?;
     Ok(to_json(&stored))
-}
-
-/// The API server omits `replicas: 0` from a Scale (`omitempty`), so absent
-/// means zero.
-fn replicas_of(replicas: Option<i32>) -> u32 {
-    replicas
-        .and_then(|count| u32::try_from(count).ok())
-        .unwrap_or(0)
 }

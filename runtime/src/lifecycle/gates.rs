@@ -44,8 +44,9 @@ pub struct Disruption {
     pub takes_down: u32,
 }
 
-/// The action's policy's own peers: HealingActions naming it, other than the
-/// action itself (a retried action must not count against itself).
+/// The action's policy's own peers: HealingActions naming exactly it (kind,
+/// namespace and name), other than the action itself (a retried action must
+/// not count against itself).
 fn policy_peers<'a>(
     policy: &'a HealingPolicy,
     action: Option<&'a HealingAction>,
@@ -54,8 +55,14 @@ fn policy_peers<'a>(
     peers
         .iter()
         .map(Arc::as_ref)
-        .filter(move |peer| peer.spec.policy_ref.name == policy.name())
+        .filter(move |peer| peer.spec.policy_ref.names(policy))
         .filter(move |peer| action.is_none_or(|action| !same(peer, action)))
+}
+
+/// Whether a peer changed (or is changing) something: not a dry run, as
+/// planned or as the policy made it when it ran.
+fn for_real(peer: &HealingAction) -> bool {
+    !peer.spec.dry_run && !peer.status.as_ref().is_some_and(|status| status.dry_run)
 }
 
 fn same(a: &HealingAction, b: &HealingAction) -> bool {
@@ -70,12 +77,9 @@ pub(crate) fn duration(text: &str, fallback: &str) -> Duration {
     Duration::from_std(parsed).expect("durations are at most a day")
 }
 
-/// Policy `shop/restarts`, naming it the way `kubectl` addresses it.
+/// `HealingPolicy shop/restarts` or `ClusterHealingPolicy defaults`.
 fn policy_name(policy: &HealingPolicy) -> String {
-    match &policy.metadata.namespace {
-        Some(namespace) => format!("{namespace}/{}", policy.name()),
-        None => policy.name().to_string(),
-    }
+    crate::healing_action::PolicyRef::of(policy).describe()
 }
 
 /// The per-policy circuit breaker: open while the last `breakerThreshold`
@@ -99,7 +103,7 @@ pub fn breaker(
     );
     let mut finished: Vec<(DateTime<Utc>, &HealingAction, bool)> =
         policy_peers(policy, None, peers)
-            .filter(|peer| !peer.spec.dry_run)
+            .filter(|peer| for_real(peer))
             .filter_map(|peer| {
                 let status = peer.status.as_ref()?;
                 let failed = match status.phase {
@@ -127,19 +131,16 @@ pub fn breaker(
         .iter()
         .map(|(_, peer, _)| peer.metadata.name.as_deref().unwrap_or_default())
         .collect();
-    let namespace = policy
-        .metadata
-        .namespace
-        .as_deref()
-        .map(|namespace| format!(" -n {namespace}"))
-        .unwrap_or_default();
+    let resume = match policy.metadata.namespace.as_deref() {
+        Some(namespace) => format!("kubeskippy resume {} -n {namespace}", policy.name()),
+        None => format!("kubeskippy resume {} --cluster", policy.name()),
+    };
     Some(Paused {
         reason: format!(
-            "circuit breaker open: the last {threshold} actions of policy {} failed ({}); paused until {} or `kubeskippy resume {}{namespace}`",
+            "circuit breaker open: the last {threshold} actions of {} failed ({}); paused until {} or `{resume}`",
             policy_name(policy),
             names.join(", "),
             stamp(until),
-            policy.name()
         ),
         until,
     })
@@ -152,7 +153,7 @@ fn started_within_hour<'a>(
 ) -> Vec<DateTime<Utc>> {
     let hour_ago = now - Duration::hours(1);
     let mut started: Vec<DateTime<Utc>> = actions
-        .filter(|peer| !peer.spec.dry_run)
+        .filter(|peer| for_real(peer))
         .filter_map(|peer| time(peer.status.as_ref()?.started_at.as_deref()))
         .filter(|started| *started > hour_ago && *started <= now)
         .collect();
@@ -187,8 +188,18 @@ pub fn policy_rate(
     hourly(
         &started,
         policy.spec.safety.max_actions_per_hour,
-        format!("rate limit of policy {}", policy_name(policy)),
+        format!("rate limit of {}", policy_name(policy)),
     )
+}
+
+/// The hourly budgets above every policy's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budgets {
+    /// Across every namespace.
+    pub cluster_per_hour: u32,
+    /// In one namespace, across its policies and the cluster policies acting
+    /// there: a tenant's actions cannot spend the others' share.
+    pub namespace_per_hour: u32,
 }
 
 /// The cluster-wide budget: actions per hour across every policy.
@@ -209,6 +220,26 @@ pub fn cluster_budget(
     )
 }
 
+/// The namespace's budget: actions per hour in the action's namespace.
+pub fn namespace_budget(
+    per_hour: u32,
+    action: &HealingAction,
+    peers: &[Arc<HealingAction>],
+    now: DateTime<Utc>,
+) -> Option<Blocked> {
+    let namespace = action.metadata.namespace.as_deref();
+    let others = peers
+        .iter()
+        .map(Arc::as_ref)
+        .filter(|peer| peer.metadata.namespace.as_deref() == namespace)
+        .filter(|peer| !same(peer, action));
+    hourly(
+        &started_within_hour(others, now),
+        per_hour,
+        format!("budget of namespace {}", namespace.unwrap_or_default()),
+    )
+}
+
 /// `maxConcurrent`: actions of the policy running or being verified.
 pub fn max_concurrent(
     policy: &HealingPolicy,
@@ -226,7 +257,7 @@ pub fn max_concurrent(
     let limit = policy.spec.safety.max_concurrent;
     (running.len() >= limit as usize).then(|| Blocked {
         reason: format!(
-            "policy {} allows {limit} action(s) at once and {} running: {}",
+            "{} allows {limit} action(s) at once and {} running: {}",
             policy_name(policy),
             running.len(),
             running.join(", ")
@@ -252,14 +283,16 @@ pub fn min_healthy(policy: &HealingPolicy, disruption: &Disruption) -> Option<Bl
     })
 }
 
-/// The gates in order: breaker, policy rate, cluster budget, concurrency,
-/// minimum healthy. A dry run changes nothing, so only the breaker holds it.
+/// The gates in order: breaker, policy rate, namespace budget, cluster
+/// budget, concurrency, minimum healthy. A dry run changes nothing, so only
+/// the breaker holds it.
 pub fn check(
     policy: &HealingPolicy,
     action: &HealingAction,
     peers: &[Arc<HealingAction>],
     now: DateTime<Utc>,
-    cluster_per_hour: u32,
+    budgets: Budgets,
+    dry_run: bool,
     disruption: Option<&Disruption>,
 ) -> Option<Blocked> {
     if let Some(paused) = breaker(policy, peers, now) {
@@ -268,11 +301,12 @@ pub fn check(
             until: Some(paused.until),
         });
     }
-    if action.spec.dry_run {
+    if dry_run {
         return None;
     }
     policy_rate(policy, action, peers, now)
-        .or_else(|| cluster_budget(cluster_per_hour, action, peers, now))
+        .or_else(|| namespace_budget(budgets.namespace_per_hour, action, peers, now))
+        .or_else(|| cluster_budget(budgets.cluster_per_hour, action, peers, now))
         .or_else(|| max_concurrent(policy, action, peers))
         .or_else(|| disruption.and_then(|disruption| min_healthy(policy, disruption)))
 }

@@ -7,12 +7,18 @@
 //! written, and `Failed` with a pending rollback before the rollback runs. A
 //! daemon that dies at any point finds on restart exactly how far it got.
 //! Every status write carries the resourceVersion it was computed from, so a
-//! stale cache or a second replica cannot make the same transition twice.
+//! stale cache, a second replica or a deposed leader cannot make the same
+//! transition twice, and every write checks this replica's leadership fence.
+//!
+//! The spec only requests. Before anything runs, the action must carry the
+//! daemon's signature (`provenance`), act in its own namespace, name the
+//! exact policy that governs it, and ask for a change the host types and
+//! bounds (`change`); mode, dry-run and approval come from that policy at
+//! this moment and can only tighten what the plan said.
 
 pub mod gates;
 pub mod verify;
 
-use crate::safety::SafetyFloor;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,12 +27,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
+use crate::change::{Bounds, Change, RollbackRecord};
 use crate::events::{EventRecorder, Reason};
-use crate::execute::{self, Clock, DryRun, ExecuteError, Limits, SystemClock};
+use crate::execute::{self, Clock, DryRun, ExecuteError, SystemClock, Target};
 use crate::healing_action::{
-    ActionKind, ApprovalDecision, HealingAction, HealingActionStatus, Phase,
+    ActionKind, ApprovalDecision, HealingAction, HealingActionStatus, Phase, PolicyKind,
 };
-use crate::policy::{ActionType, HealingPolicy, SafetyRules};
+use crate::lease::Fence;
+use crate::policy::{ActionType, HealingPolicy, Mode, SafetyRules};
+use crate::provenance::{SigningKey, spec_digest};
+use crate::safety::SafetyFloor;
 
 /// Condition types the lifecycle writes.
 pub const BLOCKED: &str = "Blocked";
@@ -52,21 +62,37 @@ pub struct Context {
     pub events: EventRecorder,
     /// This replica's name, recorded on events.
     pub identity: String,
-    /// Actions per hour across every policy.
+    /// Actions per hour across every policy and namespace.
     pub cluster_actions_per_hour: u32,
+    /// Actions per hour in one namespace, across its policies: one tenant
+    /// cannot spend the whole cluster's budget.
+    pub namespace_actions_per_hour: u32,
     /// Checked again against the live target before anything runs.
     pub floor: SafetyFloor,
+    /// Verifies that an action is the daemon's own, and seals rollback records.
+    pub key: SigningKey,
+    /// Closed when this replica may no longer write.
+    pub fence: Fence,
 }
 
 impl Context {
-    pub fn new(client: kube::Client, identity: &str, cluster_actions_per_hour: u32) -> Context {
+    pub fn new(
+        client: kube::Client,
+        identity: &str,
+        key: SigningKey,
+        fence: Fence,
+        budgets: (u32, u32),
+    ) -> Context {
         Context {
             events: EventRecorder::new(client.clone(), identity),
             client,
             clock: Arc::new(SystemClock),
             identity: identity.into(),
-            cluster_actions_per_hour,
+            cluster_actions_per_hour: budgets.0,
+            namespace_actions_per_hour: budgets.1,
             floor: SafetyFloor::default(),
+            key,
+            fence,
         }
     }
 }
@@ -103,6 +129,9 @@ pub enum LifecycleError {
     Conflict { action: String },
     #[error("HealingAction {action}: {message}")]
     Api { action: String, message: String },
+    /// This replica's leadership fence closed: it writes nothing more.
+    #[error("HealingAction {action}: not written, this replica no longer holds the leader lease")]
+    NotLeader { action: String },
 }
 
 impl LifecycleError {
@@ -178,6 +207,16 @@ fn condition_on(status: &HealingActionStatus, kind: &str) -> bool {
         .is_some_and(|condition| condition.status == "True")
 }
 
+fn fenced(ctx: &Context, action: &HealingAction) -> Result<(), LifecycleError> {
+    if ctx.fence.holds() {
+        Ok(())
+    } else {
+        Err(LifecycleError::NotLeader {
+            action: action_name(action),
+        })
+    }
+}
+
 /// Writes `status` with a merge patch guarded by the resourceVersion the
 /// action was read at; fields the new status drops are sent as `null`.
 async fn write(
@@ -185,6 +224,7 @@ async fn write(
     action: &HealingAction,
     status: &HealingActionStatus,
 ) -> Result<HealingAction, LifecycleError> {
+    fenced(ctx, action)?;
     let before = action
         .status
         .as_ref()
@@ -245,24 +285,22 @@ async fn finish(
     Ok(Step::wait(phase))
 }
 
-/// Moves to Failed; a scale or patch that may have changed something is
-/// marked for rollback, which the next call performs.
+/// Moves to Failed; a change with a saved rollback record is marked for
+/// rollback, which the next call performs.
 async fn fail(
     ctx: &Context,
     action: &HealingAction,
     mut status: HealingActionStatus,
     message: String,
 ) -> Result<Step, LifecycleError> {
-    let roll_back = execute::reversible(&action.spec.action)
-        && !action.spec.dry_run
-        && status.original.is_some();
+    let roll_back = status.rollback.is_some();
     if roll_back {
         set_condition(
             &mut status.conditions,
             ROLLBACK_PENDING,
             true,
             "Failed",
-            "restoring the original from status.original",
+            "restoring the fields the change wrote, from status.rollback",
             ctx.clock.now(),
         );
     }
@@ -276,10 +314,10 @@ async fn fail(
 
 /// Reconciles one HealingAction by at most one transition.
 ///
-/// `policy` is the HealingPolicy the action names (`None` when it no longer
-/// exists); `peers` is every HealingAction the caller knows of, this one
-/// included, from which rate limits, concurrency and the circuit breaker are
-/// counted.
+/// `policy` is the policy the action's `policyRef` names (kind, namespace
+/// and name; `None` when there is none); `peers` is every HealingAction the
+/// daemon planned itself, this one included, from which rate limits,
+/// concurrency and the circuit breaker are counted.
 pub async fn reconcile(
     ctx: &Context,
     action: &HealingAction,
@@ -287,30 +325,79 @@ pub async fn reconcile(
     peers: &[Arc<HealingAction>],
 ) -> Result<Step, LifecycleError> {
     let status = action.status.clone().unwrap_or_default();
+    let finished = matches!(
+        status.phase,
+        Phase::Succeeded | Phase::Failed | Phase::RolledBack | Phase::Cancelled
+    );
+    if finished && !(status.phase == Phase::Failed && condition_on(&status, ROLLBACK_PENDING)) {
+        return Ok(Step::wait(status.phase));
+    }
+    if let Err(untrusted) = ctx.key.verify(action) {
+        return refuse_untrusted(ctx, action, status, untrusted.to_string()).await;
+    }
     match status.phase {
-        Phase::Failed if condition_on(&status, ROLLBACK_PENDING) => {
-            rollback(ctx, action, status).await
-        }
-        Phase::Succeeded | Phase::Failed | Phase::RolledBack | Phase::Cancelled => {
-            Ok(Step::wait(status.phase))
-        }
+        Phase::Failed => rollback(ctx, action, status).await,
         Phase::InProgress => interrupted(ctx, action, status).await,
         Phase::Verifying => verifying(ctx, action, policy, status).await,
         Phase::Pending | Phase::Approved => {
-            let (policy, target) = match preconditions(ctx, action, policy).await? {
-                Ok(found) => found,
+            let checked = match preconditions(ctx, action, policy, &status).await? {
+                Ok(checked) => checked,
                 Err((phase, message)) if phase == Phase::Cancelled => {
                     return finish(ctx, action, status, phase, message, Reason::Cancelled).await;
                 }
                 Err((_, message)) => return fail(ctx, action, status, message).await,
             };
             if status.phase == Phase::Pending {
-                approval(ctx, action, status).await
+                approval(ctx, action, status, &checked).await
             } else {
-                run(ctx, action, policy, peers, status, &target).await
+                run(ctx, action, peers, status, &checked).await
             }
         }
+        Phase::Succeeded | Phase::RolledBack | Phase::Cancelled => Ok(Step::wait(status.phase)),
     }
+}
+
+/// An action the daemon did not sign, or one changed since: nothing in it
+/// is acted on. Its event goes on the action alone, never on the object it
+/// names, which may be in a namespace its author cannot write to.
+async fn refuse_untrusted(
+    ctx: &Context,
+    action: &HealingAction,
+    mut status: HealingActionStatus,
+    why: String,
+) -> Result<Step, LifecycleError> {
+    let started = matches!(
+        status.phase,
+        Phase::InProgress | Phase::Verifying | Phase::Failed
+    );
+    let (phase, message) = if started {
+        // Signed when it started, changed since: the target it names now may
+        // not be the one that was changed, so it is neither verified nor
+        // rolled back.
+        (
+            Phase::Failed,
+            format!("refused to go on: {why}; nothing is verified or rolled back"),
+        )
+    } else {
+        (Phase::Cancelled, format!("refused: {why}"))
+    };
+    if condition_on(&status, ROLLBACK_PENDING) {
+        set_condition(
+            &mut status.conditions,
+            ROLLBACK_PENDING,
+            false,
+            "Refused",
+            &message,
+            ctx.clock.now(),
+        );
+    }
+    status.phase = phase;
+    status.message = Some(message.clone());
+    status.completed_at = Some(stamp(ctx.clock.now()));
+    status.retry_after = None;
+    let updated = write(ctx, action, &status).await?;
+    ctx.events.refused(&updated, &message).await;
+    Ok(Step::wait(phase))
 }
 
 fn action_type(kind: ActionKind) -> ActionType {
@@ -329,68 +416,182 @@ pub(crate) fn kind_name(kind: ActionKind) -> String {
         .unwrap_or_default()
 }
 
-/// What must still hold before an action runs: its policy exists and allows
-/// the action, and its target exists and is the object it was planned for.
-/// Outer error: the API could not be read. Inner error: the phase to end in
-/// and why.
+/// What the checks before running found: the governing policy, the live
+/// target, and the typed change within its bounds.
+struct Checked<'p> {
+    policy: &'p HealingPolicy,
+    target_object: Value,
+    target: Target,
+    change: Change,
+}
+
+/// Whether the action waits for a human: the plan said so, or the policy
+/// says so now.
+fn needs_approval(action: &HealingAction, policy: &HealingPolicy) -> bool {
+    action.spec.approval_required
+        || policy.spec.mode == Mode::Manual
+        || policy.spec.safety.require_approval
+}
+
+/// Whether the change runs with server-side dry-run: the plan said so, or the
+/// policy says so now.
+fn dry_run(action: &HealingAction, policy: &HealingPolicy) -> bool {
+    action.spec.dry_run || policy.spec.mode == Mode::Dryrun
+}
+
+type Refusal = (Phase, String);
+
+/// What must still hold before an action runs, checked on every call while
+/// it is Pending or Approved. Outer error: the API could not be read. Inner
+/// error: the phase to end in and why.
 async fn preconditions<'p>(
     ctx: &Context,
     action: &HealingAction,
     policy: Option<&'p HealingPolicy>,
-) -> Result<Result<(&'p HealingPolicy, Value), (Phase, String)>, LifecycleError> {
-    let policy_name = &action.spec.policy_ref.name;
-    let Some(policy) = policy else {
-        return Ok(Err((
-            Phase::Cancelled,
-            format!("policy {policy_name} no longer exists"),
-        )));
+    status: &HealingActionStatus,
+) -> Result<Result<Checked<'p>, Refusal>, LifecycleError> {
+    let cancel = |message: String| Ok(Err((Phase::Cancelled, message)));
+    let refuse = |message: String| Ok(Err((Phase::Failed, message)));
+    let spec = &action.spec;
+    let namespace = action.metadata.namespace.as_deref().unwrap_or_default();
+    if spec.target.namespace != namespace {
+        return cancel(format!(
+            "refused: a HealingAction acts only on objects in its own namespace ({namespace}), and this one targets {} {}/{}",
+            spec.target.kind, spec.target.namespace, spec.target.name
+        ));
+    }
+    let reference = &spec.policy_ref;
+    let Some(policy) = policy.filter(|policy| reference.names(policy)) else {
+        return cancel(format!("{} no longer exists", reference.describe()));
     };
-    let kind = action.spec.action.kind;
+    if reference.uid.is_none() || reference.uid != policy.metadata.uid {
+        return cancel(format!(
+            "{} was replaced since it planned this action",
+            reference.describe()
+        ));
+    }
+    match reference.kind {
+        PolicyKind::HealingPolicy if reference.namespace.as_deref() != Some(namespace) => {
+            return cancel(format!(
+                "refused: {} governs only its own namespace, not {namespace}",
+                reference.describe()
+            ));
+        }
+        PolicyKind::ClusterHealingPolicy if !policy.covers_namespace(namespace) => {
+            return cancel(format!(
+                "{} no longer covers namespace {namespace}",
+                reference.describe()
+            ));
+        }
+        _ => {}
+    }
+    if let Err(why) = policy.validate() {
+        return refuse(format!("{} is invalid: {why}", reference.describe()));
+    }
+    if policy.spec.mode == Mode::Monitor {
+        return cancel(format!(
+            "{} is in monitor mode: it records incidents and runs nothing",
+            reference.describe()
+        ));
+    }
+    let now = ctx.clock.now();
+    let Some(planned_at) = parse_time(spec.planned_at.as_deref()) else {
+        return cancel("refused: the plan carries no valid plannedAt".into());
+    };
+    let max_age =
+        chrono::Duration::from_std(ctx.floor.max_plan_age()).unwrap_or(chrono::Duration::MAX);
+    if status.attempts == 0 && now - planned_at > max_age {
+        return cancel(format!(
+            "planned at {}, longer ago than safety.maxPlanAge ({}): its evidence is stale",
+            stamp(planned_at),
+            verify::humanize(max_age)
+        ));
+    }
+    if !(0.0..=1.0).contains(&spec.confidence) {
+        return refuse(format!(
+            "refused: confidence {} is outside 0..1",
+            spec.confidence
+        ));
+    }
+    let kind = spec.action.kind;
     if !policy
         .spec
         .actions
         .iter()
         .any(|allowed| allowed.action_type == action_type(kind))
     {
-        return Ok(Err((
-            Phase::Failed,
-            format!(
-                "policy {policy_name} does not allow {} actions",
-                kind_name(kind)
-            ),
-        )));
+        return refuse(format!(
+            "{} does not allow {} actions",
+            reference.describe(),
+            kind_name(kind)
+        ));
     }
-    let target = execute::object_ref(&action.spec.target);
-    let described = format!("{} {}/{}", target.kind, target.namespace, target.name);
-    let api = match execute::dynamic_api(&ctx.client, &target, "read") {
-        Ok((_, api)) => api,
-        Err(error) => return Ok(Err((Phase::Failed, error.to_string()))),
+    let change = match Change::of_action(&spec.action, &spec.target.kind, ctx.floor.patch_rules()) {
+        Ok(change) => change,
+        Err(why) => return refuse(format!("refused: {why}")),
     };
-    let object = match execute::get_json(&api, &target).await {
+    let bounds = match bounds(policy, action, ctx.floor.bounds()) {
+        Ok(bounds) => bounds,
+        Err(why) => return refuse(why),
+    };
+    if let Some(why) = change.out_of_bounds(&bounds) {
+        return refuse(format!("refused: {why}"));
+    }
+    let reference = execute::object_ref(&spec.target);
+    let described = execute::describe(&reference);
+    let Some(uid) = spec.target.uid.as_deref() else {
+        return cancel(format!(
+            "refused: planned without the uid of {described}, so it cannot be told apart from an object recreated under that name"
+        ));
+    };
+    let api = match execute::dynamic_api(&ctx.client, &reference, "read") {
+        Ok((_, api)) => api,
+        Err(error) => return refuse(error.to_string()),
+    };
+    let object = match execute::get_json(&api, &reference).await {
         Ok(object) => object,
         Err(ExecuteError::NotFound { .. }) => {
-            return Ok(Err((
-                Phase::Cancelled,
-                format!("target {described} no longer exists"),
-            )));
+            return cancel(format!("target {described} no longer exists"));
         }
         Err(error) => return Err(LifecycleError::api(action, error)),
     };
-    if let Some(why) = ctx.floor.refuses_live(&target, &object, policy) {
-        return Ok(Err((Phase::Cancelled, format!("safety floor: {why}"))));
+    if let Some(why) = ctx.floor.refuses_live(&reference, &object, policy) {
+        return cancel(format!("safety floor: {why}"));
     }
-    if let Some(planned) = &action.spec.target.uid {
-        let uid = object["metadata"]["uid"].as_str().unwrap_or_default();
-        if uid != planned {
-            return Ok(Err((
-                Phase::Cancelled,
-                format!(
-                    "target {described} was replaced: its uid is {uid}, the action was planned for {planned}"
-                ),
-            )));
-        }
+    let live_uid = object["metadata"]["uid"].as_str().unwrap_or_default();
+    if live_uid != uid {
+        return cancel(format!(
+            "target {described} was replaced: its uid is {live_uid}, the action was planned for {uid}"
+        ));
     }
-    Ok(Ok((policy, object)))
+    if let Change::Resources(resources) = &change
+        && let Err(why) = resources.record(&object, &spec.target.kind)
+    {
+        return refuse(format!("refused: {why}"));
+    }
+    Ok(Ok(Checked {
+        policy,
+        target: Target::of(&spec.target, uid),
+        target_object: object,
+        change,
+    }))
+}
+
+/// The approval recorded on the action, if it is for this very spec; a
+/// decision given for other content counts for nothing.
+fn valid_decision(
+    action: &HealingAction,
+) -> Result<Option<&crate::healing_action::Approval>, String> {
+    match &action.spec.approval {
+        None => Ok(None),
+        Some(decision) if decision.spec_digest == spec_digest(&action.spec) => Ok(Some(decision)),
+        Some(decision) => Err(format!(
+            "the decision by {} was given for other content (spec digest {}, this spec is {})",
+            decision.by,
+            decision.spec_digest,
+            spec_digest(&action.spec)
+        )),
+    }
 }
 
 /// Pending: waits for a decision when approval is required, else approves.
@@ -398,9 +599,25 @@ async fn approval(
     ctx: &Context,
     action: &HealingAction,
     mut status: HealingActionStatus,
+    checked: &Checked<'_>,
 ) -> Result<Step, LifecycleError> {
     let now = ctx.clock.now();
-    match &action.spec.approval {
+    let decision = match valid_decision(action) {
+        Ok(decision) => decision,
+        Err(why) => {
+            let message = format!("approval void: {why}");
+            return finish(
+                ctx,
+                action,
+                status,
+                Phase::Cancelled,
+                message,
+                Reason::Cancelled,
+            )
+            .await;
+        }
+    };
+    match decision {
         Some(decision) if decision.decision == ApprovalDecision::Rejected => {
             let why = decision
                 .reason
@@ -429,27 +646,34 @@ async fn approval(
             );
             approve(ctx, action, status, &decision.by).await
         }
-        None if action.spec.approval_required => {
-            if status.condition(AWAITING_APPROVAL).is_none() {
-                let name = action.metadata.name.as_deref().unwrap_or_default();
-                let namespace = action.metadata.namespace.as_deref().unwrap_or_default();
-                let message =
-                    format!("waiting for `kubeskippy approve {name} -n {namespace}` (or reject)");
-                set_condition(
-                    &mut status.conditions,
-                    AWAITING_APPROVAL,
-                    true,
-                    "ApprovalRequired",
-                    &message,
-                    now,
-                );
-                status.message = Some(message);
-                transition(ctx, action, status, Reason::AwaitingApproval).await?;
-            }
-            Ok(Step::wait(Phase::Pending))
-        }
+        None if needs_approval(action, checked.policy) => await_approval(ctx, action, status).await,
         None => approve(ctx, action, status, AUTOMATIC).await,
     }
+}
+
+async fn await_approval(
+    ctx: &Context,
+    action: &HealingAction,
+    mut status: HealingActionStatus,
+) -> Result<Step, LifecycleError> {
+    if status.phase != Phase::Pending || !condition_on(&status, AWAITING_APPROVAL) {
+        let name = action.metadata.name.as_deref().unwrap_or_default();
+        let namespace = action.metadata.namespace.as_deref().unwrap_or_default();
+        let message = format!("waiting for `kubeskippy approve {name} -n {namespace}` (or reject)");
+        set_condition(
+            &mut status.conditions,
+            AWAITING_APPROVAL,
+            true,
+            "ApprovalRequired",
+            &message,
+            ctx.clock.now(),
+        );
+        status.phase = Phase::Pending;
+        status.approved_by = None;
+        status.message = Some(message);
+        transition(ctx, action, status, Reason::AwaitingApproval).await?;
+    }
+    Ok(Step::wait(Phase::Pending))
 }
 
 async fn approve(
@@ -465,59 +689,72 @@ async fn approve(
     Ok(Step::after(Phase::Approved, Duration::ZERO))
 }
 
-/// The bounds the policy's allowed actions put on what the executors write:
-/// the scale range of a scale action that admits the requested count (or
-/// the first), and the largest `maxMemoryLimit` of its patch actions.
-fn limits(policy: &HealingPolicy, action: &HealingAction) -> Limits {
+/// The bounds a change must keep: the host's, tightened by the policy's
+/// allowed actions (the scale range admitting the requested count, or the
+/// first; the largest `maxMemoryLimit` of its patch actions).
+fn bounds(policy: &HealingPolicy, action: &HealingAction, host: Bounds) -> Result<Bounds, String> {
+    let mut bounds = host;
     let ranges: Vec<(u32, u32)> = policy
         .spec
         .actions
         .iter()
         .filter_map(|allowed| allowed.scale.as_ref())
-        .map(|bounds| (bounds.min_replicas, bounds.max_replicas))
+        .map(|scale| (scale.min_replicas.max(1), scale.max_replicas))
         .collect();
     let wanted = action.spec.action.scale_action.as_ref().map(|s| s.replicas);
-    let replicas = ranges
+    if let Some((min, max)) = ranges
         .iter()
         .find(|(min, max)| wanted.is_some_and(|wanted| (*min..=*max).contains(&wanted)))
         .or(ranges.first())
-        .copied();
-    let max_memory_bytes = policy
-        .spec
-        .actions
-        .iter()
-        .filter_map(|allowed| allowed.patch.as_ref())
-        .filter_map(|rule| {
-            kubeskippy_plugin_sdk::quantity::memory_bytes(&rule.max_memory_limit).ok()
-        })
-        .max();
-    Limits {
-        replicas,
-        max_memory_bytes,
+    {
+        bounds.min_replicas = bounds.min_replicas.max(*min);
+        bounds.max_replicas = bounds.max_replicas.min(*max);
     }
+    let mut memory: Option<u64> = None;
+    for (index, allowed) in policy.spec.actions.iter().enumerate() {
+        if let Some(rule) = &allowed.patch {
+            let bytes = kubeskippy_plugin_sdk::quantity::memory_bytes(&rule.max_memory_limit)
+                .map_err(|why| {
+                    format!(
+                        "policy {}: spec.actions[{index}].patch.maxMemoryLimit: {why}",
+                        policy.name()
+                    )
+                })?;
+            memory = Some(memory.map_or(bytes, |largest| largest.max(bytes)));
+        }
+    }
+    if let Some(memory) = memory {
+        bounds.max_memory_bytes = bounds.max_memory_bytes.min(memory);
+    }
+    Ok(bounds)
 }
 
-/// Approved: waits out a retry backoff, passes the gates, then runs.
+/// Approved: checks the approval again (the policy may want one now), waits
+/// out a retry backoff, passes the gates, then runs.
 async fn run(
     ctx: &Context,
     action: &HealingAction,
-    policy: &HealingPolicy,
     peers: &[Arc<HealingAction>],
     mut status: HealingActionStatus,
-    target_object: &Value,
+    checked: &Checked<'_>,
 ) -> Result<Step, LifecycleError> {
     let now = ctx.clock.now();
+    let policy = checked.policy;
+    let approved = matches!(valid_decision(action), Ok(Some(decision)) if decision.decision == ApprovalDecision::Approved);
+    if needs_approval(action, policy) && !approved {
+        return await_approval(ctx, action, status).await;
+    }
     if let Some(retry_at) = parse_time(status.retry_after.as_deref())
         && retry_at > now
     {
         return Ok(Step::after(Phase::Approved, until(now, retry_at)));
     }
-    let target = execute::object_ref(&action.spec.target);
-    let dry_run = action.spec.dry_run;
+    let target = &checked.target;
+    let dry_run = dry_run(action, policy);
     let disruption = if dry_run {
         None
     } else {
-        let (workload, pod) = verify::resolve(&ctx.client, &target, target_object)
+        let (workload, pod) = verify::resolve(&ctx.client, &target.object, &checked.target_object)
             .await
             .map_err(|error| LifecycleError::api(action, error))?;
         Some(gates::disruption(
@@ -526,12 +763,17 @@ async fn run(
             pod.as_ref(),
         ))
     };
+    let budgets = gates::Budgets {
+        cluster_per_hour: ctx.cluster_actions_per_hour,
+        namespace_per_hour: ctx.namespace_actions_per_hour,
+    };
     let blocked = gates::check(
         policy,
         action,
         peers,
         now,
-        ctx.cluster_actions_per_hour,
+        budgets,
+        dry_run,
         disruption.as_ref(),
     );
     if let Some(blocked) = blocked {
@@ -559,18 +801,33 @@ async fn run(
     // Counted before anything can fail, so a step that keeps failing runs
     // out of attempts.
     status.attempts += 1;
-    let original = if dry_run {
+    let recorded = if dry_run {
         None
     } else {
-        match execute::capture_original(&ctx.client, &target, &action.spec.action).await {
-            Ok(original) => original,
+        match execute::capture(&ctx.client, target, &checked.change).await {
+            Ok(fields) => fields.map(|fields| {
+                let mut record = RollbackRecord {
+                    fields,
+                    seal: String::new(),
+                };
+                ctx.key.seal(action, &mut record);
+                record
+            }),
             Err(error) => return execution_failed(ctx, action, status, error).await,
         }
     };
     let baseline = if dry_run {
         None
     } else {
-        match verify::baseline(&ctx.client, action, &target, target_object, now).await {
+        match verify::baseline(
+            &ctx.client,
+            action,
+            &target.object,
+            &checked.target_object,
+            now,
+        )
+        .await
+        {
             Ok(baseline) => Some(baseline),
             Err(error) => return execution_failed(ctx, action, status, error).await,
         }
@@ -586,47 +843,42 @@ async fn run(
         );
     }
     status.phase = Phase::InProgress;
+    status.dry_run = dry_run;
     status.started_at = Some(stamp(now));
     status.retry_after = None;
-    status.original = original;
+    status.rollback = recorded;
     status.verification = baseline;
     status.message = Some(format!(
         "attempt {} of {}: running {} on {}",
         status.attempts,
         action.spec.retry_policy.max_attempts,
         kind_name(action.spec.action.kind),
-        execute::describe(&target)
+        execute::describe(&target.object)
     ));
-    let mut action = transition(ctx, action, status.clone(), Reason::Started).await?;
-    // The guarded InProgress write made this call the one running the
-    // action, and only the lifecycle writes status. Guarding the outcome's
-    // write too would turn an unrelated edit (a label) made meanwhile into a
-    // conflict, leave the action InProgress, and have the next call roll
-    // back a change that worked.
-    action.metadata.resource_version = None;
+    let action = transition(ctx, action, status.clone(), Reason::Started).await?;
 
+    fenced(ctx, &action)?;
     let mode = if dry_run { DryRun::Server } else { DryRun::Off };
-    let outcome = execute::execute_spec(
+    let outcome = execute::execute(
         &ctx.client,
-        &target,
-        &action.spec.action,
+        target,
+        &checked.change,
+        status
+            .rollback
+            .as_ref()
+            .map(|record| record.fields.as_slice()),
         mode,
-        &limits(policy, &action),
         ctx.clock.as_ref(),
     )
     .await;
     match outcome {
         Ok(outcome) if dry_run => {
             status.dry_run_result = outcome.dry_run_result;
-            finish(
-                ctx,
-                &action,
-                status,
-                Phase::Succeeded,
-                outcome.message,
-                Reason::DryRunCompleted,
-            )
-            .await
+            status.phase = Phase::Succeeded;
+            status.message = Some(outcome.message);
+            status.completed_at = Some(stamp(ctx.clock.now()));
+            write_outcome(ctx, &action, status, Reason::DryRunCompleted).await?;
+            Ok(Step::wait(Phase::Succeeded))
         }
         Ok(outcome) => {
             let window = verification_window(Some(policy));
@@ -636,7 +888,7 @@ async fn run(
                 outcome.message,
                 verify::humanize(window)
             ));
-            transition(ctx, &action, status, Reason::Verifying).await?;
+            write_outcome(ctx, &action, status, Reason::Verifying).await?;
             Ok(Step::after(
                 Phase::Verifying,
                 VERIFY_POLL.min(window.to_std().unwrap_or(VERIFY_POLL)),
@@ -646,9 +898,52 @@ async fn run(
     }
 }
 
-/// API errors are retried with exponential backoff until the retry policy's
-/// attempts are used up; a refusal, an unsupported or invalid action, or a
-/// vanished target fail at once.
+/// The write that follows an execution, guarded by the resourceVersion of the
+/// InProgress write. An edit of the action in between (a label) is no reason
+/// to lose the outcome: while the action is still InProgress for this very
+/// attempt, the write is made on the newer copy. Anything else moved it on —
+/// a new leader that found it interrupted — and this late write must not land.
+async fn write_outcome(
+    ctx: &Context,
+    in_progress: &HealingAction,
+    status: HealingActionStatus,
+    reason: Reason,
+) -> Result<HealingAction, LifecycleError> {
+    match transition(ctx, in_progress, status.clone(), reason).await {
+        Err(LifecycleError::Conflict { .. }) => {}
+        done => return done,
+    }
+    let api: Api<HealingAction> = Api::namespaced(
+        ctx.client.clone(),
+        in_progress
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or_default(),
+    );
+    let name = in_progress.metadata.name.as_deref().unwrap_or_default();
+    let latest = api
+        .get(name)
+        .await
+        .map_err(|error| LifecycleError::api(in_progress, error))?;
+    let ours = |action: &HealingAction| {
+        action
+            .status
+            .as_ref()
+            .map(|status| (status.phase, status.started_at.clone(), status.attempts))
+    };
+    if ours(&latest) != ours(in_progress) || latest.spec != in_progress.spec {
+        return Err(LifecycleError::Conflict {
+            action: action_name(in_progress),
+        });
+    }
+    transition(ctx, &latest, status, reason).await
+}
+
+/// Errors worth another attempt (the API failed, or the target moved under
+/// the write) are retried with exponential backoff until the retry policy's
+/// attempts are used up; a refusal, an unsupported action or a vanished
+/// target fail at once.
 async fn execution_failed(
     ctx: &Context,
     action: &HealingAction,
@@ -657,11 +952,11 @@ async fn execution_failed(
 ) -> Result<Step, LifecycleError> {
     let retry = &action.spec.retry_policy;
     let attempts = status.attempts.max(1);
-    // Every executor makes its change in one write, so a failed execution
-    // changed nothing and there is nothing to roll back.
-    status.original = None;
+    // Every executor makes its change in one guarded write, so a failed
+    // execution changed nothing and there is nothing to roll back.
+    status.rollback = None;
     status.verification = None;
-    if !matches!(error, ExecuteError::Api { .. }) {
+    if !error.is_transient() {
         return fail(ctx, action, status, error.to_string()).await;
     }
     if attempts >= retry.max_attempts {
@@ -679,7 +974,7 @@ async fn execution_failed(
         retry.max_attempts,
         stamp(retry_at)
     ));
-    transition(ctx, action, status, Reason::Retrying).await?;
+    write_outcome(ctx, action, status, Reason::Retrying).await?;
     Ok(Step::after(Phase::Approved, backoff))
 }
 
@@ -725,6 +1020,7 @@ async fn verifying(
     let pods = verify::pods_of(&ctx.client, namespace, workload)
         .await
         .map_err(|error| LifecycleError::api(action, error))?;
+    let policy = policy.filter(|policy| action.spec.policy_ref.names(policy));
     let window = verification_window(policy);
     match verify::judge(&baseline, &pods, now, window) {
         verify::Verdict::Passed(message) => {
@@ -757,17 +1053,18 @@ async fn verifying(
 
 /// InProgress at the start of a reconcile: the daemon stopped between saving
 /// InProgress and saving the outcome, so the change may or may not be in the
-/// cluster. A scale or patch is rolled back from the saved original (by the
-/// next call); anything else can only be reported.
+/// cluster. A recorded change is rolled back where it landed (by the next
+/// call: a field that does not hold what the change wrote is left alone);
+/// anything else can only be reported.
 async fn interrupted(
     ctx: &Context,
     action: &HealingAction,
     mut status: HealingActionStatus,
 ) -> Result<Step, LifecycleError> {
-    let message = if action.spec.dry_run {
+    let message = if status.rollback.is_some() {
+        "interrupted; the change may or may not have been applied, so the fields it wrote are restored where they hold what it wrote".to_string()
+    } else if status.dry_run {
         "interrupted during a dry run; nothing was changed".to_string()
-    } else if execute::reversible(&action.spec.action) && status.original.is_some() {
-        "interrupted; the change may or may not have been applied, so it is rolled back from the saved original".to_string()
     } else {
         "interrupted; the change may or may not have been applied".to_string()
     };
@@ -782,7 +1079,8 @@ async fn interrupted(
     fail(ctx, action, status, message).await
 }
 
-/// Failed with a rollback pending: restores the saved original.
+/// Failed with a rollback pending: restores what the sealed record says the
+/// change wrote.
 async fn rollback(
     ctx: &Context,
     action: &HealingAction,
@@ -790,14 +1088,21 @@ async fn rollback(
 ) -> Result<Step, LifecycleError> {
     let now = ctx.clock.now();
     let failure = status.message.clone().unwrap_or_default();
-    let target = execute::object_ref(&action.spec.target);
-    let result = match &status.original {
-        Some(original) => {
-            execute::rollback_spec(&ctx.client, &target, &action.spec.action, original).await
-        }
-        None => Err(ExecuteError::InvalidOriginal {
-            target: execute::describe(&target),
-            message: "no original was saved".into(),
+    let result = match (&status.rollback, action.spec.target.uid.as_deref()) {
+        (Some(record), Some(uid)) => match ctx.key.check_seal(action, record) {
+            Ok(()) => {
+                fenced(ctx, action)?;
+                let target = Target::of(&action.spec.target, uid);
+                execute::rollback(&ctx.client, &target, &record.fields).await
+            }
+            Err(untrusted) => Err(ExecuteError::CannotRollBack {
+                target: execute::describe(&execute::object_ref(&action.spec.target)),
+                message: untrusted.to_string(),
+            }),
+        },
+        _ => Err(ExecuteError::CannotRollBack {
+            target: execute::describe(&execute::object_ref(&action.spec.target)),
+            message: "nothing was recorded to restore".into(),
         }),
     };
     match result {
@@ -814,6 +1119,11 @@ async fn rollback(
             status.message = Some(format!("{failure}; rolled back: {}", outcome.message));
             transition(ctx, action, status, Reason::RolledBack).await?;
             Ok(Step::wait(Phase::RolledBack))
+        }
+        // Tried again on the next call; a replaced target (Moved) never
+        // becomes the right one again.
+        Err(error @ (ExecuteError::Api { .. } | ExecuteError::Conflict { .. })) => {
+            Err(LifecycleError::api(action, error))
         }
         Err(error) => {
             let why = error.to_string();

@@ -2,7 +2,8 @@
 //! real `kube::Client`: GET/LIST/POST/PUT/PATCH/DELETE on namespaced objects,
 //! LIST with an equality `labelSelector`, `/scale` for Deployments,
 //! StatefulSets and ReplicaSets, `/status` for any object,
-//! `pods/NAME/eviction` honouring seeded PodDisruptionBudgets, server-side
+//! `pods/NAME/eviction` honouring seeded PodDisruptionBudgets and a uid
+//! precondition, server-side
 //! dry-run, a `metadata.resourceVersion` precondition on PUT and PATCH,
 //! `authentication.k8s.io/v1` SelfSubjectReviews for a configured user,
 //! injected failures, and a log of every request.
@@ -367,6 +368,18 @@ impl FakeApi {
                 let Some(pod) = existing else {
                     return not_found();
                 };
+                let precondition = &request.body["deleteOptions"]["preconditions"]["uid"];
+                if precondition.is_string() && *precondition != pod["metadata"]["uid"] {
+                    return status(
+                        409,
+                        "Conflict",
+                        &format!(
+                            "Precondition failed: UID in precondition: {}, UID in object meta: {}",
+                            precondition.as_str().unwrap_or_default(),
+                            pod["metadata"]["uid"].as_str().unwrap_or_default()
+                        ),
+                    );
+                }
                 if let Some(refusal) = self.budget_refusal(&route.namespace, &pod) {
                     return refusal;
                 }
@@ -630,6 +643,7 @@ fn apply_patch(object: &mut Value, request: &Logged) -> Result<(), (u16, &'stati
         json_patch(object, &request.body).map_err(|message| (422, "Invalid", message))
     } else if content_type.starts_with("application/strategic-merge-patch+json") {
         strategic_merge(object, &request.body);
+        drop_empty_resource_lists(object);
         Ok(())
     } else if content_type.starts_with("application/merge-patch+json") {
         merge(object, &request.body);
@@ -642,6 +656,21 @@ fn apply_patch(object: &mut Value, request: &Logged) -> Result<(), (u16, &'stati
                 "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json; got {content_type}"
             ),
         ))
+    }
+}
+
+/// The API server stores a container's `limits` or `requests` left empty by
+/// a patch as absent (Go's `omitempty` on a map).
+fn drop_empty_resource_lists(object: &mut Value) {
+    for pointer in ["/spec/containers", "/spec/template/spec/containers"] {
+        let Some(Value::Array(containers)) = object.pointer_mut(pointer) else {
+            continue;
+        };
+        for container in containers {
+            if let Some(Value::Object(resources)) = container.get_mut("resources") {
+                resources.retain(|_, list| list.as_object().is_none_or(|list| !list.is_empty()));
+            }
+        }
     }
 }
 
@@ -835,6 +864,7 @@ fn scale_of(object: &Value) -> Value {
         "metadata": {
             "name": object["metadata"]["name"],
             "namespace": object["metadata"]["namespace"],
+            "uid": object["metadata"]["uid"],
             "resourceVersion": object["metadata"]["resourceVersion"],
         },
         "spec": spec,

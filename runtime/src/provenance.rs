@@ -1,0 +1,362 @@
+//! Which HealingActions the daemon made, and which of their records it wrote.
+//!
+//! The daemon holds rights over workloads that the people who can write a
+//! HealingAction may lack. So it runs only the HealingActions it planned
+//! itself: each one it creates carries an HMAC-SHA256 of its identity and spec
+//! ([`SIGNATURE`]) under a key only the daemon can read (a Secret in its own
+//! namespace, made on first start). A HealingAction written by anyone else, or
+//! one whose spec was changed after the daemon signed it, has no valid
+//! signature and is refused before anything else is looked at. The rollback
+//! record the daemon saves in an action's status is sealed the same way, so a
+//! status edit cannot make a rollback write values of someone else's choosing.
+//!
+//! [`spec_digest`] is the unkeyed sha256 of a spec, which an approval records:
+//! a decision counts for the content it was given on, and nothing else.
+
+use std::sync::Arc;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ObjectMeta, PostParams};
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
+use sha2::{Digest, Sha256};
+
+use crate::change::RollbackRecord;
+use crate::healing_action::{HealingAction, HealingActionSpec};
+
+/// The annotation holding a HealingAction's signature.
+pub const SIGNATURE: &str = "kubeskippy.io/signature";
+/// The signature format, so a future one can be told apart.
+const SCHEME: &str = "v1.";
+/// The key's entry in its Secret.
+const KEY_ENTRY: &str = "key";
+const KEY_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ProvenanceError {
+    #[error("signing key Secret {namespace}/{name}: {message}")]
+    Key {
+        namespace: String,
+        name: String,
+        message: String,
+    },
+}
+
+/// Why a HealingAction or a record is not the daemon's own.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Untrusted {
+    #[error(
+        "not planned by KubeSkippy: it has no {SIGNATURE} annotation, and the daemon runs only the HealingActions it planned itself"
+    )]
+    Unsigned,
+    #[error(
+        "its {SIGNATURE} does not match its spec: it was written or changed by someone other than the daemon (or under an older signing key)"
+    )]
+    BadSignature,
+    #[error("its status.rollback was not written by the daemon (the seal does not match)")]
+    BadSeal,
+}
+
+/// The daemon's HMAC key. Cloning shares it.
+#[derive(Clone)]
+pub struct SigningKey {
+    key: Arc<hmac::Key>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(..)")
+    }
+}
+
+/// The spec as it is signed and digested: without the approval, which is
+/// written after signing, by someone else.
+fn canonical_spec(spec: &HealingActionSpec) -> Vec<u8> {
+    let mut spec = spec.clone();
+    spec.approval = None;
+    serde_json::to_vec(&spec).expect("a spec serialises")
+}
+
+fn identity(action: &HealingAction) -> (&str, &str) {
+    (
+        action.metadata.namespace.as_deref().unwrap_or_default(),
+        action.metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// The sha256 of `spec` without its approval, in hex: what an approval is
+/// given for.
+pub fn spec_digest(spec: &HealingActionSpec) -> String {
+    hex::encode(Sha256::digest(canonical_spec(spec)))
+}
+
+impl SigningKey {
+    pub fn from_bytes(bytes: &[u8]) -> Result<SigningKey, String> {
+        if bytes.len() < KEY_BYTES {
+            return Err(format!(
+                "the key has {} bytes; at least {KEY_BYTES} are needed",
+                bytes.len()
+            ));
+        }
+        Ok(SigningKey {
+            key: Arc::new(hmac::Key::new(hmac::HMAC_SHA256, bytes)),
+        })
+    }
+
+    /// A fresh random key.
+    pub fn generate() -> SigningKey {
+        SigningKey::from_bytes(&random_key()).expect("a generated key is long enough")
+    }
+
+    fn tag(&self, parts: &[&[u8]]) -> String {
+        let tag = hmac::sign(&self.key, &message(parts));
+        format!("{SCHEME}{}", hex::encode(tag.as_ref()))
+    }
+
+    fn check(&self, parts: &[&[u8]], signature: &str) -> bool {
+        let Some(expected) = signature
+            .strip_prefix(SCHEME)
+            .and_then(|encoded| hex::decode(encoded).ok())
+        else {
+            return false;
+        };
+        hmac::verify(&self.key, &message(parts), &expected).is_ok()
+    }
+
+    fn action_parts(action: &HealingAction) -> [Vec<u8>; 4] {
+        let (namespace, name) = identity(action);
+        [
+            b"HealingAction".to_vec(),
+            namespace.as_bytes().to_vec(),
+            name.as_bytes().to_vec(),
+            canonical_spec(&action.spec),
+        ]
+    }
+
+    /// Signs `action` (its namespace, name and spec without the approval) by
+    /// setting its [`SIGNATURE`] annotation.
+    pub fn sign(&self, action: &mut HealingAction) {
+        let parts = Self::action_parts(action);
+        let signature = self.tag(&parts.each_ref().map(Vec::as_slice));
+        action
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(SIGNATURE.into(), signature);
+    }
+
+    /// Whether `action` is one this key signed, unchanged since.
+    pub fn verify(&self, action: &HealingAction) -> Result<(), Untrusted> {
+        let signature = action
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|annotations| annotations.get(SIGNATURE))
+            .ok_or(Untrusted::Unsigned)?;
+        let parts = Self::action_parts(action);
+        if self.check(&parts.each_ref().map(Vec::as_slice), signature) {
+            Ok(())
+        } else {
+            Err(Untrusted::BadSignature)
+        }
+    }
+
+    fn record_parts(action: &HealingAction, record: &RollbackRecord) -> [Vec<u8>; 5] {
+        let (namespace, name) = identity(action);
+        [
+            b"RollbackRecord".to_vec(),
+            namespace.as_bytes().to_vec(),
+            name.as_bytes().to_vec(),
+            action
+                .metadata
+                .uid
+                .as_deref()
+                .unwrap_or_default()
+                .as_bytes()
+                .to_vec(),
+            serde_json::to_vec(&record.fields).expect("fields serialise"),
+        ]
+    }
+
+    /// Seals `record` as written for `action` (which must already exist, so
+    /// the seal binds to its uid).
+    pub fn seal(&self, action: &HealingAction, record: &mut RollbackRecord) {
+        let parts = Self::record_parts(action, record);
+        record.seal = self.tag(&parts.each_ref().map(Vec::as_slice));
+    }
+
+    pub fn check_seal(
+        &self,
+        action: &HealingAction,
+        record: &RollbackRecord,
+    ) -> Result<(), Untrusted> {
+        let parts = Self::record_parts(action, record);
+        if self.check(&parts.each_ref().map(Vec::as_slice), &record.seal) {
+            Ok(())
+        } else {
+            Err(Untrusted::BadSeal)
+        }
+    }
+}
+
+/// The parts, each prefixed with its length, so no two different sequences of
+/// parts give the same message.
+fn message(parts: &[&[u8]]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(parts.iter().map(|part| part.len() + 8).sum());
+    for part in parts {
+        message.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        message.extend_from_slice(part);
+    }
+    message
+}
+
+fn random_key() -> [u8; KEY_BYTES] {
+    let mut bytes = [0u8; KEY_BYTES];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the system's random source works");
+    bytes
+}
+
+/// The daemon's key from the Secret `namespace/name`, which the daemon makes
+/// with a fresh random key when it does not exist. Two replicas starting at
+/// once race to create it; the loser reads the winner's.
+pub async fn load_or_create_key(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<SigningKey, ProvenanceError> {
+    let failed = |message: String| ProvenanceError::Key {
+        namespace: namespace.into(),
+        name: name.into(),
+        message: crate::snapshot::one_line(&message),
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let read = |secret: Secret| -> Result<SigningKey, ProvenanceError> {
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(KEY_ENTRY))
+            .ok_or_else(|| failed(format!("it has no data.{KEY_ENTRY}")))?;
+        SigningKey::from_bytes(&bytes.0).map_err(failed)
+    };
+    match secrets.get_opt(name).await {
+        Ok(Some(secret)) => return read(secret),
+        Ok(None) => {}
+        Err(error) => return Err(failed(format!("cannot read it: {error}"))),
+    }
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            labels: Some(
+                [(
+                    "app.kubernetes.io/managed-by".to_string(),
+                    "kubeskippy".to_string(),
+                )]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        },
+        data: Some([(KEY_ENTRY.to_string(), ByteString(random_key().to_vec()))].into()),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    };
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(created) => {
+            tracing::info!(secret = %format!("{namespace}/{name}"), "created the HealingAction signing key");
+            read(created)
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => match secrets.get(name).await {
+            Ok(secret) => read(secret),
+            Err(error) => Err(failed(format!("cannot read it: {error}"))),
+        },
+        Err(error) => Err(failed(format!("cannot create it: {error}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::{Field, WrittenField};
+
+    fn action() -> HealingAction {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "kubeskippy.io/v1alpha1",
+            "kind": "HealingAction",
+            "metadata": {"name": "rule-restart-app-abc123", "namespace": "shop", "uid": "u-1"},
+            "spec": {
+                "policyRef": {"kind": "HealingPolicy", "namespace": "shop", "name": "p", "uid": "p-1"},
+                "incidentId": "shop-deployment-app-0011aabb",
+                "target": {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "shop", "name": "app", "uid": "t-1"},
+                "action": {"type": "restart", "restartAction": {"strategy": "rollout"}},
+                "source": "rules", "confidence": 0.8, "reasoning": "r", "risk": "low",
+                "plannedAt": "2026-03-14T09:00:00Z"
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_signed_action_verifies_and_any_change_to_it_does_not() {
+        let key = SigningKey::generate();
+        let mut signed = action();
+        assert_eq!(key.verify(&signed), Err(Untrusted::Unsigned));
+        key.sign(&mut signed);
+        assert_eq!(key.verify(&signed), Ok(()));
+        assert_eq!(
+            SigningKey::generate().verify(&signed),
+            Err(Untrusted::BadSignature)
+        );
+
+        let mut retargeted = signed.clone();
+        retargeted.spec.target.namespace = "payments".into();
+        assert_eq!(key.verify(&retargeted), Err(Untrusted::BadSignature));
+        let mut renamed = signed.clone();
+        renamed.metadata.namespace = Some("tenant-a".into());
+        assert_eq!(key.verify(&renamed), Err(Untrusted::BadSignature));
+        let mut loosened = signed.clone();
+        loosened.spec.approval_required = true;
+        assert_eq!(key.verify(&loosened), Err(Untrusted::BadSignature));
+
+        // The approval is written after signing, by an approver.
+        let mut approved = signed.clone();
+        approved.spec.approval = Some(crate::healing_action::Approval {
+            decision: crate::healing_action::ApprovalDecision::Approved,
+            by: "alice".into(),
+            at: "2026-03-14T09:01:00Z".into(),
+            reason: None,
+            spec_digest: spec_digest(&signed.spec),
+        });
+        assert_eq!(key.verify(&approved), Ok(()));
+        assert_eq!(spec_digest(&approved.spec), spec_digest(&signed.spec));
+    }
+
+    #[test]
+    fn a_seal_binds_the_record_to_the_action() {
+        let key = SigningKey::generate();
+        let signed = action();
+        let mut record = RollbackRecord {
+            fields: vec![WrittenField {
+                field: Field::Replicas,
+                previous: Some("2".into()),
+                wrote: "3".into(),
+            }],
+            seal: String::new(),
+        };
+        key.seal(&signed, &mut record);
+        assert_eq!(key.check_seal(&signed, &record), Ok(()));
+        let mut edited = record.clone();
+        edited.fields[0].previous = Some("0".into());
+        assert_eq!(key.check_seal(&signed, &edited), Err(Untrusted::BadSeal));
+        let mut other = signed.clone();
+        other.metadata.uid = Some("u-2".into());
+        assert_eq!(key.check_seal(&other, &record), Err(Untrusted::BadSeal));
+    }
+
+    #[test]
+    fn short_keys_are_refused() {
+        assert!(SigningKey::from_bytes(&[0; 16]).is_err());
+    }
+}
