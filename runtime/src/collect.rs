@@ -397,6 +397,84 @@ impl<K> Strip for CachedWorkload<K> {
     }
 }
 
+/// An object of KubeSkippy's own kinds as someone wrote it: read whole if it
+/// parses, else kept as its identity and why it does not. Policies and
+/// HealingActions are written by tenants; one that the CRD's schema admits but
+/// the daemon cannot read must not fail the watch of every other one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lenient<K> {
+    metadata: ObjectMeta,
+    pub read: Result<K, String>,
+}
+
+impl<K> From<K> for Lenient<K>
+where
+    K: Resource,
+{
+    fn from(object: K) -> Self {
+        Lenient {
+            metadata: object.meta().clone(),
+            read: Ok(object),
+        }
+    }
+}
+
+impl<K> Lenient<K> {
+    pub fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+}
+
+impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        let metadata = value
+            .get("metadata")
+            .and_then(|metadata| ObjectMeta::deserialize(metadata).ok())
+            .unwrap_or_default();
+        let read = serde_path_to_error::deserialize(value).map_err(|error| {
+            crate::snapshot::one_line(&format!("field `{}`: {}", error.path(), error.inner()))
+        });
+        Ok(Lenient { metadata, read })
+    }
+}
+
+impl<K> Resource for Lenient<K>
+where
+    K: Resource<DynamicType = ()>,
+{
+    type DynamicType = ();
+    type Scope = K::Scope;
+
+    fn kind(dynamic: &()) -> Cow<'_, str> {
+        K::kind(dynamic)
+    }
+    fn group(dynamic: &()) -> Cow<'_, str> {
+        K::group(dynamic)
+    }
+    fn version(dynamic: &()) -> Cow<'_, str> {
+        K::version(dynamic)
+    }
+    fn plural(dynamic: &()) -> Cow<'_, str> {
+        K::plural(dynamic)
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl<K: Strip> Strip for Lenient<K> {
+    fn strip(&mut self) {
+        strip_own_metadata(&mut self.metadata);
+        if let Ok(object) = &mut self.read {
+            object.strip();
+        }
+    }
+}
+
 /// KubeSkippy's own objects are few and their annotations are read (the
 /// model's confidence and reasoning): only the field-manager bookkeeping and
 /// kubectl's copy go.
@@ -513,11 +591,11 @@ pub struct ClusterCache {
     replica_sets: Stores<CachedReplicaSet>,
     stateful_sets: Stores<CachedStatefulSet>,
     daemon_sets: Stores<CachedDaemonSet>,
-    policies: Stores<HealingPolicy>,
+    policies: Stores<Lenient<HealingPolicy>>,
     /// Watched only when the daemon watches every namespace: a daemon
     /// restricted to some namespaces has no cluster-wide rights to read them.
-    cluster_policies: Option<Stores<ClusterHealingPolicy>>,
-    actions: Stores<HealingAction>,
+    cluster_policies: Option<Stores<Lenient<ClusterHealingPolicy>>>,
+    actions: Stores<Lenient<HealingAction>>,
     polled: Arc<RwLock<Polled>>,
 }
 
@@ -530,9 +608,9 @@ pub struct CacheWriters {
     pub replica_sets: Writer<CachedReplicaSet>,
     pub stateful_sets: Writer<CachedStatefulSet>,
     pub daemon_sets: Writer<CachedDaemonSet>,
-    pub policies: Writer<HealingPolicy>,
-    pub cluster_policies: Writer<ClusterHealingPolicy>,
-    pub actions: Writer<HealingAction>,
+    pub policies: Writer<Lenient<HealingPolicy>>,
+    pub cluster_policies: Writer<Lenient<ClusterHealingPolicy>>,
+    pub actions: Writer<Lenient<HealingAction>>,
     polled: Arc<RwLock<Polled>>,
 }
 
@@ -709,19 +787,67 @@ impl ClusterCache {
         self.actions.wait().await.map_err(closed)
     }
 
-    /// HealingPolicies and ClusterHealingPolicies, the latter as policies
-    /// without a namespace; there are few, so they are copied.
+    /// HealingPolicies and ClusterHealingPolicies that could be read, the
+    /// latter as policies without a namespace; there are few, so they are
+    /// copied.
     fn all_policies(&self) -> Vec<Arc<HealingPolicy>> {
-        let mut policies = self.policies.all();
+        let mut policies: Vec<Arc<HealingPolicy>> = self
+            .policies
+            .all()
+            .iter()
+            .filter_map(|policy| policy.read.as_ref().ok())
+            .map(|policy| Arc::new(policy.clone()))
+            .collect();
         if let Some(cluster_policies) = &self.cluster_policies {
             policies.extend(
                 cluster_policies
                     .all()
-                    .into_iter()
-                    .map(|policy| Arc::new(HealingPolicy::from(policy.as_ref().clone()))),
+                    .iter()
+                    .filter_map(|policy| policy.read.as_ref().ok())
+                    .map(|policy| Arc::new(HealingPolicy::from(policy.clone()))),
             );
         }
         policies
+    }
+
+    fn all_actions(&self) -> Vec<Arc<HealingAction>> {
+        self.actions
+            .all()
+            .iter()
+            .filter_map(|action| action.read.as_ref().ok())
+            .map(|action| Arc::new(action.clone()))
+            .collect()
+    }
+
+    /// Policies and HealingActions the daemon cannot read, as (kind,
+    /// namespace, name, why): reported on their status and in the log.
+    pub fn unreadable(&self) -> Vec<Unreadable> {
+        let mut broken = Vec::new();
+        let mut add = |kind: &'static str, metadata: &ObjectMeta, why: &str| {
+            broken.push(Unreadable {
+                kind,
+                namespace: metadata.namespace.clone(),
+                name: metadata.name.clone().unwrap_or_default(),
+                resource_version: metadata.resource_version.clone(),
+                why: why.to_string(),
+            });
+        };
+        for policy in self.policies.all() {
+            if let Err(why) = &policy.read {
+                add("HealingPolicy", policy.metadata(), why);
+            }
+        }
+        for policy in self.cluster_policies.iter().flat_map(Stores::all) {
+            if let Err(why) = &policy.read {
+                add("ClusterHealingPolicy", policy.metadata(), why);
+            }
+        }
+        for action in self.actions.all() {
+            if let Err(why) = &action.read {
+                add("HealingAction", action.metadata(), why);
+            }
+        }
+        broken
     }
 
     pub fn metrics_state(&self) -> MetricsState {
@@ -736,7 +862,7 @@ impl ClusterCache {
     /// Just the HealingPolicies and HealingActions: what reconciling needs
     /// every tick, without copying out the pods and events a view holds.
     pub fn policies_and_actions(&self) -> (Vec<Arc<HealingPolicy>>, Vec<Arc<HealingAction>>) {
-        (self.all_policies(), self.actions.all())
+        (self.all_policies(), self.all_actions())
     }
 
     pub fn view(&self) -> CacheView {
@@ -752,7 +878,7 @@ impl ClusterCache {
             stateful_sets: self.stateful_sets.all(),
             daemon_sets: self.daemon_sets.all(),
             policies: self.all_policies(),
-            actions: self.actions.all(),
+            actions: self.all_actions(),
             pod_metrics: polled.pod_metrics.clone(),
             queries: polled.queries.clone(),
         }
@@ -806,17 +932,27 @@ where
     Stores(stores)
 }
 
+/// A policy or HealingAction the daemon cannot read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unreadable {
+    pub kind: &'static str,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub resource_version: Option<String>,
+    pub why: String,
+}
+
 /// One cluster-wide reflector for ClusterHealingPolicies, its stream added to
 /// `streams`.
 fn watch_cluster(
     client: &Client,
     streams: &mut Vec<BoxStream<'static, ()>>,
-) -> Stores<ClusterHealingPolicy> {
-    let api: Api<ClusterHealingPolicy> = Api::all(client.clone());
+) -> Stores<Lenient<ClusterHealingPolicy>> {
+    let api: Api<Lenient<ClusterHealingPolicy>> = Api::all(client.clone());
     let (store, writer) = reflector::store();
     let events = watcher(api, watcher::Config::default())
         .default_backoff()
-        .modify(ClusterHealingPolicy::strip);
+        .modify(Lenient::<ClusterHealingPolicy>::strip);
     streams.push(
         reflector::reflector(writer, events)
             .filter_map(|event| {

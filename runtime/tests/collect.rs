@@ -144,7 +144,10 @@ fn shop_cache(policies: Vec<HealingPolicy>) -> (ClusterCache, collect::CacheWrit
     );
     collect::fill(&mut writers.stateful_sets, []);
     collect::fill(&mut writers.daemon_sets, []);
-    collect::fill(&mut writers.policies, policies);
+    collect::fill(
+        &mut writers.policies,
+        policies.into_iter().map(collect::Lenient::from),
+    );
     collect::fill(&mut writers.cluster_policies, []);
     (cache, writers)
 }

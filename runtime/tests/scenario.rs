@@ -118,12 +118,12 @@ impl Cluster {
         );
         collect::fill(
             &mut writers.policies,
-            of_kind::<HealingPolicy>(fake, "/healingpolicies/"),
+            of_kind::<collect::Lenient<HealingPolicy>>(fake, "/healingpolicies/"),
         );
         collect::fill(&mut writers.cluster_policies, []);
         collect::fill(
             &mut writers.actions,
-            of_kind::<HealingAction>(fake, "/healingactions/"),
+            of_kind::<collect::Lenient<HealingAction>>(fake, "/healingactions/"),
         );
     }
 

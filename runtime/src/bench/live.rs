@@ -46,7 +46,10 @@ fn filled_cache(pods: usize, policies: Vec<HealingPolicy>) -> (ClusterCache, Cac
     collect::fill(&mut writers.replica_sets, cluster.replica_sets);
     collect::fill(&mut writers.stateful_sets, []);
     collect::fill(&mut writers.daemon_sets, []);
-    collect::fill(&mut writers.policies, policies);
+    collect::fill(
+        &mut writers.policies,
+        policies.into_iter().map(collect::Lenient::from),
+    );
     collect::fill(&mut writers.cluster_policies, []);
     collect::fill(&mut writers.actions, []);
     writers.set_pod_metrics(cluster.pod_metrics);
@@ -153,7 +156,12 @@ pub(super) fn cache_memory_child(pods: usize) -> anyhow::Result<()> {
         metrics.extend(part.pod_metrics);
     }
     each_writer!(watcher::Event::InitDone);
-    collect::fill(&mut writers.policies, synthetic::policies(POLICIES));
+    collect::fill(
+        &mut writers.policies,
+        synthetic::policies(POLICIES)
+            .into_iter()
+            .map(collect::Lenient::from),
+    );
     collect::fill(&mut writers.cluster_policies, []);
     writers.set_pod_metrics(metrics);
     let view = cache.view();

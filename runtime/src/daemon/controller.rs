@@ -57,6 +57,8 @@ pub struct Controller {
     schedule: HashMap<(String, String), Scheduled>,
     /// The status last written per policy, to skip identical rewrites.
     written_status: HashMap<(Option<String>, String), (serde_json::Value, DateTime<Utc>)>,
+    /// Objects reported unreadable, at the resourceVersion reported.
+    reported_unreadable: HashMap<(&'static str, Option<String>, String), Option<String>>,
 }
 
 impl Controller {
@@ -68,6 +70,7 @@ impl Controller {
             reported: HashMap::new(),
             schedule: HashMap::new(),
             written_status: HashMap::new(),
+            reported_unreadable: HashMap::new(),
         }
     }
 
@@ -116,7 +119,78 @@ impl Controller {
         for outcome in &pass.policies {
             self.write_policy_status(outcome, &own, now).await;
         }
+        self.report_unreadable(now).await;
         Ok(evaluated)
+    }
+
+    /// Says on each policy or HealingAction the daemon cannot read why, once
+    /// per version of it: a policy gets `Ready=False`, an action is
+    /// Cancelled. Everything else goes on being watched and acted on.
+    async fn report_unreadable(&mut self, now: DateTime<Utc>) {
+        let broken = self.cache.unreadable();
+        self.reported_unreadable.retain(|key, _| {
+            broken
+                .iter()
+                .any(|object| (object.kind, object.namespace.clone(), object.name.clone()) == *key)
+        });
+        for object in broken {
+            let key = (object.kind, object.namespace.clone(), object.name.clone());
+            if self.reported_unreadable.get(&key) == Some(&object.resource_version) {
+                continue;
+            }
+            tracing::warn!(
+                kind = object.kind,
+                namespace = object.namespace.as_deref().unwrap_or_default(),
+                name = %object.name,
+                "cannot read it: {}",
+                object.why
+            );
+            let message = format!("the daemon cannot read this object: {}", object.why);
+            let status = match object.kind {
+                "HealingAction" => json!({
+                    "phase": "Cancelled",
+                    "message": message,
+                    "completedAt": lifecycle::stamp(now),
+                }),
+                _ => json!({ "conditions": [{
+                    "type": "Ready", "status": "False", "reason": "Unreadable",
+                    "message": message, "lastTransitionTime": lifecycle::stamp(now),
+                }] }),
+            };
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PatchParams::default()
+            };
+            let patch = Patch::Merge(json!({ "status": status }));
+            let client = self.lifecycle.client.clone();
+            let written = match (object.kind, &object.namespace) {
+                ("HealingAction", Some(namespace)) => {
+                    Api::<crate::collect::Lenient<HealingAction>>::namespaced(client, namespace)
+                        .patch_status(&object.name, &params, &patch)
+                        .await
+                        .map(|updated| updated.metadata().resource_version.clone())
+                }
+                ("HealingPolicy", Some(namespace)) => {
+                    Api::<crate::collect::Lenient<HealingPolicy>>::namespaced(client, namespace)
+                        .patch_status(&object.name, &params, &patch)
+                        .await
+                        .map(|updated| updated.metadata().resource_version.clone())
+                }
+                _ => Api::<crate::collect::Lenient<ClusterHealingPolicy>>::all(client)
+                    .patch_status(&object.name, &params, &patch)
+                    .await
+                    .map(|updated| updated.metadata().resource_version.clone()),
+            };
+            // The write makes a new version: that one is the one reported.
+            match written {
+                Ok(version) => {
+                    self.reported_unreadable.insert(key, version);
+                }
+                Err(error) => {
+                    tracing::warn!(name = %object.name, %error, "cannot report an unreadable object")
+                }
+            }
+        }
     }
 
     async fn handle_incident(
