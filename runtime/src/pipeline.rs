@@ -350,7 +350,7 @@ impl Analyzer {
             ),
             Err(reason) => review::deny_all(analysis.recommendations, &reason),
         };
-        review::apply_policy_limits(&mut reviewed, open.policy);
+        review::apply_limits(&mut reviewed, open.policy, &self.ai);
         let actions = reviewed
             .iter()
             .filter(|r| r.allowed)

@@ -2,6 +2,7 @@
 //! validator plugin in turn. A validator that fails (trap, timeout, bad config)
 //! denies: a check that could not run is not a check that passed.
 
+use crate::config::AiConfig;
 use crate::incidents::OpenIncident;
 use crate::plugin_host::{Plugin, PluginHost};
 use crate::policy::HealingPolicy;
@@ -122,32 +123,48 @@ pub fn deny_all(recommendations: Vec<Recommendation>, reason: &str) -> Vec<Revie
         .collect()
 }
 
-/// A policy's `ai.minConfidence` and `ai.maxRecommendations`, applied on top of
-/// what the validators allowed. They can only tighten: the configured
-/// validators have already applied the cluster-wide values.
-pub fn apply_policy_limits(reviewed: &mut [Reviewed], policy: &HealingPolicy) {
-    let ai = &policy.spec.ai;
+/// The configured `ai.minConfidence` and `ai.maxRecommendations`, and the
+/// policy's, applied by the host on top of what the validators allowed: they
+/// hold with `validateResponses: false` too, and a policy can only tighten
+/// them.
+pub fn apply_limits(reviewed: &mut [Reviewed], policy: &HealingPolicy, ai: &AiConfig) {
+    let policy_ai = &policy.spec.ai;
     let mut allowed = 0u32;
     for outcome in reviewed.iter_mut().filter(|outcome| outcome.allowed) {
         let confidence = outcome.recommendation.confidence;
-        if let Some(minimum) = ai.min_confidence
+        let rejection = if confidence < ai.min_confidence {
+            Some(format!(
+                "confidence {confidence:.2} is below ai.minConfidence {:.2}",
+                ai.min_confidence
+            ))
+        } else if let Some(minimum) = policy_ai.min_confidence
             && confidence < minimum
         {
-            outcome.rejections.push(format!(
+            Some(format!(
                 "policy {}: confidence {confidence:.2} is below its minConfidence {minimum:.2}",
                 policy.name()
-            ));
-        } else if let Some(maximum) = ai.max_recommendations
+            ))
+        } else if allowed >= ai.max_recommendations {
+            Some(format!(
+                "already {} recommendations allowed (ai.maxRecommendations)",
+                ai.max_recommendations
+            ))
+        } else if let Some(maximum) = policy_ai.max_recommendations
             && allowed >= maximum
         {
-            outcome.rejections.push(format!(
+            Some(format!(
                 "policy {}: already {maximum} recommendations allowed (its maxRecommendations)",
                 policy.name()
-            ));
+            ))
         } else {
-            allowed += 1;
-            continue;
+            None
+        };
+        match rejection {
+            Some(why) => {
+                outcome.rejections.push(why);
+                outcome.allowed = false;
+            }
+            None => allowed += 1,
         }
-        outcome.allowed = false;
     }
 }

@@ -95,3 +95,63 @@ async fn a_released_lease_is_taken_over_at_once() {
     a.release().await.unwrap();
     assert_eq!(lease(&fake).await["spec"]["holderIdentity"], "b");
 }
+
+/// A client whose requests go to `fake` until `hang` is set, and then never
+/// get an answer: a connection that stalled.
+fn stalling_client(
+    fake: &FakeApi,
+    hang: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> kube::Client {
+    let fake = fake.clone();
+    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        let hang = hang.clone();
+        let fake = fake.clone();
+        async move {
+            if hang.load(std::sync::atomic::Ordering::SeqCst) {
+                futures::future::pending::<()>().await;
+            }
+            Ok::<_, std::convert::Infallible>(fake.handle(request).await)
+        }
+    });
+    kube::Client::new(service, "default")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_renewals_stall_stops_writing_before_its_lease_runs_out() {
+    use kubeskippy::daemon::leader::{Timing, elect};
+    use kubeskippy::lease::Fence;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let fake = FakeApi::new();
+    let hang = Arc::new(AtomicBool::new(false));
+    let api: Api<Lease> =
+        Api::namespaced(stalling_client(&fake, hang.clone()), "kubeskippy-system");
+    let lock = LeaseLock::new(api, "kubeskippy-leader", "a", LEASE);
+    let timing = Timing {
+        retry_period: LEASE / 3,
+        renew_deadline: LEASE * 2 / 3,
+    };
+    let (leading_tx, leading) = tokio::sync::watch::channel(false);
+    let (_shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+    let fence = Fence::closed();
+    let election = tokio::spawn(elect(lock, timing, leading_tx, fence.clone(), shutdown));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(*leading.borrow() && fence.holds(), "acquired");
+
+    // Every round from now on hangs.
+    hang.store(true, Ordering::SeqCst);
+    let stalled_at = tokio::time::Instant::now();
+    while fence.holds() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let held_for = stalled_at.elapsed();
+    assert!(
+        held_for <= timing.renew_deadline,
+        "the fence closed {held_for:?} after the stall, within the renew deadline"
+    );
+    // The round that hung was given up on, and leadership with it.
+    tokio::time::sleep(timing.renew_deadline + timing.retry_period).await;
+    assert!(!*leading.borrow());
+    election.abort();
+}

@@ -4,6 +4,8 @@
 //! change does not help. The API server is the in-memory one; the caches are
 //! fed from it directly, as the watchers would; time is a test clock.
 
+#[path = "common/controller_harness.rs"]
+mod controller_harness;
 #[path = "common/fake_api.rs"]
 mod fake_api;
 #[path = "common/shop_app.rs"]
@@ -11,21 +13,10 @@ mod shop_app;
 #[path = "common/test_clock.rs"]
 mod test_clock;
 
-use std::sync::Arc;
-
-use fake_api::FakeApi;
-use kubeskippy::collect::{self, CacheWriters, ClusterCache};
-use kubeskippy::config::Config;
-use kubeskippy::daemon::controller::Controller;
-use kubeskippy::events::EventRecorder;
+use controller_harness::Cluster;
 use kubeskippy::execute::Clock;
-use kubeskippy::healing_action::HealingAction;
-use kubeskippy::lifecycle::Context;
-use kubeskippy::pipeline::{Analyzer, PluginFiles};
-use kubeskippy::policy::HealingPolicy;
 use serde_json::{Value, json};
 use shop_app::{APP, POD_1};
-use test_clock::TestClock;
 
 /// A policy for `shop/app` that answers OOM kills by raising the memory
 /// limit, in `mode`.
@@ -54,113 +45,18 @@ spec:
 
 const ACTIONS: &str = "/apis/kubeskippy.io/v1alpha1/namespaces/shop/healingactions/";
 
-struct Cluster {
-    fake: FakeApi,
-    writers: CacheWriters,
-    controller: Controller,
-    analyzer: Analyzer,
-    clock: TestClock,
+trait ShopCluster {
+    fn action(&self, name: &str) -> Value;
+    fn memory_limit(&self) -> Value;
 }
 
-fn of_kind<K: serde::de::DeserializeOwned>(fake: &FakeApi, segment: &str) -> Vec<K> {
-    fake.snapshot()
-        .into_iter()
-        .filter(|(path, _)| path.contains(segment))
-        .map(|(_, object)| serde_json::from_value(object).unwrap())
-        .collect()
+fn shop(mode: &str) -> Cluster {
+    Cluster::with(&format!("{}\n---\n{}", shop_app::YAML, policy(mode)))
 }
 
-impl Cluster {
-    fn new(mode: &str) -> Cluster {
-        let fake = FakeApi::new();
-        fake.seed_yaml(shop_app::YAML);
-        fake.seed_yaml(&policy(mode));
-        let (cache, writers) = ClusterCache::detached();
-        let client = fake.client();
-        let clock = TestClock::at("2026-03-14T09:00:00Z".parse().unwrap());
-        let context = Context {
-            events: EventRecorder::new(client.clone(), "kubeskippy-0"),
-            client: client.clone(),
-            clock: Arc::new(clock.clone()),
-            identity: "kubeskippy-0".into(),
-            cluster_actions_per_hour: 30,
-            namespace_actions_per_hour: 10,
-            floor: kubeskippy::safety::SafetyFloor::default(),
-            key: kubeskippy::provenance::SigningKey::generate(),
-            fence: kubeskippy::lease::Fence::unfenced(),
-        };
-        let mut cluster = Cluster {
-            controller: Controller::new(cache, context),
-            analyzer: Analyzer::new(&Config::default(), &PluginFiles::default(), None).unwrap(),
-            fake,
-            writers,
-            clock,
-        };
-        cluster.sync();
-        cluster
-    }
-
-    /// What the watchers would have delivered by now.
-    fn sync(&mut self) {
-        let fake = &self.fake;
-        let writers = &mut self.writers;
-        collect::fill(
-            &mut writers.pods,
-            of_kind::<collect::CachedPod>(fake, "/pods/"),
-        );
-        collect::fill(
-            &mut writers.deployments,
-            of_kind::<collect::CachedDeployment>(fake, "/deployments/"),
-        );
-        collect::fill(
-            &mut writers.replica_sets,
-            of_kind::<collect::CachedReplicaSet>(fake, "/replicasets/"),
-        );
-        collect::fill(
-            &mut writers.policies,
-            of_kind::<collect::Lenient<HealingPolicy>>(fake, "/healingpolicies/"),
-        );
-        collect::fill(&mut writers.cluster_policies, []);
-        collect::fill(
-            &mut writers.actions,
-            of_kind::<collect::Lenient<HealingAction>>(fake, "/healingactions/"),
-        );
-    }
-
-    async fn evaluate(&mut self) -> Vec<String> {
-        let created = self
-            .controller
-            .evaluate(&self.analyzer)
-            .await
-            .unwrap()
-            .created;
-        self.sync();
-        created
-    }
-
-    /// Reconciles until nothing is due, as consecutive ticks would.
-    async fn settle(&mut self) {
-        for _ in 0..10 {
-            let reconciled = self.controller.reconcile_due(|| true).await;
-            self.sync();
-            if reconciled == 0 {
-                return;
-            }
-        }
-        panic!("reconcile did not settle in 10 rounds");
-    }
-
+impl ShopCluster for Cluster {
     fn action(&self, name: &str) -> Value {
         self.fake.get(&format!("{ACTIONS}{name}")).unwrap()
-    }
-
-    fn event_reasons(&self) -> Vec<String> {
-        self.fake
-            .snapshot()
-            .into_iter()
-            .filter(|(path, _)| path.starts_with("/apis/events.k8s.io/"))
-            .map(|(_, event)| event["reason"].as_str().unwrap_or_default().to_string())
-            .collect()
     }
 
     fn memory_limit(&self) -> Value {
@@ -172,7 +68,7 @@ impl Cluster {
 
 #[tokio::test]
 async fn an_oom_kill_is_healed_and_verified() {
-    let mut cluster = Cluster::new("automatic");
+    let mut cluster = shop("automatic");
     let created = cluster.evaluate().await;
     assert_eq!(created.len(), 1, "{created:?}");
     let name = &created[0];
@@ -219,7 +115,7 @@ async fn an_oom_kill_is_healed_and_verified() {
 
 #[tokio::test]
 async fn a_change_that_does_not_help_is_rolled_back() {
-    let mut cluster = Cluster::new("automatic");
+    let mut cluster = shop("automatic");
     let name = cluster.evaluate().await.remove(0);
     cluster.settle().await;
     assert_eq!(cluster.memory_limit(), "1Gi");
@@ -247,7 +143,7 @@ async fn a_change_that_does_not_help_is_rolled_back() {
 
 #[tokio::test]
 async fn manual_mode_waits_for_approval_and_monitor_mode_only_records() {
-    let mut cluster = Cluster::new("manual");
+    let mut cluster = shop("manual");
     let name = cluster.evaluate().await.remove(0);
     cluster.settle().await;
     assert_eq!(cluster.action(&name)["status"]["phase"], "Pending");
@@ -270,7 +166,7 @@ async fn manual_mode_waits_for_approval_and_monitor_mode_only_records() {
     assert_eq!(action["spec"]["approval"]["by"], "alice@example.com");
     assert_eq!(cluster.memory_limit(), "1Gi");
 
-    let mut monitor = Cluster::new("monitor");
+    let mut monitor = shop("monitor");
     assert!(monitor.evaluate().await.is_empty());
     assert!(
         monitor

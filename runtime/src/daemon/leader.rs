@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::lease::{Fence, LeaseLock, Role};
 
+#[derive(Debug, Clone, Copy)]
 pub struct Timing {
     /// How often a round runs: a fraction of the lease duration.
     pub retry_period: Duration,

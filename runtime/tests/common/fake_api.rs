@@ -11,6 +11,7 @@
 //! Patches: JSON merge (RFC 7386), JSON patch (RFC 6902), and strategic merge
 //! as merge plus list-merge-by-key for the lists our patches rely on
 //! (`containers` by `name` and friends) and `$patch: delete` on list items.
+//! ClusterHealingPolicies are served at their cluster-scoped path.
 //! Not served: watch, set-based label selectors, field selectors, other
 //! cluster-scoped paths, server-side apply, defaulting and validation.
 
@@ -111,6 +112,9 @@ const MERGE_KEYS: [(&str, &str); 8] = [
 
 const SCALABLE: [&str; 3] = ["deployments", "statefulsets", "replicasets"];
 
+/// Cluster-scoped resources the fake serves, at `/apis/GROUP/VERSION/RESOURCE`.
+const CLUSTER_SCOPED: [&str; 1] = ["clusterhealingpolicies"];
+
 impl FakeApi {
     pub fn new() -> FakeApi {
         FakeApi::default()
@@ -142,7 +146,7 @@ impl FakeApi {
         let path = object_path(
             object["apiVersion"].as_str().expect("apiVersion"),
             object["kind"].as_str().expect("kind"),
-            object["metadata"]["namespace"].as_str().expect("namespace"),
+            object["metadata"]["namespace"].as_str().unwrap_or_default(),
             object["metadata"]["name"].as_str().expect("name"),
         );
         self.store(&path, object);
@@ -246,7 +250,8 @@ impl FakeApi {
         self.state.lock().unwrap().objects.remove(path)
     }
 
-    async fn handle(&self, request: Request<Body>) -> Response<Full<Bytes>> {
+    /// Answers one request, as `client` does for each it sends.
+    pub async fn handle(&self, request: Request<Body>) -> Response<Full<Bytes>> {
         let (parts, body) = request.into_parts();
         let body = body
             .collect()
@@ -356,7 +361,9 @@ impl FakeApi {
                 if self.get(&path).is_some() {
                     return status(409, "AlreadyExists", &format!("\"{name}\" already exists"));
                 }
-                object["metadata"]["namespace"] = json!(route.namespace);
+                if !route.namespace.is_empty() {
+                    object["metadata"]["namespace"] = json!(route.namespace);
+                }
                 let object = if dry_run {
                     object
                 } else {
@@ -532,6 +539,20 @@ impl Route {
             "apis" => 3,
             _ => return None,
         };
+        if let Some(resource) = segments.get(base)
+            && CLUSTER_SCOPED.contains(resource)
+        {
+            if segments.len() > base + 3 {
+                return None;
+            }
+            return Some(Route {
+                collection: format!("/{}", segments[..base + 1].join("/")),
+                namespace: String::new(),
+                resource: resource.to_string(),
+                name: segments.get(base + 1).map(|s| s.to_string()),
+                sub: segments.get(base + 2).map(|s| s.to_string()),
+            });
+        }
         if segments.get(base) != Some(&"namespaces")
             || segments.len() < base + 3
             || segments.len() > base + 5
@@ -632,7 +653,11 @@ pub fn object_path(api_version: &str, kind: &str, namespace: &str, name: &str) -
     } else {
         "api"
     };
-    format!("/{root}/{api_version}/namespaces/{namespace}/{plural}/{name}")
+    if namespace.is_empty() {
+        format!("/{root}/{api_version}/{plural}/{name}")
+    } else {
+        format!("/{root}/{api_version}/namespaces/{namespace}/{plural}/{name}")
+    }
 }
 
 /// Applies the request's patch by its content type; a failure is the
