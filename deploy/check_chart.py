@@ -34,12 +34,14 @@ CACHE_DIR = "/var/cache/kubeskippy"
 RUN_FLAGS = {
     "config", "namespace", "health-addr", "leader-elect", "lease-name",
     "lease-namespace", "identity", "evaluation-interval", "metrics-interval",
-    "cluster-actions-per-hour", "plugin-dir",
+    "cluster-actions-per-hour", "namespace-actions-per-hour", "signing-key-secret",
+    "plugin-dir",
 }
 
-# Everything the daemon does to watched workloads, and nothing more.
+# Everything the daemon does to watched workloads, and nothing more. Pods are
+# only ever evicted: no delete.
 WORKLOAD_RULES = {
-    ("", "pods"): {"get", "list", "watch", "delete"},
+    ("", "pods"): {"get", "list", "watch"},
     ("", "pods/eviction"): {"create"},
     ("", "events"): {"list", "watch"},
     ("events.k8s.io", "events"): {"create", "patch"},
@@ -55,11 +57,24 @@ WORKLOAD_RULES = {
     ("kubeskippy.io", "healingactions"): {"get", "list", "watch", "create"},
     ("kubeskippy.io", "healingactions/status"): {"get", "patch"},
 }
-APPROVER_RULES = {
-    ("kubeskippy.io", "healingactions", verb, None) for verb in ("get", "list", "patch")
-} | {("kubeskippy.io", "healingpolicies", verb, None) for verb in ("get", "patch")} | {
-    ("authentication.k8s.io", "selfsubjectreviews", "create", None)
+# Only a daemon watching every namespace reads cluster-wide policies.
+CLUSTER_POLICY_RULES = {
+    ("kubeskippy.io", "clusterhealingpolicies"): {"get", "list", "watch"},
+    ("kubeskippy.io", "clusterhealingpolicies/status"): {"get", "patch", "update"},
 }
+# Approvers decide on HealingActions and touch nothing else.
+APPROVER_RULES = {
+    ("kubeskippy.io", "healingactions", verb, None) for verb in ("get", "list", "watch", "patch")
+} | {("authentication.k8s.io", "selfsubjectreviews", "create", None)}
+POLICY_EDITOR_RULES = {
+    ("kubeskippy.io", "healingpolicies", verb, None)
+    for verb in ("get", "list", "watch", "create", "update", "patch", "delete")
+}
+CRD_NAMES = ["clusterhealingpolicies.kubeskippy.io", "healingactions.kubeskippy.io",
+             "healingpolicies.kubeskippy.io"]
+# Kinds the chart renders whose CRD schemas carry no CEL rules; the
+# HealingAction CRD's rules are evaluated by runtime/tests/crd_rules.rs.
+RENDERED_CUSTOM_KINDS = {"HealingPolicy", "ClusterHealingPolicy"}
 
 
 class Failed(Exception):
@@ -118,8 +133,9 @@ def crd_validators(crds: list) -> dict:
         spec = crd["spec"]
         for version in spec["versions"]:
             schema = version["schema"]["openAPIV3Schema"]
-            check("x-kubernetes-validations" not in yaml.safe_dump(schema),
-                  f"{crd['metadata']['name']}: has CEL rules this check cannot evaluate; extend it")
+            if spec["names"]["kind"] in RENDERED_CUSTOM_KINDS:
+                check("x-kubernetes-validations" not in yaml.safe_dump(schema),
+                      f"{crd['metadata']['name']}: has CEL rules this check cannot evaluate; extend it")
             # The API server adds these to every CRD's schema; generated schemas omit them.
             schema = {**schema, "properties": {
                 "apiVersion": {"type": "string"}, "kind": {"type": "string"},
@@ -231,8 +247,14 @@ def check_rbac(docs: list[dict], values: dict, service_account: str, label: str)
         for namespace in watch:
             expected_ns.setdefault(namespace, set()).update(workload)
     else:
-        check(cluster == workload, f"{label}: cluster-wide grants differ from what the daemon does: "
-              f"extra {sorted(cluster - workload)}, missing {sorted(workload - cluster)}")
+        want = workload | flatten(CLUSTER_POLICY_RULES)
+        check(cluster == want, f"{label}: cluster-wide grants differ from what the daemon does: "
+              f"extra {sorted(cluster - want)}, missing {sorted(want - cluster)}")
+    signing_key = values["signingKey"]["secretName"] or f"{fullname(values)}-signing-key"
+    expected_ns.setdefault(NAMESPACE, set()).update({
+        ("", "secrets", "create", None),
+        ("", "secrets", "get", signing_key),
+    })
     if values["leaderElection"]["enabled"]:
         lease = values["leaderElection"]["leaseName"] or f"{fullname(values)}-leader"
         expected_ns.setdefault(NAMESPACE, set()).update({
@@ -249,14 +271,16 @@ def check_rbac(docs: list[dict], values: dict, service_account: str, label: str)
         check(got == want, f"{label}: grants in namespace {namespace} differ from what the daemon does: "
               f"extra {sorted(got - want, key=str)}, missing {sorted(want - got, key=str)}")
 
-    approver = [key for key in roles if key[0] == "ClusterRole" and key[2].endswith("-approver")]
-    if values["approverRole"]["create"]:
-        check(len(approver) == 1, f"{label}: expected one approver ClusterRole, found {approver}")
-        check(roles[approver[0]] == APPROVER_RULES,
-              f"{label}: approver ClusterRole grants {sorted(roles[approver[0]], key=str)}")
-        check(approver[0] not in bound_roles, f"{label}: the approver ClusterRole is bound by the chart")
-    else:
-        check(not approver, f"{label}: approverRole.create is false but {approver} rendered")
+    for suffix, key, rules in (("-approver", "approverRole", APPROVER_RULES),
+                               ("-policy-editor", "policyEditorRole", POLICY_EDITOR_RULES)):
+        found = [role for role in roles if role[0] == "ClusterRole" and role[2].endswith(suffix)]
+        if values[key]["create"]:
+            check(len(found) == 1, f"{label}: expected one {suffix[1:]} ClusterRole, found {found}")
+            check(roles[found[0]] == rules,
+                  f"{label}: {suffix[1:]} ClusterRole grants {sorted(roles[found[0]], key=str)}")
+            check(found[0] not in bound_roles, f"{label}: the {suffix[1:]} ClusterRole is bound by the chart")
+        else:
+            check(not found, f"{label}: {key}.create is false but {found} rendered")
 
 
 def fullname(values: dict) -> str:
@@ -290,10 +314,12 @@ def check_deployment(docs: list[dict], manifests: dict[str, str], values: dict, 
         "evaluation-interval": [values["evaluationInterval"]],
         "metrics-interval": [values["metricsInterval"]],
         "cluster-actions-per-hour": [str(values["clusterActionsPerHour"])],
+        "namespace-actions-per-hour": [str(values["namespaceActionsPerHour"])],
+        "signing-key-secret": [values["signingKey"]["secretName"] or f"{fullname(values)}-signing-key"],
+        "lease-namespace": [NAMESPACE],
     }
     if leader:
         want["lease-name"] = [values["leaderElection"]["leaseName"] or f"{fullname(values)}-leader"]
-        want["lease-namespace"] = [NAMESPACE]
     if values["watchNamespaces"]:
         want["namespace"] = list(dict.fromkeys(values["watchNamespaces"]))
     if values["plugins"]:
@@ -397,18 +423,51 @@ def check_deployment(docs: list[dict], manifests: dict[str, str], values: dict, 
 
 def check_policies(docs: list[dict], values: dict, label: str) -> None:
     policies = [doc for doc in docs if doc["kind"] == "HealingPolicy"]
+    cluster_policies = [doc for doc in docs if doc["kind"] == "ClusterHealingPolicy"]
     wanted = values["defaultPolicy"]
     if not wanted["enabled"]:
-        check(not policies, f"{label}: defaultPolicy is off but a HealingPolicy rendered")
+        check(not policies and not cluster_policies,
+              f"{label}: defaultPolicy is off but a policy rendered")
         return
     watch = list(dict.fromkeys(values["watchNamespaces"] or []))
-    namespaces = [policy["metadata"]["namespace"] for policy in policies]
-    check(namespaces == (watch or [NAMESPACE]), f"{label}: HealingPolicies in {namespaces}")
-    for policy in policies:
-        check(policy["spec"]["mode"] == wanted["mode"], f"{label}: policy mode is not {wanted['mode']}")
-        if watch:
+    if watch:
+        # A namespaced policy governs its own namespace only: one per watched namespace.
+        check(not cluster_policies, f"{label}: a ClusterHealingPolicy for a namespaced daemon")
+        namespaces = [policy["metadata"]["namespace"] for policy in policies]
+        check(namespaces == watch, f"{label}: HealingPolicies in {namespaces}")
+        for policy in policies:
             check(policy["spec"]["selector"].get("namespaces") == [policy["metadata"]["namespace"]],
                   f"{label}: the policy in {policy['metadata']['namespace']} covers other namespaces")
+    else:
+        check(not policies and len(cluster_policies) == 1,
+              f"{label}: watching every namespace, the default policy must be one ClusterHealingPolicy")
+        check("namespace" not in cluster_policies[0]["metadata"],
+              f"{label}: a ClusterHealingPolicy with a namespace")
+    for policy in policies + cluster_policies:
+        check(policy["spec"]["mode"] == wanted["mode"], f"{label}: policy mode is not {wanted['mode']}")
+
+
+def check_admission(docs: list[dict], values: dict, service_account: str, label: str) -> None:
+    policies = [doc for doc in docs if doc["kind"] == "ValidatingAdmissionPolicy"]
+    bindings = [doc for doc in docs if doc["kind"] == "ValidatingAdmissionPolicyBinding"]
+    if not values["admissionPolicy"]["enabled"]:
+        check(not policies and not bindings, f"{label}: admissionPolicy is off but rendered")
+        return
+    check(len(policies) == 1 and len(bindings) == 1,
+          f"{label}: expected one ValidatingAdmissionPolicy and its binding")
+    policy, binding = policies[0], bindings[0]
+    check(binding["spec"]["policyName"] == policy["metadata"]["name"]
+          and binding["spec"]["validationActions"] == ["Deny"],
+          f"{label}: the binding does not deny through the policy")
+    rules = policy["spec"]["matchConstraints"]["resourceRules"]
+    check(rules == [{"apiGroups": ["kubeskippy.io"], "apiVersions": ["*"],
+                     "operations": ["CREATE", "UPDATE"], "resources": ["healingactions"]}],
+          f"{label}: the admission policy matches {rules}")
+    expressions = " ".join(item["expression"] for item in policy["spec"]["validations"])
+    daemon = f"system:serviceaccount:{NAMESPACE}:{service_account}"
+    check(f"'{daemon}'" in expressions, f"{label}: creation is not limited to {daemon}: {expressions}")
+    check("object.spec.approval.by == request.userInfo.username" in expressions,
+          f"{label}: an approval is not bound to its author")
 
 
 def check_value_set(path: Path | None, validators: dict) -> int:
@@ -427,12 +486,15 @@ def check_value_set(path: Path | None, validators: dict) -> int:
             validate_builtin(doc, where)
         labels = doc["metadata"].get("labels") or {}
         check(labels.get("app.kubernetes.io/instance") == RELEASE, f"{where}: no instance label")
-        if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
+        if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding", "ClusterHealingPolicy",
+                               "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"):
             # So `helm template | kubectl apply -f -` lands in the right place too.
             check(doc["metadata"].get("namespace"), f"{where}: no metadata.namespace")
     docs = [doc for _, doc in rendered]
     check_deployment(docs, manifests, effective, label)
     check_policies(docs, effective, label)
+    service_account = one(docs, "ServiceAccount", label)["metadata"]["name"]
+    check_admission(docs, effective, service_account, label)
     return len(rendered)
 
 
@@ -452,8 +514,7 @@ def main() -> int:
     try:
         crds = [doc for doc in yaml.safe_load_all(CRD_FILE.read_text()) if doc]
         names = sorted(crd["metadata"]["name"] for crd in crds)
-        check(names == ["healingactions.kubeskippy.io", "healingpolicies.kubeskippy.io"],
-              f"{CRD_FILE.name}: CRDs {names}")
+        check(names == CRD_NAMES, f"{CRD_FILE.name}: CRDs {names}")
         for crd in crds:
             validate_builtin(crd, f"{CRD_FILE.name}: {crd['metadata']['name']}")
         with helm.Chart.load(CHART) as chart:

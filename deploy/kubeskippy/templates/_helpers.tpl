@@ -35,6 +35,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
+{{- define "kubeskippy.signingKeySecret" -}}
+{{- default (printf "%s-signing-key" (include "kubeskippy.fullname" .)) .Values.signingKey.secretName -}}
+{{- end -}}
+
 {{- define "kubeskippy.leaseName" -}}
 {{- default (printf "%s-leader" (include "kubeskippy.fullname" .)) .Values.leaderElection.leaseName -}}
 {{- end -}}
