@@ -121,3 +121,57 @@ fn durations() {
     assert!(parse_duration("-1s").is_err());
     assert!(parse_duration("48h").is_err());
 }
+
+#[test]
+fn the_readmes_configuration_example_loads_with_the_host_limits_it_shows() {
+    let readme = include_str!("../../../README.md");
+    let section = &readme[readme
+        .find("## Configuration")
+        .expect("the README has the section")..];
+    let start = section.find("```yaml\n").expect("an example") + "```yaml\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    // The example names an API key Secret to show the field; reading it needs
+    // a cluster, parsing does not.
+    let config = Config::parse(example).unwrap_or_else(|error| panic!("{error}"));
+    let safety = &config.safety;
+    assert_eq!(safety.protected_namespaces, ["payments"]);
+    assert!(!safety.allow_raw_patches);
+    assert_eq!(safety.max_replicas, 20);
+    assert_eq!(safety.max_cpu_limit, 16_000);
+    assert_eq!(safety.max_memory_limit, 32 << 30);
+    assert_eq!(safety.max_plan_age, Duration::from_secs(24 * 3600));
+    assert_eq!(
+        config.safety,
+        SafetyConfig {
+            protected_namespaces: vec!["payments".into()],
+            ..SafetyConfig::default()
+        },
+        "the README shows the defaults"
+    );
+}
+
+#[test]
+fn safety_limits_are_checked_and_named() {
+    for (text, expected) in [
+        (
+            "safety: {maxReplicas: 0}",
+            "safety.maxReplicas must be at least 1",
+        ),
+        ("safety: {maxCpuLimit: lots}", "safety.maxCpuLimit"),
+        (
+            "safety: {annotationPrefixes: ['']}",
+            "safety.annotationPrefixes",
+        ),
+        ("safety: {maxPlanAge: 2d}", "safety.maxPlanAge"),
+        (
+            "safety: {allowRawPatch: true}",
+            "unknown field `allowRawPatch`",
+        ),
+    ] {
+        let error = Config::parse(text).unwrap_err();
+        assert!(error.contains(expected), "{text}: {error}");
+    }
+    let config = Config::parse("safety: {maxCpuLimit: 4, maxMemoryLimit: 8Gi}").unwrap();
+    assert_eq!(config.safety.max_cpu_limit, 4000);
+    assert_eq!(config.safety.max_memory_limit, 8 << 30);
+}
