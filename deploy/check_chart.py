@@ -47,20 +47,20 @@ WORKLOAD_RULES = {
     ("events.k8s.io", "events"): {"create", "patch"},
     **{("apps", kind): {"get", "list", "watch", "patch"}
        for kind in ("deployments", "statefulsets", "daemonsets", "replicasets")},
-    **{("apps", f"{kind}/scale"): {"get", "patch", "update"}
+    **{("apps", f"{kind}/scale"): {"get", "patch"}
        for kind in ("deployments", "statefulsets", "replicasets")},
     ("autoscaling", "horizontalpodautoscalers"): {"get", "list"},
     ("policy", "poddisruptionbudgets"): {"get", "list"},
     ("metrics.k8s.io", "pods"): {"get", "list"},
     ("kubeskippy.io", "healingpolicies"): {"get", "list", "watch"},
-    ("kubeskippy.io", "healingpolicies/status"): {"get", "patch", "update"},
+    ("kubeskippy.io", "healingpolicies/status"): {"get", "patch"},
     ("kubeskippy.io", "healingactions"): {"get", "list", "watch", "create"},
     ("kubeskippy.io", "healingactions/status"): {"get", "patch"},
 }
 # Only a daemon watching every namespace reads cluster-wide policies.
 CLUSTER_POLICY_RULES = {
     ("kubeskippy.io", "clusterhealingpolicies"): {"get", "list", "watch"},
-    ("kubeskippy.io", "clusterhealingpolicies/status"): {"get", "patch", "update"},
+    ("kubeskippy.io", "clusterhealingpolicies/status"): {"get", "patch"},
 }
 # Approvers decide on HealingActions and touch nothing else.
 APPROVER_RULES = {

@@ -8,10 +8,11 @@ use kubeskippy_plugin_sdk::quantity;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::change::{PatchRules, parse_patch};
 use crate::healing_action::{
     ActionKind, ActionSpec, ActionTarget, DeletePodAction, HealingAction, HealingActionSpec,
-    HealingActionStatus, PatchAction, PatchType, PolicyRef, RestartAction, RetryPolicy,
-    ScaleAction,
+    HealingActionStatus, Observed, ObservedAmounts, ObservedContainer, PatchAction, PatchType,
+    PolicyRef, RestartAction, RetryPolicy, ScaleAction,
 };
 use crate::incidents::OpenIncident;
 use crate::policy::Mode;
@@ -158,17 +159,66 @@ fn spec_action(recommendation: &Recommendation) -> Option<ActionSpec> {
     })
 }
 
-/// The triggers that fired for the incident an action answers, comma
-/// separated: cooldowns per (policy, trigger, target) are counted from them.
-pub const TRIGGERS_ANNOTATION: &str = "kubeskippy.io/triggers";
-
-fn fired_triggers(incident: &crate::wit::Incident) -> String {
+/// The triggers that fired for the incident an action answers, once each.
+fn fired_triggers(incident: &crate::wit::Incident) -> Vec<String> {
     let names: std::collections::BTreeSet<&str> = incident
         .findings
         .iter()
         .map(|finding| finding.trigger.as_str())
         .collect();
-    names.into_iter().collect::<Vec<_>>().join(",")
+    names.into_iter().map(str::to_string).collect()
+}
+
+/// What the plan is made against (see [`Observed`]): the replica count for a
+/// scale, and the template's CPU and memory of each container a change sets.
+fn observed(
+    open: &OpenIncident,
+    recommendation: &Recommendation,
+    rules: &PatchRules,
+) -> Option<Observed> {
+    let kind = recommendation.target.kind.as_str();
+    let containers: Vec<String> = match &recommendation.action {
+        Action::Scale(_) => {
+            return Some(Observed {
+                replicas: open.incident.workload.as_ref()?.desired_replicas,
+                containers: Vec::new(),
+            });
+        }
+        Action::Patch(Patch::Resources(patch)) => vec![patch.container.clone()],
+        Action::Patch(Patch::StrategicMerge(document)) => parse_patch(document, kind, rules)
+            .ok()?
+            .containers
+            .into_iter()
+            .map(|container| container.name)
+            .collect(),
+        Action::Restart | Action::DeletePod | Action::None => return None,
+    };
+    let quantities = |amounts: &crate::collect::CpuMemory| ObservedAmounts {
+        cpu: amounts.cpu.as_ref().map(|q| q.0.clone()),
+        memory: amounts.memory.as_ref().map(|q| q.0.clone()),
+    };
+    let containers = containers
+        .into_iter()
+        .map(|name| {
+            let template = open
+                .template
+                .iter()
+                .find(|container| container.name == name);
+            ObservedContainer {
+                limits: template.map_or_else(ObservedAmounts::default, |c| {
+                    quantities(&c.resources.limits)
+                }),
+                requests: template.map_or_else(ObservedAmounts::default, |c| {
+                    quantities(&c.resources.requests)
+                }),
+                name,
+            }
+        })
+        .collect();
+    Some(Observed {
+        replicas: None,
+        containers,
+    })
 }
 
 /// Builds the planned HealingAction for an allowed recommendation. Names are
@@ -178,6 +228,7 @@ pub fn plan(
     open: &OpenIncident,
     recommendation: &Recommendation,
     source: Source,
+    rules: &PatchRules,
 ) -> Option<HealingAction> {
     let action = spec_action(recommendation)?;
     let incident = &open.incident;
@@ -215,6 +266,7 @@ pub fn plan(
         HealingActionSpec {
             policy_ref: PolicyRef::of(open.policy),
             incident_id: incident.id.clone(),
+            triggers: fired_triggers(incident),
             target: ActionTarget {
                 api_version: api_version_of(&target.kind).into(),
                 kind: target.kind.clone(),
@@ -233,6 +285,7 @@ pub fn plan(
                 || open.policy.spec.safety.require_approval,
             approval: None,
             retry_policy: RetryPolicy::default(),
+            observed: observed(open, recommendation, rules),
         },
     );
     healing_action.metadata.namespace = Some(target.namespace.clone());
@@ -253,10 +306,29 @@ pub fn plan(
         ),
         ("ai.reasoning".to_string(), recommendation.reason.clone()),
         ("kubeskippy.io/incident".to_string(), incident.id.clone()),
-        (TRIGGERS_ANNOTATION.to_string(), fired_triggers(incident)),
     ]));
     healing_action.status = Some(HealingActionStatus::default());
     Some(healing_action)
+}
+
+/// A name for one HealingAction of the plan `planned`: its readable part and a
+/// random suffix, so the daemon's names cannot be predicted (and taken first)
+/// and a finished action never stands in the way of the next one.
+pub fn unique_name(planned: &str) -> String {
+    use ring::rand::SecureRandom;
+    let readable = match planned.rsplit_once('-') {
+        Some((readable, digest)) if digest.len() == 6 => readable,
+        _ => planned,
+    };
+    let mut suffix = [0u8; 4];
+    ring::rand::SystemRandom::new()
+        .fill(&mut suffix)
+        .expect("the system's random source works");
+    format!(
+        "{}-{}",
+        truncate_name(readable, 63 - 9),
+        hex::encode(suffix)
+    )
 }
 
 /// A label value is at most 63 characters; a longer policy name (names may

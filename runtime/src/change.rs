@@ -7,7 +7,7 @@
 //! account, a host namespace, a sidecar or an init container to the API server.
 //!
 //! [`Bounds`] are the host's limits on the values (replicas, CPU, memory),
-//! tightened by the governing policy's; [`RollbackRecord`] is what a change
+//! tightened by the governing policy's; [`WrittenField`]s are what a change
 //! wrote, field by field, with the value each field had before.
 
 use std::collections::BTreeMap;
@@ -577,17 +577,8 @@ fn refused(path: &str) -> String {
     )
 }
 
-/// What a change wrote, field by field, sealed by the daemon that wrote it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RollbackRecord {
-    pub fields: Vec<WrittenField>,
-    /// An HMAC over the action and `fields` with the daemon's key: a record
-    /// edited by anyone else (a status write) is not restored.
-    #[serde(default)]
-    pub seal: String,
-}
-
+/// One field a change writes: a rollback restores `previous` only while the
+/// field still holds `wrote`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WrittenField {

@@ -7,7 +7,8 @@
 //! Pods, Events, PodMetrics and workloads are read straight from the API
 //! server's JSON into slim types ([`CachedPod`], [`CachedEvent`],
 //! [`PodMetrics`], [`CachedWorkload`]) that hold only what the pipeline reads:
-//! names, labels, annotations, uid, owners, container names, replica counts,
+//! names, labels, annotations, uid, owners, container names and CPU and memory,
+//! replica counts,
 //! CPU and memory quantities, container states, event texts and times;
 //! container `env`, volumes and probes are never even built. Each watched
 //! object is then stripped as it arrives ([`Strip`]): managedFields and
@@ -324,7 +325,8 @@ impl CachedEvent {
 }
 
 /// A Deployment, ReplicaSet, StatefulSet or DaemonSet (`K`) as the cache
-/// keeps it: metadata, replica counts and container names, deserialized
+/// keeps it: metadata, replica counts and its template's container names and
+/// CPU and memory (what a plan is made against), deserialized
 /// straight from the API server's JSON. A stripped k8s-openapi Deployment is
 /// still about 7 KB with its pod template, and a cluster keeps up to ten old
 /// ReplicaSets per Deployment.
@@ -360,13 +362,7 @@ pub struct CachedTemplate {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TemplateSpec {
     #[serde(default, deserialize_with = "null_as_default")]
-    pub containers: Vec<ContainerName>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ContainerName {
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub name: String,
+    pub containers: Vec<CachedContainer>,
 }
 
 /// Ready replicas, and a DaemonSet's desired and ready counts.
@@ -652,6 +648,7 @@ impl CacheView {
             daemon_sets: self.daemon_sets.iter().map(Arc::as_ref).collect(),
             pod_metrics: self.pod_metrics.iter().collect(),
             queries: Some(&self.queries),
+            infer_missing_replica_sets: false,
         }
     }
 

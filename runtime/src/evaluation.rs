@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::actions::TRIGGERS_ANNOTATION;
 use crate::facts::{ClusterFacts, ClusterObjects, FactsError, ObjectKey, chrono_of, key_of};
 use crate::healing_action::{HealingAction, Phase};
 use crate::incidents::{self, OpenIncident, workload_of_incident_id};
@@ -372,16 +371,7 @@ impl History {
                 continue;
             };
             let created = chrono_of(created.0);
-            let triggers = action
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|annotations| annotations.get(TRIGGERS_ANNOTATION));
-            for trigger in triggers
-                .into_iter()
-                .flat_map(|list| list.split(','))
-                .filter(|t| !t.is_empty())
-            {
+            for trigger in &action.spec.triggers {
                 let reference = &action.spec.policy_ref;
                 let key = (
                     format!(
@@ -389,7 +379,7 @@ impl History {
                         reference.namespace.as_deref().unwrap_or_default(),
                         reference.name
                     ),
-                    trigger.to_string(),
+                    trigger.clone(),
                     workload.clone(),
                 );
                 let entry = history.newest.entry(key).or_insert((created, name.clone()));

@@ -13,8 +13,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kubeskippy_plugin_sdk::quantity;
 
 use crate::collect::{
-    CachedDaemonSet, CachedDeployment, CachedEvent, CachedPod, CachedReplicaSet, CachedStatefulSet,
-    CachedWorkload, CpuMemory,
+    CachedContainer, CachedDaemonSet, CachedDeployment, CachedEvent, CachedPod, CachedReplicaSet,
+    CachedStatefulSet, CachedWorkload, CpuMemory,
 };
 use crate::prometheus::QueryResults;
 use crate::snapshot::{PodMetrics, Snapshot};
@@ -64,6 +64,9 @@ impl PodRecord<'_> {
 pub struct WorkloadRecord {
     pub facts: WorkloadFacts,
     pub marks: ObjectMarks,
+    /// The pod template's containers with their CPU and memory as written
+    /// (quantities): what a plan to change them was made against.
+    pub template: Vec<CachedContainer>,
 }
 
 /// An event, borrowed, with when it happened, for windowed triggers.
@@ -148,6 +151,11 @@ pub struct ClusterObjects<'a> {
     pub pod_metrics: Vec<&'a PodMetrics>,
     /// Prometheus results by query text; absent when nothing was queried.
     pub queries: Option<&'a QueryResults>,
+    /// A pod's missing ReplicaSet is traced to its Deployment through the
+    /// `pod-template-hash` naming convention: for snapshots, which often lack
+    /// ReplicaSets. The live cache holds every ReplicaSet, so there a missing
+    /// one is a claim nothing backs.
+    pub infer_missing_replica_sets: bool,
 }
 
 /// (kind, namespace, name): how records are looked up.
@@ -203,13 +211,16 @@ impl<'a> ClusterFacts<'a> {
         let mut problems = Vec::new();
         collect_workloads(objects, &mut facts.workloads);
 
-        let replica_set_owner: HashMap<(&str, &str), Option<&OwnerReference>> = objects
+        let replica_sets: HashMap<(&str, &str), ReplicaSetOwner> = objects
             .replica_sets
             .iter()
             .map(|rs| {
                 (
                     (namespace_str(&rs.metadata), name_str(&rs.metadata)),
-                    controller_of(&rs.metadata),
+                    ReplicaSetOwner {
+                        uid: rs.metadata.uid.as_deref(),
+                        controller: controller_of(&rs.metadata),
+                    },
                 )
             })
             .collect();
@@ -234,7 +245,12 @@ impl<'a> ClusterFacts<'a> {
         for pod in &objects.pods {
             let namespace = namespace_str(&pod.metadata);
             let name = name_str(&pod.metadata);
-            let workload = resolve_owner(pod, &replica_set_owner, &facts.workloads);
+            let workload = resolve_owner(
+                pod,
+                &replica_sets,
+                &facts.workloads,
+                objects.infer_missing_replica_sets,
+            );
             let usage = metrics.get(&(namespace, name)).copied();
             match pod_record(pod, workload, usage) {
                 Ok(record) => {
@@ -384,7 +400,7 @@ fn collect_workloads(objects: &ClusterObjects, workloads: &mut HashMap<ObjectKey
     let mut add = |kind: &str,
                    metadata: &ObjectMeta,
                    (desired, ready): (Option<i32>, Option<i32>),
-                   containers: Vec<String>| {
+                   template: Vec<CachedContainer>| {
         let target = object_ref(kind, namespace_str(metadata), name_str(metadata));
         workloads.insert(
             key_of(&target),
@@ -393,9 +409,10 @@ fn collect_workloads(objects: &ClusterObjects, workloads: &mut HashMap<ObjectKey
                     target,
                     desired_replicas: desired.and_then(|n| u32::try_from(n).ok()),
                     ready_replicas: ready.and_then(|n| u32::try_from(n).ok()),
-                    containers,
+                    containers: template.iter().map(|c| c.name.clone()).collect(),
                 },
                 marks: ObjectMarks::of(metadata),
+                template,
             },
         );
     };
@@ -405,7 +422,7 @@ fn collect_workloads(objects: &ClusterObjects, workloads: &mut HashMap<ObjectKey
             "Deployment",
             &deployment.metadata,
             counts,
-            container_names(deployment),
+            template_containers(deployment),
         );
     }
     for set in &objects.stateful_sets {
@@ -413,7 +430,7 @@ fn collect_workloads(objects: &ClusterObjects, workloads: &mut HashMap<ObjectKey
             "StatefulSet",
             &set.metadata,
             replica_counts(set),
-            container_names(set),
+            template_containers(set),
         );
     }
     for set in &objects.daemon_sets {
@@ -423,7 +440,7 @@ fn collect_workloads(objects: &ClusterObjects, workloads: &mut HashMap<ObjectKey
             status.and_then(|s| s.desired_number_scheduled),
             status.and_then(|s| s.number_ready),
         );
-        add("DaemonSet", &set.metadata, counts, container_names(set));
+        add("DaemonSet", &set.metadata, counts, template_containers(set));
     }
     for set in &objects.replica_sets {
         // A ReplicaSet under a Deployment is not a workload of its own.
@@ -434,7 +451,7 @@ fn collect_workloads(objects: &ClusterObjects, workloads: &mut HashMap<ObjectKey
             "ReplicaSet",
             &set.metadata,
             replica_counts(set),
-            container_names(set),
+            template_containers(set),
         );
     }
 }
@@ -448,52 +465,112 @@ fn replica_counts<K>(workload: &CachedWorkload<K>) -> (Option<i32>, Option<i32>)
     )
 }
 
-fn container_names<K>(workload: &CachedWorkload<K>) -> Vec<String> {
-    workload.container_names().map(str::to_string).collect()
+fn template_containers<K>(workload: &CachedWorkload<K>) -> Vec<CachedContainer> {
+    workload
+        .spec
+        .template
+        .iter()
+        .flat_map(|template| &template.spec)
+        .flat_map(|spec| spec.containers.iter().cloned())
+        .collect()
 }
 
-/// The workload a pod belongs to. A ReplicaSet missing from the snapshot is
-/// traced to its Deployment through the `pod-template-hash` naming convention.
+/// A ReplicaSet's uid and its controller, for tracing a pod to its workload.
+struct ReplicaSetOwner<'a> {
+    uid: Option<&'a str>,
+    controller: Option<&'a OwnerReference>,
+}
+
+/// The workload a pod belongs to, by ownerReferences that check out: each
+/// owner named must be the object the facts hold under that name, with the
+/// uid the reference carries, and a Deployment owns its pods only through a
+/// ReplicaSet. A reference that does not check out (anyone who may create a
+/// pod may write one) leaves the pod its own workload, so nothing it claims
+/// reaches the object it names. Owners of other kinds (a Job) are kept as
+/// named; the facts hold no record of them, so nothing may act on them.
 fn resolve_owner(
     pod: &CachedPod,
-    replica_set_owner: &HashMap<(&str, &str), Option<&OwnerReference>>,
+    replica_sets: &HashMap<(&str, &str), ReplicaSetOwner>,
+    workloads: &HashMap<ObjectKey, WorkloadRecord>,
+    infer_missing: bool,
+) -> ObjectRef {
+    let metadata = &pod.metadata;
+    let namespace = namespace_str(metadata);
+    let bare = || object_ref("Pod", namespace, name_str(metadata));
+    let Some(owner) = controller_of(metadata) else {
+        return bare();
+    };
+    // A hand-written snapshot may leave uids out; the API server never does.
+    let holds = |kind: &str, name: &str, uid: &str| {
+        workloads
+            .get(&(kind.to_string(), namespace.to_string(), name.to_string()))
+            .is_some_and(|record| record.marks.uid.as_deref().is_none_or(|held| held == uid))
+    };
+    match owner.kind.as_str() {
+        "Deployment" => bare(),
+        "StatefulSet" | "DaemonSet" => {
+            let known = workloads.contains_key(&(
+                owner.kind.clone(),
+                namespace.to_string(),
+                owner.name.clone(),
+            ));
+            if !known || holds(&owner.kind, &owner.name, &owner.uid) {
+                object_ref(&owner.kind, namespace, &owner.name)
+            } else {
+                bare()
+            }
+        }
+        "ReplicaSet" => match replica_sets.get(&(namespace, owner.name.as_str())) {
+            Some(set) if set.uid.is_some_and(|uid| uid != owner.uid) => bare(),
+            Some(ReplicaSetOwner {
+                controller: Some(grand),
+                ..
+            }) if grand.kind == "Deployment" => {
+                if holds("Deployment", &grand.name, &grand.uid) {
+                    object_ref("Deployment", namespace, &grand.name)
+                } else {
+                    // Claimed by a Deployment the facts do not hold: the
+                    // ReplicaSet, which is no workload of its own, is named.
+                    object_ref("ReplicaSet", namespace, &owner.name)
+                }
+            }
+            Some(ReplicaSetOwner {
+                controller: Some(grand),
+                ..
+            }) => object_ref(&grand.kind, namespace, &grand.name),
+            Some(_) => object_ref("ReplicaSet", namespace, &owner.name),
+            None if infer_missing => infer_deployment(pod, &owner.name, workloads),
+            None => object_ref("ReplicaSet", namespace, &owner.name),
+        },
+        _ => object_ref(&owner.kind, namespace, &owner.name),
+    }
+}
+
+/// A snapshot without ReplicaSets: the pod's Deployment by the
+/// `pod-template-hash` naming convention, when the snapshot holds it.
+fn infer_deployment(
+    pod: &CachedPod,
+    replica_set: &str,
     workloads: &HashMap<ObjectKey, WorkloadRecord>,
 ) -> ObjectRef {
     let metadata = &pod.metadata;
     let namespace = namespace_str(metadata);
-    let Some(owner) = controller_of(metadata) else {
-        return object_ref("Pod", namespace, name_str(metadata));
-    };
-    if owner.kind != "ReplicaSet" {
-        return object_ref(&owner.kind, namespace, &owner.name);
-    }
-    match replica_set_owner.get(&(namespace, owner.name.as_str())) {
-        Some(Some(grand_owner)) => object_ref(&grand_owner.kind, namespace, &grand_owner.name),
-        Some(None) => object_ref("ReplicaSet", namespace, &owner.name),
-        None => {
-            let hash = metadata
-                .labels
-                .as_ref()
-                .and_then(|labels| labels.get("pod-template-hash"));
-            let deployment = hash.and_then(|hash| {
-                owner
-                    .name
-                    .strip_suffix(hash.as_str())
-                    .and_then(|rest| rest.strip_suffix('-'))
-            });
-            match deployment {
-                Some(name)
-                    if workloads.contains_key(&(
-                        "Deployment".into(),
-                        namespace.into(),
-                        name.into(),
-                    )) =>
-                {
-                    object_ref("Deployment", namespace, name)
-                }
-                _ => object_ref("ReplicaSet", namespace, &owner.name),
-            }
+    let hash = metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get("pod-template-hash"));
+    let deployment = hash.and_then(|hash| {
+        replica_set
+            .strip_suffix(hash.as_str())
+            .and_then(|rest| rest.strip_suffix('-'))
+    });
+    match deployment {
+        Some(name)
+            if workloads.contains_key(&("Deployment".into(), namespace.into(), name.into())) =>
+        {
+            object_ref("Deployment", namespace, name)
         }
+        _ => object_ref("ReplicaSet", namespace, replica_set),
     }
 }
 

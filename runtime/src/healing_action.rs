@@ -32,6 +32,11 @@ pub struct HealingActionSpec {
     pub policy_ref: PolicyRef,
     #[schemars(length(min = 1, max = 512), extend("x-kubernetes-validations" = [IMMUTABLE]))]
     pub incident_id: String,
+    /// The policy's triggers that fired for the incident: cooldowns per
+    /// (policy, trigger, workload) are counted from them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), extend("x-kubernetes-validations" = [IMMUTABLE]))]
+    pub triggers: Vec<String>,
     #[schemars(extend("x-kubernetes-validations" = [IMMUTABLE]))]
     pub target: ActionTarget,
     #[schemars(extend("x-kubernetes-validations" = [IMMUTABLE]))]
@@ -68,6 +73,46 @@ pub struct HealingActionSpec {
     #[serde(default)]
     #[schemars(extend("x-kubernetes-validations" = [IMMUTABLE]))]
     pub retry_policy: RetryPolicy,
+    /// What the plan was made against: the replica count, and the CPU and
+    /// memory of the containers it changes. When the object no longer holds
+    /// these values the plan is stale and does not run (the next evaluation
+    /// plans again from what is there now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [IMMUTABLE]))]
+    pub observed: Option<Observed>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Observed {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub containers: Vec<ObservedContainer>,
+}
+
+/// A container's CPU and memory as quantities; absent where unset.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObservedContainer {
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    #[serde(default)]
+    pub limits: ObservedAmounts,
+    #[serde(default)]
+    pub requests: ObservedAmounts,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObservedAmounts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub cpu: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    pub memory: Option<String>,
 }
 
 /// A CEL validation rule of a CRD schema (`x-kubernetes-validations`).
@@ -296,12 +341,12 @@ pub struct HealingActionStatus {
     pub completed_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// The fields the change writes, with the values they had before,
-    /// saved before the change and sealed by the daemon: a rollback restores
-    /// only these, and only where they still hold what was written.
+    /// The fields the change writes, with the values they had before, saved
+    /// before the change: a rollback restores only these, and only where they
+    /// still hold what was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "free_form")]
-    pub rollback: Option<crate::change::RollbackRecord>,
+    #[schemars(schema_with = "free_form_list")]
+    pub rollback: Option<Vec<crate::change::WrittenField>>,
     /// The change ran with server-side dry-run (as planned, or because the
     /// policy was in dryrun mode when it ran): it changed nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -322,6 +367,11 @@ pub struct HealingActionStatus {
     /// What verification compares against, captured before the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<VerificationBaseline>,
+    /// An HMAC the daemon writes with every status: a status anyone else
+    /// wrote (phase, attempts, the rollback record) is not acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 80))]
+    pub seal: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
@@ -360,6 +410,13 @@ fn free_form(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": true,
+    })
+}
+
+fn free_form_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
     })
 }
 

@@ -26,6 +26,9 @@ pub struct OpenIncident<'p> {
     /// do not hold, whose labels (and protection) are then unknown.
     pub target_marks: Option<ObjectMarks>,
     pub pod_marks: Vec<(String, ObjectMarks)>,
+    /// The workload's pod template containers (empty for a bare pod, or an
+    /// owner the facts do not hold): what a plan is made against.
+    pub template: Vec<crate::collect::CachedContainer>,
 }
 
 pub fn open<'p>(facts: &ClusterFacts, fired: Vec<Fired<'p>>) -> Vec<OpenIncident<'p>> {
@@ -95,6 +98,9 @@ fn open_one<'p>(facts: &ClusterFacts, fired: Fired<'p>) -> OpenIncident<'p> {
         policy,
         target_marks,
         pod_marks,
+        template: workload_record
+            .map(|record| record.template.clone())
+            .unwrap_or_default(),
     }
 }
 

@@ -354,7 +354,9 @@ impl Analyzer {
         let actions = reviewed
             .iter()
             .filter(|r| r.allowed)
-            .filter_map(|r| actions::plan(open, &r.recommendation, source))
+            .filter_map(|r| {
+                actions::plan(open, &r.recommendation, source, self.floor.patch_rules())
+            })
             .collect();
         IncidentReport {
             incident: incident.clone(),

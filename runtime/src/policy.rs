@@ -325,11 +325,40 @@ impl MetricTrigger {
     }
 }
 
+/// Compiled reason patterns are kept small: a policy is written by whoever
+/// may write policies in a namespace, and each of its patterns is compiled on
+/// every pass. Event reasons are short CamelCase words, so a pattern that
+/// needs more than this (Unicode classes repeated many times) is refused.
+const REASON_PATTERN_BYTES: usize = 16 * 1024;
+const REASON_MAX_LENGTH: usize = 256;
+
+/// An event trigger's `reason`, anchored, within the size limits.
+pub fn reason_pattern(reason: &str) -> Result<regex::Regex, String> {
+    if reason.len() > REASON_MAX_LENGTH {
+        return Err(format!(
+            "is {} characters long; at most {REASON_MAX_LENGTH}",
+            reason.len()
+        ));
+    }
+    regex::RegexBuilder::new(&format!("^(?:{reason})$"))
+        .size_limit(REASON_PATTERN_BYTES)
+        .dfa_size_limit(REASON_PATTERN_BYTES)
+        .build()
+        .map_err(|error| {
+            format!(
+                "is not a valid regex within {} KiB: {}",
+                REASON_PATTERN_BYTES / 1024,
+                error.to_string().lines().last().unwrap_or_default()
+            )
+        })
+}
+
 /// Events whose reason matches `reason` (a regex, anchored) with a summed count
 /// of at least `minCount`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventTrigger {
+    #[schemars(length(min = 1, max = 256))]
     pub reason: String,
     #[serde(default = "warning", rename = "type")]
     pub event_type: String,
@@ -476,7 +505,7 @@ fn headroom() -> f64 {
     1.25
 }
 
-fn validate_metric(index: usize, metric: &MetricTrigger) -> Result<(), String> {
+fn validate_metric(index: usize, metric: &MetricTrigger, cluster_wide: bool) -> Result<(), String> {
     let at = format!("spec.triggers[{index}].metric");
     metric
         .threshold_value()
@@ -488,6 +517,11 @@ fn validate_metric(index: usize, metric: &MetricTrigger) -> Result<(), String> {
         .rate_window()
         .map_err(|why| format!("{at}.window: {why}"))?;
     match (&metric.query, metric.name) {
+        (_, Metric::Prometheus) if !cluster_wide => {
+            return Err(format!(
+                "{at}: prometheus triggers belong in a ClusterHealingPolicy: a query runs with the daemon's access to Prometheus, across every namespace"
+            ));
+        }
         (None, Metric::Prometheus) => {
             return Err(format!("{at}.query is required for the prometheus metric"));
         }
@@ -543,18 +577,16 @@ impl HealingPolicy {
                 )
             })?;
             match condition {
-                TriggerCondition::Metric(metric) => validate_metric(index, metric)?,
+                TriggerCondition::Metric(metric) => {
+                    validate_metric(index, metric, self.is_cluster_wide())?
+                }
                 TriggerCondition::Event(event) => {
                     if let Some(window) = &event.window {
                         crate::config::parse_duration(window)
                             .map_err(|why| format!("spec.triggers[{index}].event.window: {why}"))?;
                     }
-                    regex::Regex::new(&format!("^(?:{})$", event.reason)).map_err(|error| {
-                        format!(
-                            "spec.triggers[{index}].event.reason is not a valid regex: {}",
-                            error.to_string().lines().last().unwrap_or_default()
-                        )
-                    })?;
+                    reason_pattern(&event.reason)
+                        .map_err(|why| format!("spec.triggers[{index}].event.reason {why}"))?;
                 }
                 TriggerCondition::Condition(condition) => {
                     if condition.states.is_empty() {

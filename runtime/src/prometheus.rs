@@ -170,8 +170,11 @@ impl Prometheus {
 
 /// The PromQL queries the policies' `prometheus` triggers ask.
 pub fn queries_of<'p>(policies: impl IntoIterator<Item = &'p HealingPolicy>) -> BTreeSet<String> {
+    // Only valid policies' queries are sent: a HealingPolicy may not carry
+    // one at all (it would run with the daemon's access to Prometheus).
     policies
         .into_iter()
+        .filter(|policy| policy.validate().is_ok())
         .flat_map(|policy| &policy.spec.triggers)
         .filter_map(|trigger| match trigger.condition() {
             Some(TriggerCondition::Metric(metric)) if metric.name == Metric::Prometheus => {

@@ -6,9 +6,10 @@
 //! ([`SIGNATURE`]) under a key only the daemon can read (a Secret in its own
 //! namespace, made on first start). A HealingAction written by anyone else, or
 //! one whose spec was changed after the daemon signed it, has no valid
-//! signature and is refused before anything else is looked at. The rollback
-//! record the daemon saves in an action's status is sealed the same way, so a
-//! status edit cannot make a rollback write values of someone else's choosing.
+//! signature and is refused before anything else is looked at. Every status
+//! the daemon writes is sealed the same way, so a status edit (a finished
+//! action set back to Approved, a rollback record pointed elsewhere) is not
+//! acted on.
 //!
 //! [`spec_digest`] is the unkeyed sha256 of a spec, which an approval records:
 //! a decision counts for the content it was given on, and nothing else.
@@ -22,8 +23,7 @@ use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
 
-use crate::change::RollbackRecord;
-use crate::healing_action::{HealingAction, HealingActionSpec};
+use crate::healing_action::{HealingAction, HealingActionSpec, HealingActionStatus};
 
 /// The annotation holding a HealingAction's signature.
 pub const SIGNATURE: &str = "kubeskippy.io/signature";
@@ -54,8 +54,8 @@ pub enum Untrusted {
         "its {SIGNATURE} does not match its spec: it was written or changed by someone other than the daemon (or under an older signing key)"
     )]
     BadSignature,
-    #[error("its status.rollback was not written by the daemon (the seal does not match)")]
-    BadSeal,
+    #[error("its status was written by someone other than the daemon (the seal does not match)")]
+    BadStatus,
 }
 
 /// The daemon's HMAC key. Cloning shares it.
@@ -162,10 +162,10 @@ impl SigningKey {
         }
     }
 
-    fn record_parts(action: &HealingAction, record: &RollbackRecord) -> [Vec<u8>; 5] {
+    fn status_parts(action: &HealingAction, status: &HealingActionStatus) -> [Vec<u8>; 5] {
         let (namespace, name) = identity(action);
         [
-            b"RollbackRecord".to_vec(),
+            b"HealingActionStatus".to_vec(),
             namespace.as_bytes().to_vec(),
             name.as_bytes().to_vec(),
             action
@@ -175,29 +175,99 @@ impl SigningKey {
                 .unwrap_or_default()
                 .as_bytes()
                 .to_vec(),
-            serde_json::to_vec(&record.fields).expect("fields serialise"),
+            serde_json::to_vec(&Sealed::of(status)).expect("a status serialises"),
         ]
     }
 
-    /// Seals `record` as written for `action` (which must already exist, so
-    /// the seal binds to its uid).
-    pub fn seal(&self, action: &HealingAction, record: &mut RollbackRecord) {
-        let parts = Self::record_parts(action, record);
-        record.seal = self.tag(&parts.each_ref().map(Vec::as_slice));
+    /// Seals `status` as the daemon writes it for `action` (which must exist,
+    /// so the seal binds to its uid).
+    pub fn seal_status(&self, action: &HealingAction, status: &mut HealingActionStatus) {
+        let parts = Self::status_parts(action, status);
+        status.seal = Some(self.tag(&parts.each_ref().map(Vec::as_slice)));
     }
 
-    pub fn check_seal(
-        &self,
-        action: &HealingAction,
-        record: &RollbackRecord,
-    ) -> Result<(), Untrusted> {
-        let parts = Self::record_parts(action, record);
-        if self.check(&parts.each_ref().map(Vec::as_slice), &record.seal) {
+    /// Whether `action`'s status is one the daemon wrote. No status at all
+    /// (an action just created) is the daemon's too.
+    pub fn check_status(&self, action: &HealingAction) -> Result<(), Untrusted> {
+        let Some(status) = &action.status else {
+            return Ok(());
+        };
+        let seal = status.seal.as_deref().ok_or(Untrusted::BadStatus)?;
+        let parts = Self::status_parts(action, status);
+        if self.check(&parts.each_ref().map(Vec::as_slice), seal) {
             Ok(())
         } else {
-            Err(Untrusted::BadSeal)
+            Err(Untrusted::BadStatus)
         }
     }
+}
+
+/// What of a status the daemon acts on, as sealed: not the messages, which
+/// the API server may echo back differently, nor a dry run's result.
+#[derive(serde::Serialize)]
+struct Sealed<'a> {
+    phase: crate::healing_action::Phase,
+    attempts: u32,
+    started_at: &'a Option<String>,
+    completed_at: &'a Option<String>,
+    retry_after: &'a Option<String>,
+    dry_run: bool,
+    approved_by: &'a Option<String>,
+    rollback: &'a Option<Vec<crate::change::WrittenField>>,
+    verification: &'a Option<crate::healing_action::VerificationBaseline>,
+    conditions: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Sealed<'a> {
+    fn of(status: &'a HealingActionStatus) -> Sealed<'a> {
+        Sealed {
+            phase: status.phase,
+            attempts: status.attempts,
+            started_at: &status.started_at,
+            completed_at: &status.completed_at,
+            retry_after: &status.retry_after,
+            dry_run: status.dry_run,
+            approved_by: &status.approved_by,
+            rollback: &status.rollback,
+            verification: &status.verification,
+            conditions: status
+                .conditions
+                .iter()
+                .map(|condition| (condition.type_.as_str(), condition.status.as_str()))
+                .collect(),
+        }
+    }
+}
+
+/// The HealingActions the daemon planned or ran itself: only these count
+/// towards cooldowns, open actions, rate limits, budgets and breakers, so a
+/// hand-written one can neither spend nor block anyone's. One whose spec no
+/// longer verifies (a defaced signature) but whose status the daemon wrote
+/// still counts; one whose status someone else rewrote counts as running
+/// since it was planned, so an edit can only hold healing back, never let
+/// more through.
+pub fn countable(key: &SigningKey, actions: &[Arc<HealingAction>]) -> Vec<Arc<HealingAction>> {
+    actions
+        .iter()
+        .filter_map(|action| {
+            let planned = key.verify(action).is_ok();
+            let ran = action.status.is_some() && key.check_status(action).is_ok();
+            match (planned, ran) {
+                (_, true) => Some(action.clone()),
+                (true, false) if action.status.is_none() => Some(action.clone()),
+                (true, false) => {
+                    let mut held = action.as_ref().clone();
+                    held.status = Some(HealingActionStatus {
+                        phase: crate::healing_action::Phase::InProgress,
+                        started_at: action.spec.planned_at.clone(),
+                        ..HealingActionStatus::default()
+                    });
+                    Some(Arc::new(held))
+                }
+                (false, false) => None,
+            }
+        })
+        .collect()
 }
 
 /// The parts, each prefixed with its length, so no two different sequences of
@@ -334,25 +404,48 @@ mod tests {
     }
 
     #[test]
-    fn a_seal_binds_the_record_to_the_action() {
+    fn a_status_seal_binds_what_the_daemon_acts_on_to_the_action() {
         let key = SigningKey::generate();
         let signed = action();
-        let mut record = RollbackRecord {
-            fields: vec![WrittenField {
+        assert_eq!(key.check_status(&signed), Ok(()), "no status yet");
+        let mut status = HealingActionStatus {
+            phase: crate::healing_action::Phase::Succeeded,
+            attempts: 1,
+            rollback: Some(vec![WrittenField {
                 field: Field::Replicas,
                 previous: Some("2".into()),
                 wrote: "3".into(),
-            }],
-            seal: String::new(),
+            }]),
+            ..HealingActionStatus::default()
         };
-        key.seal(&signed, &mut record);
-        assert_eq!(key.check_seal(&signed, &record), Ok(()));
-        let mut edited = record.clone();
-        edited.fields[0].previous = Some("0".into());
-        assert_eq!(key.check_seal(&signed, &edited), Err(Untrusted::BadSeal));
-        let mut other = signed.clone();
-        other.metadata.uid = Some("u-2".into());
-        assert_eq!(key.check_seal(&other, &record), Err(Untrusted::BadSeal));
+        key.seal_status(&signed, &mut status);
+        let mut sealed = signed.clone();
+        sealed.status = Some(status.clone());
+        assert_eq!(key.check_status(&sealed), Ok(()));
+
+        let mut reset = sealed.clone();
+        reset.status.as_mut().unwrap().phase = crate::healing_action::Phase::Approved;
+        assert_eq!(key.check_status(&reset), Err(Untrusted::BadStatus));
+        let mut repointed = sealed.clone();
+        repointed
+            .status
+            .as_mut()
+            .unwrap()
+            .rollback
+            .as_mut()
+            .unwrap()[0]
+            .previous = Some("0".into());
+        assert_eq!(key.check_status(&repointed), Err(Untrusted::BadStatus));
+        let mut copied = sealed.clone();
+        copied.metadata.uid = Some("u-2".into());
+        assert_eq!(key.check_status(&copied), Err(Untrusted::BadStatus));
+        let mut unsealed = sealed.clone();
+        unsealed.status.as_mut().unwrap().seal = None;
+        assert_eq!(key.check_status(&unsealed), Err(Untrusted::BadStatus));
+        // Messages are not sealed: the daemon does not act on them.
+        let mut reworded = sealed;
+        reworded.status.as_mut().unwrap().message = Some("anything".into());
+        assert_eq!(key.check_status(&reworded), Ok(()));
     }
 
     #[test]

@@ -186,6 +186,13 @@ impl SafetyFloor {
             Action::Scale(replicas) => Change::Scale {
                 replicas: *replicas,
             },
+            // A pod's resources change in place only through its `resize`
+            // subresource, and a pod with a workload would be replaced.
+            Action::Patch(_) if kind == "Pod" => {
+                return Err(
+                    "a pod's resources cannot be changed in place; its workload's can".into(),
+                );
+            }
             Action::Patch(Patch::Resources(patch)) => Change::Resources(ResourceChange {
                 containers: vec![ContainerResources {
                     name: patch.container.clone(),

@@ -246,6 +246,7 @@ impl Snapshot {
             daemon_sets: self.daemon_sets.iter().collect(),
             pod_metrics: self.pod_metrics.iter().collect(),
             queries: None,
+            infer_missing_replica_sets: true,
         }
     }
 

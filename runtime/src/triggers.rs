@@ -143,8 +143,8 @@ impl<'p> CompiledPolicy<'p> {
                     window: metric.rate_window().map_err(failed)?,
                 },
                 Some(TriggerCondition::Event(event)) => Compiled::Event {
-                    pattern: regex::Regex::new(&format!("^(?:{})$", event.reason))
-                        .map_err(|error| failed(error.to_string()))?,
+                    pattern: crate::policy::reason_pattern(&event.reason)
+                        .map_err(|why| failed(format!("reason {why}")))?,
                     event_type: &event.event_type,
                     min_count: event.min_count,
                     window: event

@@ -102,15 +102,22 @@ fn invisible(c: char) -> bool {
 
 /// One line, redacted, at most `max_bytes` long (cut at a character boundary
 /// and marked with `…`). Line breaks, tabs and other control characters
-/// become spaces and runs of spaces one.
+/// become spaces and runs of spaces one; invisible characters go first, so
+/// they cannot hide a key from redaction.
 pub fn clean(text: &str, max_bytes: usize) -> String {
-    // Redact before cutting, so a cut cannot leave half a key unrecognised;
-    // the input is bounded first so a huge message costs no more than a large one.
-    let bounded = cut(text, max_bytes.saturating_mul(4).max(4096));
-    let redacted = redact(bounded);
-    let mut line = String::with_capacity(redacted.len().min(max_bytes));
+    // A huge message costs no more than a large one. Where the input is cut,
+    // the word it was cut in is dropped, so no half key escapes redaction.
+    let limit = max_bytes.saturating_mul(4).max(4096);
+    let mut bounded = cut(text, limit);
+    let was_cut = bounded.len() < text.len();
+    if was_cut {
+        bounded = bounded
+            .rfind(|c: char| c.is_whitespace())
+            .map_or("", |at| &bounded[..at]);
+    }
+    let mut line = String::with_capacity(bounded.len().min(limit));
     let mut space = false;
-    for c in redacted.chars() {
+    for c in bounded.chars() {
         if c.is_whitespace() || c.is_control() {
             space = !line.is_empty();
         } else if !invisible(c) {
@@ -121,7 +128,8 @@ pub fn clean(text: &str, max_bytes: usize) -> String {
             line.push(c);
         }
     }
-    if line.len() <= max_bytes && bounded.len() == text.len() {
+    let mut line = redact(&line).into_owned();
+    if line.len() <= max_bytes && !was_cut {
         return line;
     }
     let mut end = max_bytes.saturating_sub('…'.len_utf8()).min(line.len());
@@ -177,8 +185,10 @@ mod tests {
         let cleaned = clean(&long, 101);
         assert!(cleaned.len() <= 101, "{}", cleaned.len());
         assert!(cleaned.ends_with('…'));
-        let huge = "x".repeat(1 << 20);
+        let huge = "spam ".repeat(1 << 18);
         assert_eq!(clean(&huge, MAX_MESSAGE).len(), MAX_MESSAGE);
+        // One word longer than what is read is cut off whole.
+        assert_eq!(clean(&"x".repeat(1 << 20), MAX_MESSAGE), "…");
     }
 
     #[test]
@@ -229,6 +239,20 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(clean(text, MAX_MESSAGE), expected, "{text}");
         }
+    }
+
+    #[test]
+    fn invisible_characters_and_a_cut_cannot_hide_a_key() {
+        let hidden = "token ghp_\u{200B}0123456789abcdefghijklmnopqrstuvwxyz done";
+        assert_eq!(clean(hidden, MAX_MESSAGE), "token [REDACTED] done");
+        // Thousands of spaces push a key to the edge of what is read: the
+        // word cut there is dropped rather than shown in part.
+        let padded = format!(
+            "{}ghp_0123456789abcdefghijklmnopqrstuvwxyz",
+            " ".repeat(4080)
+        );
+        let cleaned = clean(&padded, MAX_MESSAGE);
+        assert!(!cleaned.contains("ghp_"), "{cleaned:?}");
     }
 
     #[test]

@@ -36,5 +36,22 @@ fn the_example_policy_is_valid() {
     let policy: kubeskippy::policy::HealingPolicy =
         serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(policy.validate(), Ok(()));
-    assert_eq!(policy.spec.triggers.len(), 8);
+    assert_eq!(policy.spec.triggers.len(), 7);
+
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/policies/cluster-latency.yaml");
+    let cluster: kubeskippy::policy::ClusterHealingPolicy =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let cluster = kubeskippy::policy::HealingPolicy::from(cluster);
+    assert_eq!(cluster.validate(), Ok(()));
+    // The same trigger in a namespace's own policy is refused.
+    let mut namespaced = cluster.clone();
+    namespaced.metadata.namespace = Some("shop".into());
+    namespaced.spec.selector.namespaces.clear();
+    assert!(
+        namespaced
+            .validate()
+            .unwrap_err()
+            .contains("prometheus triggers belong in a ClusterHealingPolicy")
+    );
 }

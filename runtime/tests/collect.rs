@@ -802,14 +802,14 @@ async fn without_a_namespace_list_each_kind_is_watched_cluster_wide() {
 async fn the_policies_prometheus_queries_are_polled_into_the_cache_and_fire() {
     const QUERY: &str = r#"sum by (namespace, pod) (rate(http_requests_total{code=~"5.."}[5m]))"#;
     let policy = json!({
-        "apiVersion": "kubeskippy.io/v1alpha1", "kind": "HealingPolicy",
-        "metadata": {"name": "errors", "namespace": "a", "resourceVersion": "1"},
+        "apiVersion": "kubeskippy.io/v1alpha1", "kind": "ClusterHealingPolicy",
+        "metadata": {"name": "errors", "resourceVersion": "1"},
         "spec": {"triggers": [{"name": "http-errors", "metric": {"name": "prometheus", "threshold": 0.5, "query": QUERY}}]},
     });
     let api = api_server(Arc::new(AtomicBool::new(true)));
     let api = serve(move |request: &Recorded| {
         let watching = request.path.contains("watch=");
-        if request.path.contains("/healingpolicies") && !watching {
+        if request.path.contains("/clusterhealingpolicies") && !watching {
             return Reply::Json {
                 status: 200,
                 body: json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": "7"}, "items": [policy]}).to_string(),

@@ -145,7 +145,7 @@ fn admission_expressions() -> Vec<VapExpression> {
             message_expression: None,
         });
     }
-    assert_eq!(expressions.len(), 2, "{template}");
+    assert_eq!(expressions.len(), 3, "{template}");
     expressions
 }
 
@@ -189,4 +189,18 @@ fn only_the_daemon_creates_and_an_approval_names_its_author() {
     let mut labelled = approved.clone();
     labelled["metadata"]["labels"] = json!({"team": "shop"});
     assert!(admitted("UPDATE", "bob", &labelled, Some(&approved)));
+
+    // The annotations, the signature among them, are the daemon's.
+    let mut signed = created.clone();
+    signed["metadata"]["annotations"] = json!({"kubeskippy.io/signature": "v1.ab"});
+    let mut defaced = signed.clone();
+    defaced["metadata"]["annotations"]["kubeskippy.io/signature"] = json!("v1.00");
+    assert!(!admitted("UPDATE", "alice", &defaced, Some(&signed)));
+    let mut stripped = signed.clone();
+    stripped["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("annotations");
+    assert!(!admitted("UPDATE", "alice", &stripped, Some(&signed)));
+    assert!(admitted("UPDATE", daemon, &defaced, Some(&signed)));
 }

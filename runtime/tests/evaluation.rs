@@ -326,11 +326,14 @@ fn planned_action(
     let pass = run(snapshot, policies, &mut TriggerMemory::new(), &[], at(0));
     let open = &pass.incidents[0];
     let analysis = rules::analyze(&open.incident, open.policy);
-    let mut action = actions::plan(open, &analysis.recommendations[0], Source::Rules).unwrap();
-    assert_eq!(
-        action.metadata.annotations.as_ref().unwrap()[actions::TRIGGERS_ANNOTATION],
-        "crash-loop"
-    );
+    let mut action = actions::plan(
+        open,
+        &analysis.recommendations[0],
+        Source::Rules,
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(action.spec.triggers, ["crash-loop"]);
     action.metadata.creation_timestamp = Some(
         k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(created.to_rfc3339().parse().unwrap()),
     );

@@ -515,7 +515,7 @@ async fn the_breaker_opens_after_three_failures_then_cools_off_or_is_resumed() {
     shop.plan("heal", "Deployment", "app", restart());
 
     let policy = shop.policy().unwrap();
-    let paused = gates::breaker(&policy, &shop.peers(), start()).expect("open");
+    let paused = gates::breaker(&policy, "shop", &shop.peers(), start()).expect("open");
     // fail-3 completed 10 minutes ago: paused for 20 more.
     assert_eq!(
         paused.until,
@@ -545,7 +545,7 @@ async fn the_breaker_opens_after_three_failures_then_cools_off_or_is_resumed() {
 
     shop.clock.advance(20 * 60);
     assert_eq!(
-        gates::breaker(&policy, &shop.peers(), shop.clock.now()),
+        gates::breaker(&policy, "shop", &shop.peers(), shop.clock.now()),
         None,
         "cooled off"
     );
@@ -554,7 +554,8 @@ async fn the_breaker_opens_after_three_failures_then_cools_off_or_is_resumed() {
     // The one action let through after the cool-off fails: open again.
     shop.set_pod_restarts(POD_1, 4);
     shop.until("heal", Phase::Failed).await;
-    let paused = gates::breaker(&policy, &shop.peers(), shop.clock.now()).expect("open again");
+    let paused =
+        gates::breaker(&policy, "shop", &shop.peers(), shop.clock.now()).expect("open again");
     assert_eq!(
         paused.until,
         shop.clock.now() + chrono::Duration::minutes(30)
@@ -574,7 +575,12 @@ async fn the_breaker_opens_after_three_failures_then_cools_off_or_is_resumed() {
         "2026-03-14T09:20:00Z"
     );
     assert_eq!(
-        gates::breaker(&shop.policy().unwrap(), &shop.peers(), shop.clock.now()),
+        gates::breaker(
+            &shop.policy().unwrap(),
+            "shop",
+            &shop.peers(),
+            shop.clock.now()
+        ),
         None,
         "resumed"
     );
@@ -643,15 +649,15 @@ async fn a_scale_that_fails_verification_is_rolled_back() {
     shop.plan("scale", "Deployment", "app", scale_to(3));
     shop.until("scale", Phase::Verifying).await;
     assert_eq!(shop.deployment()["spec"]["replicas"], 3);
-    let record = &shop.status("scale")["rollback"];
+    let status = shop.status("scale");
     assert_eq!(
-        record["fields"],
+        status["rollback"],
         json!([{"field": {"kind": "replicas"}, "previous": "2", "wrote": "3"}]),
         "what the scale writes, and what it replaces"
     );
     assert!(
-        record["seal"].as_str().unwrap().starts_with("v1."),
-        "{record}"
+        status["seal"].as_str().unwrap().starts_with("v1."),
+        "the daemon seals what it writes: {status}"
     );
 
     shop.clock.advance(30);

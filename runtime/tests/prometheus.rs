@@ -110,7 +110,7 @@ async fn samples_are_matched_to_pods_by_namespace_and_pod_labels() {
 
 fn policy() -> HealingPolicy {
     let policy: HealingPolicy = serde_yaml_ng::from_str(&format!(
-        "apiVersion: kubeskippy.io/v1alpha1\nkind: HealingPolicy\nmetadata: {{name: errors, namespace: shop}}\nspec:\n  triggers:\n  - name: http-errors\n    metric:\n      name: prometheus\n      threshold: 0.5\n      query: '{QUERY}'\n"
+        "apiVersion: kubeskippy.io/v1alpha1\nkind: HealingPolicy\nmetadata: {{name: errors}}\nspec:\n  triggers:\n  - name: http-errors\n    metric:\n      name: prometheus\n      threshold: 0.5\n      query: '{QUERY}'\n"
     ))
     .unwrap();
     policy.validate().unwrap();

@@ -496,36 +496,51 @@ async fn an_interrupted_change_that_never_landed_is_left_alone() {
 }
 
 #[tokio::test]
-async fn a_rollback_record_altered_in_status_is_not_restored() {
+async fn a_status_someone_else_rewrote_is_not_acted_on() {
+    // A rollback record pointed at another value.
     let shop = shop();
     let mut action = healing_action("scale", "Deployment", "app", scale_to(3), json!({}));
     action["status"] =
         json!({"phase": "InProgress", "attempts": 1, "startedAt": "2026-03-14T08:59:00Z"});
-    let mut action = shop.with_rollback(
+    let action = shop.with_rollback(
         action,
         json!([{"field": {"kind": "replicas"}, "previous": "2", "wrote": "3"}]),
     );
-    // Someone with status rights points the rollback at another value.
-    action["status"]["rollback"]["fields"][0]["previous"] = json!("0");
     shop.add(action);
+    let mut stored = shop.fake.get(&format!("{ACTIONS}scale")).unwrap();
+    stored["status"]["rollback"][0]["previous"] = json!("0");
+    shop.fake.insert(stored);
     let mut deployment = shop.deployment();
     deployment["spec"]["replicas"] = json!(3);
     shop.fake.insert(deployment);
-    assert_eq!(shop.step("scale").await.phase, Phase::Failed);
     assert_eq!(shop.step("scale").await, Step::wait(Phase::Failed));
-    let message = shop.status("scale")["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        message.ends_with(
-            "rollback failed: Deployment shop/app: cannot roll back: its status.rollback was not written by the daemon (the seal does not match)"
-        ),
-        "{message}"
+    assert_eq!(
+        shop.status("scale")["message"],
+        "refused to go on: its status was written by someone other than the daemon (the seal does not match); nothing is verified or rolled back"
     );
     assert_eq!(shop.deployment()["spec"]["replicas"], 3);
-}
 
+    // A finished scale set back to Approved a day later: it is not run again.
+    let shop = shop_with_budget(100);
+    shop.plan("grow", "Deployment", "app", scale_to(3));
+    shop.until("grow", Phase::Verifying).await;
+    shop.clock.advance(121);
+    shop.until("grow", Phase::Succeeded).await;
+    let mut app = shop.deployment();
+    app["spec"]["replicas"] = json!(4);
+    shop.fake.insert(app);
+    shop.clock.advance(25 * 3600);
+    let mut stored = shop.fake.get(&format!("{ACTIONS}grow")).unwrap();
+    stored["status"] = json!({"phase": "Approved", "attempts": 1});
+    shop.fake.insert(stored);
+    assert_eq!(shop.step("grow").await, Step::wait(Phase::Cancelled));
+    assert_eq!(shop.deployment()["spec"]["replicas"], 4);
+    let message = shop.status("grow")["message"].as_str().unwrap().to_string();
+    assert!(
+        message.starts_with("refused: its status was written by someone other than the daemon"),
+        "{message}"
+    );
+}
 // ---- per-tenant budgets ----
 
 #[tokio::test]
@@ -544,7 +559,7 @@ async fn only_the_daemons_own_actions_count_and_each_namespace_has_its_budget() 
     shop.plan("heal", "Deployment", "app", restart());
     let policy = shop.policy().unwrap();
     assert_eq!(
-        kubeskippy::lifecycle::gates::breaker(&policy, &shop.peers(), start()),
+        kubeskippy::lifecycle::gates::breaker(&policy, "shop", &shop.peers(), start()),
         None
     );
     shop.step("heal").await;

@@ -83,15 +83,8 @@ impl Controller {
         self.lifecycle.clock.now()
     }
 
-    /// The HealingActions the daemon planned itself, unchanged since: only
-    /// these count towards cooldowns, open actions, rate limits, budgets and
-    /// breakers, so a hand-written one can neither spend nor block anyone's.
     fn own(&self, actions: &[Arc<HealingAction>]) -> Vec<Arc<HealingAction>> {
-        actions
-            .iter()
-            .filter(|action| self.lifecycle.key.verify(action).is_ok())
-            .cloned()
-            .collect()
+        crate::provenance::countable(&self.lifecycle.key, actions)
     }
 
     /// One evaluation pass, then the policies' status.
@@ -138,6 +131,9 @@ impl Controller {
             if self.reported_unreadable.get(&key) == Some(&object.resource_version) {
                 continue;
             }
+            if !self.lifecycle.fence.holds() {
+                return;
+            }
             tracing::warn!(
                 kind = object.kind,
                 namespace = object.namespace.as_deref().unwrap_or_default(),
@@ -161,7 +157,11 @@ impl Controller {
                 field_manager: Some(FIELD_MANAGER.into()),
                 ..PatchParams::default()
             };
-            let patch = Patch::Merge(json!({ "status": status }));
+            // Guarded: the version that could not be read is the one reported.
+            let patch = Patch::Merge(json!({
+                "metadata": { "resourceVersion": object.resource_version },
+                "status": status,
+            }));
             let client = self.lifecycle.client.clone();
             let written = match (object.kind, &object.namespace) {
                 ("HealingAction", Some(namespace)) => {
@@ -212,6 +212,9 @@ impl Controller {
             .map(|finding| finding.detail.clone())
             .collect();
         let target = object_reference(&incident.target, open);
+        if !self.lifecycle.fence.holds() {
+            return;
+        }
         if policy.spec.mode == Mode::Monitor {
             self.lifecycle
                 .events
@@ -231,6 +234,10 @@ impl Controller {
             return;
         }
         let report = analyzer.analyze_incident(open).await;
+        // The analysis may have outlived the lease (a slow model, retries).
+        if !self.lifecycle.fence.holds() {
+            return;
+        }
         if report.actions.is_empty() {
             let rejections: Vec<String> = report
                 .reviewed
@@ -256,20 +263,12 @@ impl Controller {
             return;
         }
         for planned in &report.actions {
-            let mut action = planned.clone();
-            action.spec.planned_at = Some(lifecycle::stamp(now));
-            self.lifecycle.key.sign(&mut action);
-            let action = &action;
-            let namespace = action.metadata.namespace.clone().unwrap_or_default();
-            let name = action.metadata.name.clone().unwrap_or_default();
-            let api: Api<HealingAction> =
-                Api::namespaced(self.lifecycle.client.clone(), &namespace);
-            let params = PostParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..PostParams::default()
-            };
-            match api.create(&params, action).await {
+            if !self.lifecycle.fence.holds() {
+                return;
+            }
+            match self.create(planned, now).await {
                 Ok(created) => {
+                    let name = created.metadata.name.clone().unwrap_or_default();
                     tracing::info!(action = %name, incident = %incident.id, "HealingAction created");
                     self.lifecycle
                         .events
@@ -279,21 +278,53 @@ impl Controller {
                             IncidentNote::Planned,
                             &format!(
                                 "HealingAction {name} ({}, confidence {:.2}, source {}): {}",
-                                lifecycle::kind_name(action.spec.action.kind),
-                                action.spec.confidence,
-                                action.spec.source,
-                                action.spec.reasoning
+                                lifecycle::kind_name(created.spec.action.kind),
+                                created.spec.confidence,
+                                created.spec.source,
+                                created.spec.reasoning
                             ),
                         )
                         .await;
                     evaluated.created.push(name);
+                    // The cache may not show the new action on the next
+                    // pass yet: the incident is not planned again until
+                    // the cooldown, by which time it does.
+                    self.reported.insert(incident.id.clone(), quiet_until);
                 }
-                // The same plan was recorded already (another replica, or a
-                // pass before the cache caught up): nothing to do.
-                Err(kube::Error::Api(status)) if status.code == 409 => {}
                 Err(error) => {
-                    tracing::warn!(action = %name, %error, "could not create HealingAction");
+                    tracing::warn!(incident = %incident.id, %error, "could not create HealingAction");
                 }
+            }
+        }
+    }
+
+    /// Creates `planned` under a name of its own (the plan's name with a
+    /// random suffix, so a name can neither be taken ahead by someone else
+    /// nor block the next occurrence of the same incident), stamped with when
+    /// it was planned and signed.
+    async fn create(
+        &self,
+        planned: &HealingAction,
+        now: DateTime<Utc>,
+    ) -> Result<HealingAction, kube::Error> {
+        let namespace = planned.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<HealingAction> = Api::namespaced(self.lifecycle.client.clone(), &namespace);
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PostParams::default()
+        };
+        let mut tries = 0;
+        loop {
+            let mut action = planned.clone();
+            action.metadata.name = Some(crate::actions::unique_name(
+                planned.metadata.name.as_deref().unwrap_or("action"),
+            ));
+            action.spec.planned_at = Some(lifecycle::stamp(now));
+            self.lifecycle.key.sign(&mut action);
+            match api.create(&params, &action).await {
+                // Two random suffixes colliding is news; a second one is not.
+                Err(kube::Error::Api(status)) if status.code == 409 && tries == 0 => tries += 1,
+                outcome => return outcome,
             }
         }
     }
@@ -417,16 +448,31 @@ impl Controller {
             .as_ref()
             .map(|status| status.conditions.clone())
             .unwrap_or_default();
-        match gates::breaker(policy, actions, now) {
-            Some(paused) => set_condition(
+        // A HealingPolicy's breaker is its namespace's; a cluster policy has
+        // one in each namespace it acted in.
+        let namespaces: std::collections::BTreeSet<&str> = match &policy.metadata.namespace {
+            Some(namespace) => [namespace.as_str()].into(),
+            None => actions
+                .iter()
+                .filter(|action| action.spec.policy_ref.names(policy))
+                .filter_map(|action| action.metadata.namespace.as_deref())
+                .collect(),
+        };
+        let paused: Vec<String> = namespaces
+            .into_iter()
+            .filter_map(|namespace| gates::breaker(policy, namespace, actions, now))
+            .map(|paused| paused.reason)
+            .collect();
+        match paused.is_empty() {
+            false => set_condition(
                 &mut conditions,
                 "Paused",
                 true,
                 "CircuitOpen",
-                &paused.reason,
+                &paused.join("; "),
                 now,
             ),
-            None => set_condition(
+            true => set_condition(
                 &mut conditions,
                 "Paused",
                 false,
@@ -464,6 +510,9 @@ impl Controller {
             && *last == body
             && now - *at < STATUS_REFRESH
         {
+            return;
+        }
+        if !self.lifecycle.fence.holds() {
             return;
         }
         let mut status = body.clone();

@@ -44,11 +44,14 @@ pub struct Disruption {
     pub takes_down: u32,
 }
 
-/// The action's policy's own peers: HealingActions naming exactly it (kind,
-/// namespace and name), other than the action itself (a retried action must
-/// not count against itself).
+/// The policy's peers in `namespace`: HealingActions naming exactly it
+/// (kind, namespace and name) there, other than `action` itself (a retried
+/// action must not count against itself). A ClusterHealingPolicy's limits
+/// and breaker hold per namespace, so one namespace's failures or volume do
+/// not stop healing in another.
 fn policy_peers<'a>(
     policy: &'a HealingPolicy,
+    namespace: &'a str,
     action: Option<&'a HealingAction>,
     peers: &'a [Arc<HealingAction>],
 ) -> impl Iterator<Item = &'a HealingAction> + 'a {
@@ -56,7 +59,12 @@ fn policy_peers<'a>(
         .iter()
         .map(Arc::as_ref)
         .filter(move |peer| peer.spec.policy_ref.names(policy))
+        .filter(move |peer| peer.metadata.namespace.as_deref() == Some(namespace))
         .filter(move |peer| action.is_none_or(|action| !same(peer, action)))
+}
+
+fn namespace_of(action: &HealingAction) -> &str {
+    action.metadata.namespace.as_deref().unwrap_or_default()
 }
 
 /// Whether a peer changed (or is changing) something: not a dry run, as
@@ -82,13 +90,15 @@ fn policy_name(policy: &HealingPolicy) -> String {
     crate::healing_action::PolicyRef::of(policy).describe()
 }
 
-/// The per-policy circuit breaker: open while the last `breakerThreshold`
-/// finished, non-dry-run actions of the policy (since the last
-/// `kubeskippy resume`) all failed, until `breakerCoolOff` after the last of
-/// them. After the cool-off one more action may run; if it fails too, the
-/// breaker opens again from its failure.
+/// The per-policy circuit breaker in `namespace` (a HealingPolicy's own; one
+/// of those a ClusterHealingPolicy covers): open while the last
+/// `breakerThreshold` finished, non-dry-run actions of the policy there
+/// (since the last `kubeskippy resume`) all failed, until `breakerCoolOff`
+/// after the last of them. After the cool-off one more action may run; if it
+/// fails too, the breaker opens again from its failure.
 pub fn breaker(
     policy: &HealingPolicy,
+    namespace: &str,
     peers: &[Arc<HealingAction>],
     now: DateTime<Utc>,
 ) -> Option<Paused> {
@@ -102,7 +112,7 @@ pub fn breaker(
             .map(String::as_str),
     );
     let mut finished: Vec<(DateTime<Utc>, &HealingAction, bool)> =
-        policy_peers(policy, None, peers)
+        policy_peers(policy, namespace, None, peers)
             .filter(|peer| for_real(peer))
             .filter_map(|peer| {
                 let status = peer.status.as_ref()?;
@@ -131,13 +141,19 @@ pub fn breaker(
         .iter()
         .map(|(_, peer, _)| peer.metadata.name.as_deref().unwrap_or_default())
         .collect();
-    let resume = match policy.metadata.namespace.as_deref() {
-        Some(namespace) => format!("kubeskippy resume {} -n {namespace}", policy.name()),
-        None => format!("kubeskippy resume {} --cluster", policy.name()),
+    let (resume, scope) = match policy.metadata.namespace.as_deref() {
+        Some(namespace) => (
+            format!("kubeskippy resume {} -n {namespace}", policy.name()),
+            String::new(),
+        ),
+        None => (
+            format!("kubeskippy resume {} --cluster", policy.name()),
+            format!(" in namespace {namespace}"),
+        ),
     };
     Some(Paused {
         reason: format!(
-            "circuit breaker open: the last {threshold} actions of {} failed ({}); paused until {} or `{resume}`",
+            "circuit breaker open: the last {threshold} actions of {}{scope} failed ({}); paused until {} or `{resume}`",
             policy_name(policy),
             names.join(", "),
             stamp(until),
@@ -184,11 +200,17 @@ pub fn policy_rate(
     peers: &[Arc<HealingAction>],
     now: DateTime<Utc>,
 ) -> Option<Blocked> {
-    let started = started_within_hour(policy_peers(policy, Some(action), peers), now);
+    let namespace = namespace_of(action);
+    let started = started_within_hour(policy_peers(policy, namespace, Some(action), peers), now);
+    let scope = if policy.is_cluster_wide() {
+        format!(" in namespace {namespace}")
+    } else {
+        String::new()
+    };
     hourly(
         &started,
         policy.spec.safety.max_actions_per_hour,
-        format!("rate limit of {}", policy_name(policy)),
+        format!("rate limit of {}{scope}", policy_name(policy)),
     )
 }
 
@@ -246,7 +268,7 @@ pub fn max_concurrent(
     action: &HealingAction,
     peers: &[Arc<HealingAction>],
 ) -> Option<Blocked> {
-    let running: Vec<&str> = policy_peers(policy, Some(action), peers)
+    let running: Vec<&str> = policy_peers(policy, namespace_of(action), Some(action), peers)
         .filter(|peer| {
             peer.status
                 .as_ref()
@@ -295,7 +317,7 @@ pub fn check(
     dry_run: bool,
     disruption: Option<&Disruption>,
 ) -> Option<Blocked> {
-    if let Some(paused) = breaker(policy, peers, now) {
+    if let Some(paused) = breaker(policy, namespace_of(action), peers, now) {
         return Some(Blocked {
             reason: paused.reason,
             until: Some(paused.until),

@@ -27,11 +27,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use crate::change::{Bounds, Change, RollbackRecord};
+use crate::change::{Bounds, Change};
 use crate::events::{EventRecorder, Reason};
 use crate::execute::{self, Clock, DryRun, ExecuteError, SystemClock, Target};
 use crate::healing_action::{
-    ActionKind, ApprovalDecision, HealingAction, HealingActionStatus, Phase, PolicyKind,
+    ActionKind, ApprovalDecision, HealingAction, HealingActionStatus, Observed, Phase, PolicyKind,
 };
 use crate::lease::Fence;
 use crate::policy::{ActionType, HealingPolicy, Mode, SafetyRules};
@@ -225,11 +225,13 @@ async fn write(
     status: &HealingActionStatus,
 ) -> Result<HealingAction, LifecycleError> {
     fenced(ctx, action)?;
+    let mut status = status.clone();
+    ctx.key.seal_status(action, &mut status);
     let before = action
         .status
         .as_ref()
         .map_or_else(|| json!({}), execute::to_json);
-    let diff = execute::merge_diff(&before, &execute::to_json(status));
+    let diff = execute::merge_diff(&before, &execute::to_json(&status));
     let patch = json!({
         "metadata": { "resourceVersion": action.metadata.resource_version },
         "status": diff,
@@ -332,7 +334,11 @@ pub async fn reconcile(
     if finished && !(status.phase == Phase::Failed && condition_on(&status, ROLLBACK_PENDING)) {
         return Ok(Step::wait(status.phase));
     }
-    if let Err(untrusted) = ctx.key.verify(action) {
+    if let Err(untrusted) = ctx
+        .key
+        .verify(action)
+        .and_then(|()| ctx.key.check_status(action))
+    {
         return refuse_untrusted(ctx, action, status, untrusted.to_string()).await;
     }
     match status.phase {
@@ -569,12 +575,64 @@ async fn preconditions<'p>(
     {
         return refuse(format!("refused: {why}"));
     }
+    if let Some(why) = spec
+        .observed
+        .as_ref()
+        .and_then(|observed| stale(observed, &object, &spec.target.kind))
+    {
+        return cancel(format!(
+            "stale: {why}; the next evaluation plans again from what is there now"
+        ));
+    }
     Ok(Ok(Checked {
         policy,
         target: Target::of(&spec.target, uid),
         target_object: object,
         change,
     }))
+}
+
+/// How the live object differs from what the plan was made against, if it
+/// does: a scale planned from 2 replicas must not run on 4 (it would scale
+/// down), nor a memory raise on a limit someone has raised further since.
+fn stale(observed: &Observed, object: &Value, kind: &str) -> Option<String> {
+    use crate::change::{Field, Resource, Section};
+    if let Some(planned) = observed.replicas {
+        // An unset count is one, as the API server defaults it.
+        let live = object["spec"]["replicas"].as_u64().unwrap_or(1);
+        if live != u64::from(planned) {
+            return Some(format!(
+                "the plan was made for {planned} replicas and {kind} has {live} now"
+            ));
+        }
+    }
+    for container in &observed.containers {
+        for (section, amounts) in [
+            (Section::Limits, &container.limits),
+            (Section::Requests, &container.requests),
+        ] {
+            for (resource, planned) in [
+                (Resource::Cpu, amounts.cpu.as_deref()),
+                (Resource::Memory, amounts.memory.as_deref()),
+            ] {
+                let field = Field::Resource {
+                    container: container.name.clone(),
+                    section,
+                    resource,
+                };
+                let live = field.read(object, kind);
+                if !field.same(live.as_deref(), planned) {
+                    return Some(format!(
+                        "the plan was made for {} {} and it is {} now",
+                        field.describe(),
+                        planned.unwrap_or("unset"),
+                        live.as_deref().unwrap_or("unset")
+                    ));
+                }
+            }
+        }
+    }
+    None
 }
 
 /// The approval recorded on the action, if it is for this very spec; a
@@ -805,14 +863,7 @@ async fn run(
         None
     } else {
         match execute::capture(&ctx.client, target, &checked.change).await {
-            Ok(fields) => fields.map(|fields| {
-                let mut record = RollbackRecord {
-                    fields,
-                    seal: String::new(),
-                };
-                ctx.key.seal(action, &mut record);
-                record
-            }),
+            Ok(fields) => fields,
             Err(error) => return execution_failed(ctx, action, status, error).await,
         }
     };
@@ -863,10 +914,7 @@ async fn run(
         &ctx.client,
         target,
         &checked.change,
-        status
-            .rollback
-            .as_ref()
-            .map(|record| record.fields.as_slice()),
+        status.rollback.as_deref(),
         mode,
         ctx.clock.as_ref(),
     )
@@ -1089,17 +1137,11 @@ async fn rollback(
     let now = ctx.clock.now();
     let failure = status.message.clone().unwrap_or_default();
     let result = match (&status.rollback, action.spec.target.uid.as_deref()) {
-        (Some(record), Some(uid)) => match ctx.key.check_seal(action, record) {
-            Ok(()) => {
-                fenced(ctx, action)?;
-                let target = Target::of(&action.spec.target, uid);
-                execute::rollback(&ctx.client, &target, &record.fields).await
-            }
-            Err(untrusted) => Err(ExecuteError::CannotRollBack {
-                target: execute::describe(&execute::object_ref(&action.spec.target)),
-                message: untrusted.to_string(),
-            }),
-        },
+        (Some(fields), Some(uid)) => {
+            fenced(ctx, action)?;
+            let target = Target::of(&action.spec.target, uid);
+            execute::rollback(&ctx.client, &target, fields).await
+        }
         _ => Err(ExecuteError::CannotRollBack {
             target: execute::describe(&execute::object_ref(&action.spec.target)),
             message: "nothing was recorded to restore".into(),

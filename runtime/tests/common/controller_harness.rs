@@ -47,6 +47,11 @@ fn of_kind<K: serde::de::DeserializeOwned>(fake: &FakeApi, segment: &str) -> Vec
 impl Cluster {
     /// A cluster holding every object of `yaml` (multi-document).
     pub fn with(yaml: &str) -> Cluster {
+        Cluster::fenced(yaml, kubeskippy::lease::Fence::unfenced())
+    }
+
+    /// The same, with the leader fence `fence` guarding its writes.
+    pub fn fenced(yaml: &str, fence: kubeskippy::lease::Fence) -> Cluster {
         let fake = FakeApi::new();
         fake.seed_yaml(yaml);
         let (cache, writers) = ClusterCache::detached();
@@ -62,7 +67,7 @@ impl Cluster {
             namespace_actions_per_hour: 10,
             floor: kubeskippy::safety::SafetyFloor::default(),
             key: key.clone(),
-            fence: kubeskippy::lease::Fence::unfenced(),
+            fence,
         };
         let mut cluster = Cluster {
             controller: Controller::new(cache, context),

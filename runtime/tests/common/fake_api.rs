@@ -354,6 +354,11 @@ impl FakeApi {
             }
             (Method::POST, None, None) => {
                 let mut object = request.body.clone();
+                // As the API server does for every kind with a status: status
+                // is the controllers' to write, through /status.
+                if let Some(fields) = object.as_object_mut() {
+                    fields.remove("status");
+                }
                 let Some(name) = object["metadata"]["name"].as_str().map(str::to_string) else {
                     return status(422, "Invalid", "metadata.name: Required value");
                 };

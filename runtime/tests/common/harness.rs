@@ -181,10 +181,15 @@ pub fn evict(pod: &str) -> Value {
     json!({"type": "delete-pod", "deletePodAction": {"podName": pod}})
 }
 
-/// `action` as the daemon would store it, signed with `key`.
+/// `action` as the daemon would store it: signed with `key`, and its status
+/// (if it has one) sealed.
 pub fn signed(key: &SigningKey, action: Value) -> Value {
     let mut typed: HealingAction = serde_json::from_value(action).expect("a valid HealingAction");
     key.sign(&mut typed);
+    if let Some(mut status) = typed.status.take() {
+        key.seal_status(&typed, &mut status);
+        typed.status = Some(status);
+    }
     serde_json::to_value(typed).expect("a HealingAction serialises")
 }
 
@@ -242,29 +247,23 @@ impl Shop {
             .map(|policy| serde_json::from_value(policy).expect("the policy parses"))
     }
 
-    /// The stored HealingActions the daemon signed, as the controller hands
+    /// The stored HealingActions the gates count, as the controller hands
     /// them to the lifecycle.
     pub fn peers(&self) -> Vec<Arc<HealingAction>> {
-        self.fake
+        let stored: Vec<Arc<HealingAction>> = self
+            .fake
             .snapshot()
             .into_iter()
             .filter(|(path, _)| path.starts_with(ACTIONS))
-            .map(|(_, object)| serde_json::from_value::<HealingAction>(object).unwrap())
-            .filter(|action| self.ctx.key.verify(action).is_ok())
-            .map(Arc::new)
-            .collect()
+            .map(|(_, object)| Arc::new(serde_json::from_value::<HealingAction>(object).unwrap()))
+            .collect();
+        kubeskippy::provenance::countable(&self.ctx.key, &stored)
     }
 
-    /// `action` with `status.rollback` holding `fields`, sealed as the daemon
-    /// seals the record it saves before a change.
+    /// `action` with `status.rollback` holding `fields`, as the daemon saves
+    /// it before a change (`add` seals the status).
     pub fn with_rollback(&self, mut action: Value, fields: Value) -> Value {
-        let typed: HealingAction = serde_json::from_value(action.clone()).unwrap();
-        let mut record = kubeskippy::change::RollbackRecord {
-            fields: serde_json::from_value(fields).expect("written fields"),
-            seal: String::new(),
-        };
-        self.ctx.key.seal(&typed, &mut record);
-        action["status"]["rollback"] = serde_json::to_value(record).unwrap();
+        action["status"]["rollback"] = fields;
         action
     }
 
