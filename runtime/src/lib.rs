@@ -1,35 +1,23 @@
 //! KubeSkippy: cluster facts → triggers → incidents → prompt plugin → model →
-//! parser plugin → validators → host safety floor → HealingActions.
+//! parser plugin → validators → host safety floor → HealingActions →
+//! execution → verification.
+//!
+//! The crate is layered; each layer uses only those above it in this list:
+//! - [`core`]: everything that needs no cluster connection — the plugin
+//!   interface's types, the object model, the CRDs, snapshots and facts,
+//!   triggers, incidents, rules, the safety floor, planning and signing;
+//! - [`host`]: the Wasm plugin host and the review of what plugins return;
+//! - [`analyze`]: the analysis pipeline, its report and the model providers;
+//! - [`operator`]: what needs a Kubernetes client — collection, execution,
+//!   the lifecycle of HealingActions, leader election, the daemon;
+//! - `bench` (with the `bench` feature): the benchmarks behind `kubeskippy bench`.
+//!
+//! The binary and the integration tests are the only users of this API; it
+//! makes no promise of stability to anyone else.
 
-pub mod actions;
-pub mod approval;
+pub mod analyze;
+#[cfg(feature = "bench")]
 pub mod bench;
-pub mod budget;
-pub mod change;
-pub mod collect;
-pub mod config;
-pub mod daemon;
-pub mod evaluation;
-pub mod events;
-pub mod execute;
-pub mod facts;
-pub mod healing_action;
-pub mod incidents;
-pub mod lease;
-pub mod lifecycle;
-pub mod model;
-pub mod pipeline;
-pub mod plugin_host;
-pub mod policy;
-pub mod privacy;
-pub mod prometheus;
-pub mod provenance;
-pub mod report;
-pub mod review;
-pub mod rules;
-pub mod safety;
-pub mod snapshot;
-pub mod synthetic;
-pub mod triggers;
-pub mod untrusted;
-pub mod wit;
+pub mod core;
+pub mod host;
+pub mod operator;

@@ -5,13 +5,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use kubeskippy::approval;
-use kubeskippy::config::{Config, Provider, parse_duration};
-use kubeskippy::healing_action::ApprovalDecision;
-use kubeskippy::model;
-use kubeskippy::pipeline::{Analyzer, PluginFiles};
-use kubeskippy::snapshot::Snapshot;
-use kubeskippy::{bench, report};
+use kubeskippy::analyze::llm;
+use kubeskippy::analyze::pipeline::{Analyzer, PluginFiles};
+use kubeskippy::analyze::report;
+#[cfg(feature = "bench")]
+use kubeskippy::bench;
+use kubeskippy::core::config::{Config, Provider};
+use kubeskippy::core::crd::healing_action::ApprovalDecision;
+use kubeskippy::core::snapshot::Snapshot;
+use kubeskippy::core::text::parse_duration;
+use kubeskippy::operator::approval;
 
 // An evaluation pass allocates and frees many small, short-lived objects;
 // glibc's allocator spent close to half the pass in malloc and free.
@@ -36,6 +39,7 @@ enum Command {
     /// Run the operator against the cluster (in-cluster config or kubeconfig).
     Run(RunArgs),
     /// Measure plugin call latency and whole-snapshot analysis time.
+    #[cfg(feature = "bench")]
     Bench(bench::BenchArgs),
     /// Print the CustomResourceDefinitions (HealingPolicy, HealingAction) as YAML.
     Crds,
@@ -167,7 +171,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             .map(|name| name.trim().to_string())
             .unwrap_or_else(|_| format!("kubeskippy-{}", std::process::id())),
     };
-    let options = kubeskippy::daemon::RunOptions {
+    let options = kubeskippy::operator::daemon::RunOptions {
         config: args.config,
         namespaces: args.namespaces,
         health_addr: args.health_addr,
@@ -186,7 +190,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(kubeskippy::daemon::run(options))?;
+    runtime.block_on(kubeskippy::operator::daemon::run(options))?;
     Ok(())
 }
 
@@ -208,9 +212,10 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Analyze(args) => analyze(args),
         Command::Run(args) => run(args),
+        #[cfg(feature = "bench")]
         Command::Bench(args) => bench::run(&args),
         Command::Crds => {
-            print!("{}", kubeskippy::healing_action::crds_yaml());
+            print!("{}", kubeskippy::core::crd::healing_action::crds_yaml());
             Ok(())
         }
         Command::Approve(args) => decide(args, ApprovalDecision::Approved),
@@ -303,7 +308,7 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     let model = if args.no_llm {
         None
     } else {
-        let model = runtime.block_on(model::from_config_reading_secret(&config.ai, None))?;
+        let model = runtime.block_on(llm::from_config_reading_secret(&config.ai, None))?;
         if model.is_none() {
             eprintln!(
                 "note: no model configured (--llm-endpoint or ai.endpoint); using rule-based recommendations"

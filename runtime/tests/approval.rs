@@ -7,9 +7,9 @@ mod fake_api;
 
 use chrono::{DateTime, Utc};
 use fake_api::FakeApi;
-use kubeskippy::approval::{self, ApprovalError};
-use kubeskippy::healing_action::ApprovalDecision::{Approved, Rejected};
-use kubeskippy::healing_action::HealingAction;
+use kubeskippy::core::crd::healing_action::ApprovalDecision::{Approved, Rejected};
+use kubeskippy::core::crd::healing_action::HealingAction;
+use kubeskippy::operator::approval::{self, ApprovalError};
 use serde_json::{Value, json};
 
 const ACTION: &str = "/apis/kubeskippy.io/v1alpha1/namespaces/shop/healingactions/heal";
@@ -45,7 +45,7 @@ fn action(signed: bool, status: Value) -> Value {
 
 fn digest(object: &Value) -> String {
     let action: HealingAction = serde_json::from_value(object.clone()).unwrap();
-    kubeskippy::provenance::spec_digest(&action.spec)
+    kubeskippy::core::provenance::spec_digest(&action.spec)
 }
 
 fn waiting() -> FakeApi {

@@ -13,16 +13,18 @@ use chrono::{DateTime, Utc};
 use common::{Recorded, Reply, serve};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kubeskippy::collect::{
-    self, CachedDaemonSet, CachedDeployment, CachedEvent, CachedPod, CachedReplicaSet,
-    CachedStatefulSet, ClusterCache, CpuMemory, MetricsState, Strip,
+use kubeskippy::core::config::PrometheusConfig;
+use kubeskippy::core::crd::policy::HealingPolicy;
+use kubeskippy::core::evaluation::{self, TriggerMemory};
+use kubeskippy::core::facts::ClusterFacts;
+use kubeskippy::core::objects::{self, ClusterObjects};
+use kubeskippy::core::objects::{
+    CachedDaemonSet, CachedDeployment, CachedEvent, CachedPod, CachedReplicaSet, CachedStatefulSet,
+    CpuMemory, Strip,
 };
-use kubeskippy::config::PrometheusConfig;
-use kubeskippy::evaluation::{self, TriggerMemory};
-use kubeskippy::facts::{ClusterFacts, ClusterObjects};
-use kubeskippy::policy::HealingPolicy;
-use kubeskippy::prometheus::Prometheus;
-use kubeskippy::snapshot::{ContainerMetrics, MetricsIdentity, PodMetrics};
+use kubeskippy::core::objects::{ContainerMetrics, MetricsIdentity, PodMetrics};
+use kubeskippy::operator::collect::{self, ClusterCache, MetricsState};
+use kubeskippy::operator::prometheus::Prometheus;
 use serde_json::{Value, json};
 
 fn now() -> DateTime<Utc> {
@@ -146,7 +148,7 @@ fn shop_cache(policies: Vec<HealingPolicy>) -> (ClusterCache, collect::CacheWrit
     collect::fill(&mut writers.daemon_sets, []);
     collect::fill(
         &mut writers.policies,
-        policies.into_iter().map(collect::Lenient::from),
+        policies.into_iter().map(objects::Lenient::from),
     );
     collect::fill(&mut writers.cluster_policies, []);
     (cache, writers)

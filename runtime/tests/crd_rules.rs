@@ -9,7 +9,7 @@
 use kube::CustomResourceExt;
 use kube_cel::Validator;
 use kube_cel::{AdmissionRequest, VapEvaluator, VapExpression};
-use kubeskippy::healing_action::HealingAction;
+use kubeskippy::core::crd::healing_action::HealingAction;
 use serde_json::{Value, json};
 
 fn schema() -> Value {

@@ -19,12 +19,12 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, CustomResourceExt};
-use kubeskippy::collect::ClusterCache;
-use kubeskippy::config::Config;
-use kubeskippy::daemon::controller::Controller;
-use kubeskippy::healing_action::{HealingAction, Phase};
-use kubeskippy::pipeline::{Analyzer, PluginFiles};
-use kubeskippy::policy::HealingPolicy;
+use kubeskippy::analyze::pipeline::{Analyzer, PluginFiles};
+use kubeskippy::core::config::Config;
+use kubeskippy::core::crd::healing_action::{HealingAction, Phase};
+use kubeskippy::core::crd::policy::HealingPolicy;
+use kubeskippy::operator::collect::ClusterCache;
+use kubeskippy::operator::daemon::controller::Controller;
 
 async fn client() -> Option<Client> {
     let Some(path) = std::env::var_os("KUBESKIPPY_E2E_KUBECONFIG") else {
@@ -44,7 +44,7 @@ async fn install_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in [
         HealingPolicy::crd(),
-        kubeskippy::policy::ClusterHealingPolicy::crd(),
+        kubeskippy::core::crd::policy::ClusterHealingPolicy::crd(),
         HealingAction::crd(),
     ] {
         let name = crd.metadata.name.clone().unwrap();
@@ -133,11 +133,11 @@ async fn heal(client: &Client, namespace: &str) -> HealingAction {
     let collector = tokio::spawn(collection);
     cache.wait_ready().await.unwrap();
     let analyzer = Analyzer::new(&Config::default(), &PluginFiles::default(), None).unwrap();
-    let context = kubeskippy::lifecycle::Context::new(
+    let context = kubeskippy::operator::lifecycle::Context::new(
         client.clone(),
         "kubeskippy-e2e",
-        kubeskippy::provenance::SigningKey::generate(),
-        kubeskippy::lease::Fence::unfenced(),
+        kubeskippy::core::provenance::SigningKey::generate(),
+        kubeskippy::operator::leader::Fence::unfenced(),
         (30, 10),
     );
     let mut controller = Controller::new(cache, context);

@@ -4,14 +4,14 @@
 //! overlapping policies governs a workload.
 
 use chrono::{DateTime, Duration, Utc};
-use kubeskippy::actions::{self, Source};
-use kubeskippy::evaluation::{self, Pass, Suppression, TriggerMemory};
-use kubeskippy::facts::ClusterFacts;
-use kubeskippy::healing_action::{HealingAction, HealingActionStatus, Phase};
-use kubeskippy::policy::HealingPolicy;
-use kubeskippy::rules;
-use kubeskippy::snapshot::Snapshot;
-use kubeskippy::triggers::{self, Context};
+use kubeskippy::core::crd::healing_action::{HealingAction, HealingActionStatus, Phase};
+use kubeskippy::core::crd::policy::HealingPolicy;
+use kubeskippy::core::evaluation::{self, Pass, Suppression, TriggerMemory};
+use kubeskippy::core::facts::ClusterFacts;
+use kubeskippy::core::plan::{self, Source};
+use kubeskippy::core::rules;
+use kubeskippy::core::snapshot::Snapshot;
+use kubeskippy::core::triggers::{self, Context};
 
 const T0: &str = "2026-11-26T09:00:00Z";
 
@@ -326,7 +326,7 @@ fn planned_action(
     let pass = run(snapshot, policies, &mut TriggerMemory::new(), &[], at(0));
     let open = &pass.incidents[0];
     let analysis = rules::analyze(&open.incident, open.policy);
-    let mut action = actions::plan(
+    let mut action = plan::plan(
         open,
         &analysis.recommendations[0],
         Source::Rules,
@@ -521,7 +521,7 @@ fn an_invalid_policy_is_reported_and_the_others_still_run() {
 
 #[test]
 fn an_incident_id_names_its_workload_once_the_namespace_is_known() {
-    use kubeskippy::incidents::workload_of_incident_id;
+    use kubeskippy::core::incidents::workload_of_incident_id;
     assert_eq!(
         workload_of_incident_id("team-1-deployment-svc-3-abcd1234", "team-1"),
         Some(("deployment", "svc-3"))

@@ -2,7 +2,7 @@
 //! a Deployment `shop/app` (containers `app` and `log-shipper`) with two pods
 //! and a PodDisruptionBudget that allows no disruption, a Deployment `shop/web`
 //! an HPA controls, a StatefulSet, a DaemonSet, and a bare pod. Executors take
-//! typed changes (`kubeskippy::change`) and write nothing else; what raw patch
+//! typed changes (`kubeskippy::core::change`) and write nothing else; what raw patch
 //! documents may contain is tested with the change parser itself.
 
 #[path = "common/fake_api.rs"]
@@ -13,11 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use fake_api::FakeApi;
-use kubeskippy::change::{
-    Change, ContainerResources, Field, Resource, ResourceChange, Section, WrittenField,
-};
-use kubeskippy::execute::{self, DryRun, ExecuteError, Outcome, Target};
-use kubeskippy::wit::{ObjectRef, ResourceAmounts};
+use kubeskippy::core::change::{Change, ContainerResources, ResourceChange};
+use kubeskippy::core::crd::healing_action::{Field, Resource, Section, WrittenField};
+use kubeskippy::core::wit::{ObjectRef, ResourceAmounts};
+use kubeskippy::operator::execute::{self, DryRun, ExecuteError, Outcome, Target};
 use serde_json::{Value, json};
 
 const SHOP: &str = r#"

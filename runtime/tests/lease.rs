@@ -9,7 +9,7 @@ use std::time::Duration;
 use fake_api::FakeApi;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use kubeskippy::lease::{LeaseLock, Role};
+use kubeskippy::operator::leader::{LeaseLock, Role};
 
 const LEASE: Duration = Duration::from_secs(15);
 
@@ -118,8 +118,8 @@ fn stalling_client(
 
 #[tokio::test(start_paused = true)]
 async fn a_leader_whose_renewals_stall_stops_writing_before_its_lease_runs_out() {
-    use kubeskippy::daemon::leader::{Timing, elect};
-    use kubeskippy::lease::Fence;
+    use kubeskippy::operator::leader::Fence;
+    use kubeskippy::operator::leader::{Timing, elect};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use harness::*;
-use kubeskippy::execute::Clock;
-use kubeskippy::healing_action::Phase;
-use kubeskippy::lifecycle::gates::{self, Disruption};
-use kubeskippy::lifecycle::{self, LifecycleError, Step};
-use kubeskippy::policy::HealingPolicy;
+use kubeskippy::core::crd::healing_action::Phase;
+use kubeskippy::core::crd::policy::HealingPolicy;
+use kubeskippy::core::gates::{self, Disruption};
+use kubeskippy::operator::execute::Clock;
+use kubeskippy::operator::lifecycle::{self, LifecycleError, Step};
 use serde_json::{Value, json};
 use shop_app::{APP, POD_1};
 
@@ -164,11 +164,11 @@ async fn an_action_requiring_approval_waits_once_then_runs_when_approved() {
         "waiting is announced once"
     );
 
-    kubeskippy::approval::decide(
+    kubeskippy::operator::approval::decide(
         &shop.ctx.client,
         "shop",
         "heal",
-        kubeskippy::healing_action::ApprovalDecision::Approved,
+        kubeskippy::core::crd::healing_action::ApprovalDecision::Approved,
         Some("checked the dashboards"),
         start(),
     )
@@ -193,11 +193,11 @@ async fn a_rejected_action_is_cancelled_and_changes_nothing() {
         json!({"approvalRequired": true}),
     ));
     shop.step("heal").await;
-    kubeskippy::approval::decide(
+    kubeskippy::operator::approval::decide(
         &shop.ctx.client,
         "shop",
         "heal",
-        kubeskippy::healing_action::ApprovalDecision::Rejected,
+        kubeskippy::core::crd::healing_action::ApprovalDecision::Rejected,
         Some("peak traffic"),
         start(),
     )
@@ -398,7 +398,7 @@ fn deployment(replicas: u32, available: u32, strategy: Value) -> Value {
            "status": {"availableReplicas": available}})
 }
 
-fn spec_of(action: Value) -> kubeskippy::healing_action::ActionSpec {
+fn spec_of(action: Value) -> kubeskippy::core::crd::healing_action::ActionSpec {
     serde_json::from_value(action).unwrap()
 }
 
@@ -561,7 +561,7 @@ async fn the_breaker_opens_after_three_failures_then_cools_off_or_is_resumed() {
         shop.clock.now() + chrono::Duration::minutes(30)
     );
 
-    kubeskippy::approval::resume(
+    kubeskippy::operator::approval::resume(
         &shop.ctx.client,
         Some("shop"),
         "shop-healing",

@@ -7,11 +7,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Recorded, Reply, Stub, example, serve};
-use kubeskippy::actions::Source;
-use kubeskippy::config::Config;
-use kubeskippy::model::{ModelError, ModelProvider, Ollama};
-use kubeskippy::pipeline::{Analyzer, PluginFiles, Report};
-use kubeskippy::snapshot::Snapshot;
+use kubeskippy::analyze::llm::{ModelError, ModelProvider, Ollama};
+use kubeskippy::analyze::pipeline::{Analyzer, PluginFiles, Report};
+use kubeskippy::core::config::Config;
+use kubeskippy::core::plan::Source;
+use kubeskippy::core::snapshot::Snapshot;
 use serde_json::{Value, json};
 
 const MODEL_ANALYSIS: &str = r#"{
@@ -78,7 +78,7 @@ fn analyzer(endpoint: &str, extra_config: &str) -> Analyzer {
         "ai:\n  endpoint: {endpoint}\n  model: llama2\n{extra_config}"
     ))
     .unwrap();
-    let model = kubeskippy::model::from_config(&config.ai).unwrap();
+    let model = kubeskippy::analyze::llm::from_config(&config.ai).unwrap();
     Analyzer::new(&config, &PluginFiles::default(), model).unwrap()
 }
 
@@ -344,7 +344,7 @@ async fn nothing_listening_falls_back() {
         Duration::from_secs(2),
     )
     .unwrap();
-    let prompt = kubeskippy::wit::Prompt {
+    let prompt = kubeskippy::core::wit::Prompt {
         system: "s".into(),
         user: "u".into(),
         json_schema: None,
@@ -609,10 +609,10 @@ async fn anonymised_prompts_carry_no_names_and_actions_name_real_objects() {
 
 /// The seed scenario under the built-in policy with `edit` applied to it.
 fn seed_snapshot_with_policy(
-    edit: impl FnOnce(&mut kubeskippy::policy::HealingPolicy),
+    edit: impl FnOnce(&mut kubeskippy::core::crd::policy::HealingPolicy),
 ) -> Snapshot {
     let mut snapshot = Snapshot::load(&example("oom-crashloop.yaml")).unwrap();
-    let mut policy = kubeskippy::policy::HealingPolicy::builtin_default();
+    let mut policy = kubeskippy::core::crd::policy::HealingPolicy::builtin_default();
     edit(&mut policy);
     policy.validate().unwrap();
     snapshot.policies.push(policy);
@@ -711,7 +711,7 @@ async fn a_policy_naming_a_validator_the_config_lacks_allows_nothing() {
 async fn named_plugins_are_picked_by_policy_and_checked_for_their_role() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("extra-validator.wasm");
-    std::fs::write(&file, kubeskippy::pipeline::defaults::VALIDATOR).unwrap();
+    std::fs::write(&file, kubeskippy::analyze::pipeline::defaults::VALIDATOR).unwrap();
     let stub = serve(ollama(good_reply)).await;
     let named = format!(
         "plugins:\n  named:\n    extra: {{kind: validator, file: {}}}\n",
@@ -746,7 +746,7 @@ async fn a_plugin_directory_offers_its_components_by_name_and_kind() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("extra.wasm"),
-        kubeskippy::pipeline::defaults::VALIDATOR,
+        kubeskippy::analyze::pipeline::defaults::VALIDATOR,
     )
     .unwrap();
     std::fs::write(dir.path().join("README"), "not a plugin").unwrap();
@@ -756,7 +756,7 @@ async fn a_plugin_directory_offers_its_components_by_name_and_kind() {
         plugin_dir: Some(dir.path().to_path_buf()),
         ..PluginFiles::default()
     };
-    let model = kubeskippy::model::from_config(&config.ai).unwrap();
+    let model = kubeskippy::analyze::llm::from_config(&config.ai).unwrap();
     let analyzer = Analyzer::new(&config, &files, model).unwrap();
     let snapshot = seed_snapshot_with_policy(|policy| {
         policy.spec.ai.validator_plugins = vec!["extra".into()];
@@ -791,10 +791,11 @@ async fn a_plugin_directory_offers_its_components_by_name_and_kind() {
 async fn a_policy_protected_resource_is_never_recommended_for() {
     let stub = serve(ollama(good_reply)).await;
     let snapshot = seed_snapshot_with_policy(|policy| {
-        policy.spec.safety.protected_resources = vec![kubeskippy::policy::ProtectedResource {
-            kind: "Deployment".into(),
-            name: "app".into(),
-        }];
+        policy.spec.safety.protected_resources =
+            vec![kubeskippy::core::crd::policy::ProtectedResource {
+                kind: "Deployment".into(),
+                name: "app".into(),
+            }];
     });
     let report = analyzer(&stub.endpoint(), "")
         .analyze(&snapshot)

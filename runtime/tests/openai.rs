@@ -7,12 +7,12 @@ mod common;
 use std::time::Duration;
 
 use common::{Recorded, Reply, example, serve};
-use kubeskippy::actions::Source;
-use kubeskippy::config::Config;
-use kubeskippy::model::{ModelError, ModelProvider, OpenAi};
-use kubeskippy::pipeline::{Analyzer, PluginFiles};
-use kubeskippy::snapshot::Snapshot;
-use kubeskippy::wit::Prompt;
+use kubeskippy::analyze::llm::{ModelError, ModelProvider, OpenAi};
+use kubeskippy::analyze::pipeline::{Analyzer, PluginFiles};
+use kubeskippy::core::config::Config;
+use kubeskippy::core::plan::Source;
+use kubeskippy::core::snapshot::Snapshot;
+use kubeskippy::core::wit::Prompt;
 use serde_json::{Value, json};
 
 const CONTENT: &str = r#"{"summary": "Memory pressure", "issues": [], "recommendations": [
@@ -170,7 +170,7 @@ async fn analyze_runs_through_the_openai_provider() {
         stub.endpoint()
     ))
     .unwrap();
-    let model = kubeskippy::model::from_config(&config.ai).unwrap();
+    let model = kubeskippy::analyze::llm::from_config(&config.ai).unwrap();
     let analyzer = Analyzer::new(&config, &PluginFiles::default(), model).unwrap();
     let report = analyzer
         .analyze(&Snapshot::load(&example("oom-crashloop.yaml")).unwrap())
@@ -230,7 +230,10 @@ fn environment_overrides_name_the_variable() {
         ]),
     )
     .unwrap();
-    assert_eq!(config.ai.provider, kubeskippy::config::Provider::Openai);
+    assert_eq!(
+        config.ai.provider,
+        kubeskippy::core::config::Provider::Openai
+    );
     assert_eq!(config.ai.min_confidence, 0.9);
     assert_eq!(config.ai.model, "1234");
     assert!(config.ai.anonymize);

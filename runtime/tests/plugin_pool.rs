@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use kubeskippy::plugin_host::{Limits, Plugin, PluginHost, PluginKind};
-use kubeskippy::wit::Verdict;
+use kubeskippy::core::wit::Verdict;
+use kubeskippy::host::{Limits, Plugin, PluginHost, PluginKind};
 
 #[path = "common/realistic.rs"]
 mod realistic;

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use kubeskippy::pipeline::defaults;
-use kubeskippy::plugin_host::{Limits, PluginHost, PluginKind};
-use kubeskippy::wit::Verdict;
+use kubeskippy::analyze::pipeline::defaults;
+use kubeskippy::core::wit::Verdict;
+use kubeskippy::host::{Limits, PluginHost, PluginKind};
 
 #[path = "common/realistic.rs"]
 mod realistic;

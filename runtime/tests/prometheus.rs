@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use common::{Reply, serve};
-use kubeskippy::config::{Config, PrometheusConfig};
-use kubeskippy::evaluation::{self, TriggerMemory};
-use kubeskippy::facts::ClusterObjects;
-use kubeskippy::policy::HealingPolicy;
-use kubeskippy::prometheus::{Prometheus, QueryResults, queries_of};
-use kubeskippy::snapshot::Snapshot;
+use kubeskippy::core::config::{Config, PrometheusConfig};
+use kubeskippy::core::crd::policy::HealingPolicy;
+use kubeskippy::core::evaluation::{self, TriggerMemory};
+use kubeskippy::core::objects::ClusterObjects;
+use kubeskippy::core::objects::QueryResults;
+use kubeskippy::core::snapshot::Snapshot;
+use kubeskippy::core::triggers::queries_of;
+use kubeskippy::operator::prometheus::Prometheus;
 
 const QUERY: &str = r#"sum by (namespace, pod) (rate(http_requests_total{code=~"5.."}[5m]))"#;
 

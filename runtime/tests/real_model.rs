@@ -11,11 +11,11 @@ mod common;
 use std::time::Instant;
 
 use common::example;
-use kubeskippy::actions::Source;
-use kubeskippy::config::Config;
-use kubeskippy::pipeline::{Analyzer, PluginFiles};
-use kubeskippy::snapshot::Snapshot;
-use kubeskippy::wit::Action;
+use kubeskippy::analyze::pipeline::{Analyzer, PluginFiles};
+use kubeskippy::core::config::Config;
+use kubeskippy::core::plan::Source;
+use kubeskippy::core::snapshot::Snapshot;
+use kubeskippy::core::wit::Action;
 
 const EXAMPLES: [&str; 6] = [
     "oom-crashloop.yaml",
@@ -38,7 +38,7 @@ async fn guardrails_hold_with_a_small_real_model() {
         "ai:\n  provider: openai\n  endpoint: {base_url}\n  model: gemma-3-270m\n  timeout: 120s\n  temperature: 0.2\n  seed: 7\n  contextWindow: 4096\n  maxRetries: 1\n"
     ))
     .unwrap();
-    let model = kubeskippy::model::from_config(&config.ai).unwrap();
+    let model = kubeskippy::analyze::llm::from_config(&config.ai).unwrap();
     let analyzer = Analyzer::new(&config, &PluginFiles::default(), model).unwrap();
     let (mut from_model, mut calls, mut seconds, mut tokens) = (0, 0, 0.0, 0);
     for name in EXAMPLES {

@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use kubeskippy::pipeline::defaults;
-use kubeskippy::plugin_host::{Limits, Plugin, PluginError, PluginHost, PluginKind};
-use kubeskippy::wit::{Action, Incident, ObjectRef, Recommendation, ReviewContext, Verdict};
+use kubeskippy::analyze::pipeline::defaults;
+use kubeskippy::core::wit::{Action, Incident, ObjectRef, Recommendation, ReviewContext, Verdict};
+use kubeskippy::host::{Limits, Plugin, PluginError, PluginHost, PluginKind};
 
 const HOSTILE: &str = env!("KUBESKIPPY_PLUGIN_HOSTILE_PLUGIN");
 
 fn incident() -> Incident {
-    kubeskippy::wit::from_guest(&kubeskippy_plugin_sdk::sample::oom_crashloop_incident())
+    kubeskippy::core::wit::from_guest(&kubeskippy_plugin_sdk::sample::oom_crashloop_incident())
 }
 
 fn recommendation() -> Recommendation {

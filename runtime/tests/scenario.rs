@@ -14,7 +14,7 @@ mod shop_app;
 mod test_clock;
 
 use controller_harness::Cluster;
-use kubeskippy::execute::Clock;
+use kubeskippy::operator::execute::Clock;
 use serde_json::{Value, json};
 use shop_app::{APP, POD_1};
 
@@ -149,11 +149,11 @@ async fn manual_mode_waits_for_approval_and_monitor_mode_only_records() {
     assert_eq!(cluster.action(&name)["status"]["phase"], "Pending");
     assert_eq!(cluster.memory_limit(), "512Mi");
     cluster.fake.set_user("alice@example.com");
-    kubeskippy::approval::decide(
+    kubeskippy::operator::approval::decide(
         &cluster.fake.client(),
         "shop",
         &name,
-        kubeskippy::healing_action::ApprovalDecision::Approved,
+        kubeskippy::core::crd::healing_action::ApprovalDecision::Approved,
         Some("looked at the heap graphs"),
         cluster.clock.now(),
     )

@@ -18,15 +18,16 @@ mod test_clock;
 use common::{Reply, serve};
 use controller_harness::Cluster;
 use harness::*;
-use kubeskippy::config::PrometheusConfig;
-use kubeskippy::evaluation::{self, TriggerMemory};
-use kubeskippy::facts::ClusterObjects;
-use kubeskippy::healing_action::Phase;
-use kubeskippy::lease::Fence;
-use kubeskippy::policy::HealingPolicy;
-use kubeskippy::prometheus::{Prometheus, queries_of};
-use kubeskippy::provenance::SigningKey;
-use kubeskippy::snapshot::Snapshot;
+use kubeskippy::core::config::PrometheusConfig;
+use kubeskippy::core::crd::healing_action::Phase;
+use kubeskippy::core::crd::policy::HealingPolicy;
+use kubeskippy::core::evaluation::{self, TriggerMemory};
+use kubeskippy::core::objects::ClusterObjects;
+use kubeskippy::core::provenance::SigningKey;
+use kubeskippy::core::snapshot::Snapshot;
+use kubeskippy::core::triggers::queries_of;
+use kubeskippy::operator::leader::Fence;
+use kubeskippy::operator::prometheus::Prometheus;
 use serde_json::{Value, json};
 
 const SHOP_ACTIONS: &str = "/apis/kubeskippy.io/v1alpha1/namespaces/shop/healingactions/";
@@ -144,7 +145,10 @@ async fn a_finished_action_reset_in_status_is_not_run_again() {
     shop.fake.insert(stored);
     let step = shop.step("grow").await;
 
-    assert_eq!(step, kubeskippy::lifecycle::Step::wait(Phase::Cancelled));
+    assert_eq!(
+        step,
+        kubeskippy::operator::lifecycle::Step::wait(Phase::Cancelled)
+    );
     assert_eq!(
         shop.deployment()["spec"]["replicas"],
         4,
@@ -434,9 +438,12 @@ fn a_reason_pattern_too_costly_to_compile_is_refused_when_the_policy_is_read() {
         pass.policies[0].errors[0].starts_with("invalid policy: spec.triggers[0].event.reason")
     );
     // Ordinary patterns are far below it.
-    assert!(kubeskippy::policy::reason_pattern("BackOff|OOM.*|Failed(Mount|Scheduling)").is_ok());
     assert!(
-        kubeskippy::policy::reason_pattern(&"a".repeat(300))
+        kubeskippy::core::crd::policy::reason_pattern("BackOff|OOM.*|Failed(Mount|Scheduling)")
+            .is_ok()
+    );
+    assert!(
+        kubeskippy::core::crd::policy::reason_pattern(&"a".repeat(300))
             .unwrap_err()
             .contains("at most 256")
     );
@@ -464,11 +471,11 @@ async fn a_scale_planned_from_two_replicas_does_not_run_on_four() {
     app["spec"]["replicas"] = json!(4);
     cluster.fake.insert(app);
     cluster.fake.set_user("alice");
-    kubeskippy::approval::decide(
+    kubeskippy::operator::approval::decide(
         &cluster.fake.client(),
         "shop",
         &created[0],
-        kubeskippy::healing_action::ApprovalDecision::Approved,
+        kubeskippy::core::crd::healing_action::ApprovalDecision::Approved,
         None,
         start(),
     )

@@ -5,8 +5,8 @@
 mod fake_api;
 
 use fake_api::FakeApi;
-use kubeskippy::config::{Config, SecretKeyRef};
-use kubeskippy::model::api_key_from_secret;
+use kubeskippy::analyze::llm::api_key_from_secret;
+use kubeskippy::core::config::{Config, SecretKeyRef};
 use serde_json::json;
 
 fn fake_with_secret() -> FakeApi {

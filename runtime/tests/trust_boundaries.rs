@@ -20,13 +20,13 @@ use std::time::Duration;
 use common::{Recorded, Reply, example, serve};
 use controller_harness::Cluster;
 use harness::*;
-use kubeskippy::config::Config;
-use kubeskippy::healing_action::{HealingAction, Phase};
-use kubeskippy::lease::Fence;
-use kubeskippy::lifecycle::{self, LifecycleError, Step};
-use kubeskippy::pipeline::{Analyzer, PluginFiles};
-use kubeskippy::provenance::{SigningKey, spec_digest};
-use kubeskippy::snapshot::Snapshot;
+use kubeskippy::analyze::pipeline::{Analyzer, PluginFiles};
+use kubeskippy::core::config::Config;
+use kubeskippy::core::crd::healing_action::{HealingAction, Phase};
+use kubeskippy::core::provenance::{SigningKey, spec_digest};
+use kubeskippy::core::snapshot::Snapshot;
+use kubeskippy::operator::leader::Fence;
+use kubeskippy::operator::lifecycle::{self, LifecycleError, Step};
 use serde_json::{Value, json};
 use shop_app::{APP, POD_1};
 
@@ -79,7 +79,7 @@ fn borrowing_action(namespace: &str, patch: &str) -> Value {
     })
 }
 
-fn tenant_policy(shop: &Shop) -> kubeskippy::policy::HealingPolicy {
+fn tenant_policy(shop: &Shop) -> kubeskippy::core::crd::policy::HealingPolicy {
     serde_json::from_value(
         shop.fake
             .get("/apis/kubeskippy.io/v1alpha1/namespaces/tenant-a/healingpolicies/tenant-rules")
@@ -236,7 +236,7 @@ fn eviction_cannot_be_switched_off_by_a_spec() {
         error.to_string().contains("unknown field `useEviction`"),
         "{error}"
     );
-    let crds = kubeskippy::healing_action::crds_yaml();
+    let crds = kubeskippy::core::crd::healing_action::crds_yaml();
     assert!(!crds.contains("useEviction"));
 }
 
@@ -559,7 +559,7 @@ async fn only_the_daemons_own_actions_count_and_each_namespace_has_its_budget() 
     shop.plan("heal", "Deployment", "app", restart());
     let policy = shop.policy().unwrap();
     assert_eq!(
-        kubeskippy::lifecycle::gates::breaker(&policy, "shop", &shop.peers(), start()),
+        kubeskippy::core::gates::breaker(&policy, "shop", &shop.peers(), start()),
         None
     );
     shop.step("heal").await;
@@ -814,7 +814,7 @@ async fn hostile(recommendations: Value, config: &str, snapshot: &Snapshot) -> V
         stub.endpoint()
     ))
     .unwrap();
-    let model = kubeskippy::model::from_config(&config.ai).unwrap();
+    let model = kubeskippy::analyze::llm::from_config(&config.ai).unwrap();
     let analyzer = Analyzer::new(&config, &PluginFiles::default(), model).unwrap();
     let report = analyzer.analyze(snapshot).await.unwrap();
     let incident = &report.incidents[0];

@@ -7,9 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Recorded, Reply, Stub, example, serve};
-use kubeskippy::config::Config;
-use kubeskippy::pipeline::{Analyzer, PluginFiles, Report};
-use kubeskippy::snapshot::Snapshot;
+use kubeskippy::analyze::pipeline::{Analyzer, PluginFiles, Report};
+use kubeskippy::core::config::Config;
+use kubeskippy::core::snapshot::Snapshot;
 use serde_json::{Value, json};
 
 const WAITING: &str = "message: back-off 2m40s restarting failed container=app pod=app-xyz_shop(3a5103fa-b043-48dc-87ea-62685657fff9)";
@@ -79,7 +79,7 @@ fn analyzer(stub: &Stub) -> Analyzer {
         stub.endpoint()
     ))
     .unwrap();
-    let model = kubeskippy::model::from_config(&config.ai).unwrap();
+    let model = kubeskippy::analyze::llm::from_config(&config.ai).unwrap();
     Analyzer::new(&config, &PluginFiles::default(), model).unwrap()
 }
 
@@ -119,11 +119,11 @@ async fn cluster_text_reaches_the_prompt_as_one_quoted_line_without_credentials(
 #[tokio::test]
 async fn the_models_prose_is_cleaned_before_reports_and_healing_actions() {
     let (report, _) = analyze(&hostile_snapshot(), reply_quoting_secrets()).await;
-    let rendered = serde_json::to_string(&kubeskippy::report::to_json(&report)).unwrap();
+    let rendered = serde_json::to_string(&kubeskippy::analyze::report::to_json(&report)).unwrap();
     for secret in [GITHUB_TOKEN, AWS_KEY, BEARER] {
         assert!(!rendered.contains(secret), "{secret} reached the report");
     }
-    let text = kubeskippy::report::to_text(&report);
+    let text = kubeskippy::analyze::report::to_text(&report);
     assert!(
         !text
             .lines()
@@ -138,7 +138,7 @@ async fn the_models_prose_is_cleaned_before_reports_and_healing_actions() {
     let annotations = action.metadata.annotations.as_ref().unwrap();
     let total: usize = annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
     assert!(total < 8 * 1024, "annotations take {total} bytes");
-    assert!(action.spec.risk.len() <= kubeskippy::untrusted::MAX_REASONING);
+    assert!(action.spec.risk.len() <= kubeskippy::core::untrusted::MAX_REASONING);
     assert!(!action.spec.reasoning.contains(GITHUB_TOKEN));
     assert!(!annotations["ai.reasoning"].contains('\n'));
 }
@@ -164,7 +164,7 @@ async fn a_megabyte_event_message_does_not_switch_the_model_off() {
 
 #[test]
 fn cached_event_text_is_bounded() {
-    use kubeskippy::collect::{CachedEvent, Strip};
+    use kubeskippy::core::objects::{CachedEvent, Strip};
     let mut event: CachedEvent = serde_json::from_value(json!({
         "metadata": {"name": "e", "namespace": "tenant-a"},
         "involvedObject": {"kind": "Pod", "name": "x\ny".repeat(1000)},
@@ -174,10 +174,10 @@ fn cached_event_text_is_bounded() {
     }))
     .unwrap();
     event.strip();
-    assert!(event.message.as_ref().unwrap().len() <= kubeskippy::untrusted::MAX_MESSAGE);
-    assert!(event.reason.as_ref().unwrap().len() <= kubeskippy::untrusted::MAX_REASON);
+    assert!(event.message.as_ref().unwrap().len() <= kubeskippy::core::untrusted::MAX_MESSAGE);
+    assert!(event.reason.as_ref().unwrap().len() <= kubeskippy::core::untrusted::MAX_REASON);
     let name = event.involved_object.name.as_ref().unwrap();
-    assert!(name.len() <= kubeskippy::untrusted::MAX_NAME && !name.contains('\n'));
+    assert!(name.len() <= kubeskippy::core::untrusted::MAX_NAME && !name.contains('\n'));
 }
 
 fn parse_error(text: &str) -> String {
@@ -236,7 +236,7 @@ fn an_oversized_snapshot_is_refused_before_it_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.yaml");
     let file = std::fs::File::create(&path).unwrap();
-    file.set_len(kubeskippy::snapshot::MAX_SNAPSHOT_BYTES + 1)
+    file.set_len(kubeskippy::core::snapshot::MAX_SNAPSHOT_BYTES + 1)
         .unwrap();
     let error = Snapshot::load(&path).unwrap_err().to_string();
     assert!(error.contains("over the"), "{error}");

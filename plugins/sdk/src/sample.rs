@@ -1,5 +1,6 @@
 //! The seed document's incident — Deployment `app` whose pod `app-xyz` is
-//! OOM-killed in a crash loop — as plugin input, for plugin tests and benchmarks.
+//! OOM-killed in a crash loop — as plugin input, for plugin tests and benchmarks;
+//! the same grown to a realistic size, with a model reply of realistic length.
 
 use crate::types::*;
 
@@ -74,4 +75,46 @@ pub fn oom_crashloop_incident() -> Incident {
             },
         ],
     }
+}
+
+/// The seed's incident grown to 10 pods and 30 events.
+pub fn realistic_incident() -> Incident {
+    let mut incident = oom_crashloop_incident();
+    let template_pod = incident.pods[0].clone();
+    for n in 1..10 {
+        let mut pod = template_pod.clone();
+        pod.name = format!("app-7d9f8b6c5d-{n:05}");
+        pod.restart_count = n;
+        incident.pods.push(pod);
+    }
+    let template_event = incident.events[0].clone();
+    for n in 1..30 {
+        let mut event = template_event.clone();
+        event.reason = ["OOMKilled", "BackOff", "Unhealthy"][n % 3].into();
+        event.message = format!(
+            "{} (occurrence {n}) for container app in pod app-xyz",
+            event.reason
+        );
+        event.count = n as u32;
+        incident.events.push(event);
+    }
+    incident
+}
+
+/// A model reply of about 4 KB following the prompt plugin's schema.
+pub fn realistic_reply() -> String {
+    let padding = "The pod's working set grows linearly between restarts while traffic stays flat, which points at a leak rather than load. ";
+    let reply = serde_json::json!({
+        "summary": format!("Memory pressure leads to OOM kills and a crash loop. {}", padding.repeat(9)),
+        "issues": [
+            { "title": "Memory leak in application", "severity": "high", "impact": "Service unavailability, repeated crashes", "root_cause": padding.repeat(7) },
+            { "title": "Limit below working set", "severity": "medium", "impact": "OOM kills under normal load", "root_cause": padding.repeat(2) }
+        ],
+        "recommendations": [
+            { "action": "patch", "target": "Deployment/app", "container": "app", "memory_limit": "2Gi", "description": "Increase memory limit to 2Gi", "reason": padding.repeat(2), "risk": "May mask the leak", "confidence": 0.85 },
+            { "action": "restart", "target": "Deployment/app", "description": "Rollout restart", "reason": padding.repeat(2), "risk": "Brief capacity loss", "confidence": 0.8 },
+            { "action": "scale", "target": "Deployment/app", "replicas": 3, "description": "Scale to 3 replicas", "reason": padding.repeat(2), "risk": "More resources used", "confidence": 0.75 }
+        ]
+    });
+    serde_json::to_string_pretty(&reply).expect("plain JSON")
 }

@@ -12,13 +12,14 @@ use kube::api::{Api, PostParams};
 use kube::runtime::watcher;
 
 use super::{measure, micros};
-use crate::collect::{self, CacheWriters, ClusterCache};
-use crate::config::Config;
-use crate::evaluation::{self, Pass, TriggerMemory};
-use crate::healing_action::HealingAction;
-use crate::pipeline::{Analyzer, PluginFiles};
-use crate::policy::HealingPolicy;
-use crate::synthetic;
+use crate::analyze::pipeline::{Analyzer, PluginFiles};
+use crate::bench::synthetic;
+use crate::core::config::Config;
+use crate::core::crd::healing_action::HealingAction;
+use crate::core::crd::policy::HealingPolicy;
+use crate::core::evaluation::{self, Pass, TriggerMemory};
+use crate::core::objects::Lenient;
+use crate::operator::collect::{self, CacheWriters, ClusterCache};
 
 /// Policies in the evaluation benchmark, as the issue sets it.
 const POLICIES: usize = 20;
@@ -48,7 +49,7 @@ fn filled_cache(pods: usize, policies: Vec<HealingPolicy>) -> (ClusterCache, Cac
     collect::fill(&mut writers.daemon_sets, []);
     collect::fill(
         &mut writers.policies,
-        policies.into_iter().map(collect::Lenient::from),
+        policies.into_iter().map(Lenient::from),
     );
     collect::fill(&mut writers.cluster_policies, []);
     collect::fill(&mut writers.actions, []);
@@ -158,9 +159,7 @@ pub(super) fn cache_memory_child(pods: usize) -> anyhow::Result<()> {
     each_writer!(watcher::Event::InitDone);
     collect::fill(
         &mut writers.policies,
-        synthetic::policies(POLICIES)
-            .into_iter()
-            .map(collect::Lenient::from),
+        synthetic::policies(POLICIES).into_iter().map(Lenient::from),
     );
     collect::fill(&mut writers.cluster_policies, []);
     writers.set_pod_metrics(metrics);

@@ -9,15 +9,16 @@
 
 use std::sync::Arc;
 
-use kubeskippy::collect::{self, CacheWriters, ClusterCache, Lenient};
-use kubeskippy::config::Config;
-use kubeskippy::daemon::controller::Controller;
-use kubeskippy::events::EventRecorder;
-use kubeskippy::healing_action::HealingAction;
-use kubeskippy::lifecycle::Context;
-use kubeskippy::pipeline::{Analyzer, PluginFiles};
-use kubeskippy::policy::{ClusterHealingPolicy, HealingPolicy};
-use kubeskippy::provenance::SigningKey;
+use kubeskippy::analyze::pipeline::{Analyzer, PluginFiles};
+use kubeskippy::core::config::Config;
+use kubeskippy::core::crd::healing_action::HealingAction;
+use kubeskippy::core::crd::policy::{ClusterHealingPolicy, HealingPolicy};
+use kubeskippy::core::objects::{self, Lenient};
+use kubeskippy::core::provenance::SigningKey;
+use kubeskippy::operator::collect::{self, CacheWriters, ClusterCache};
+use kubeskippy::operator::daemon::controller::Controller;
+use kubeskippy::operator::events::EventRecorder;
+use kubeskippy::operator::lifecycle::Context;
 use serde_json::Value;
 
 use crate::fake_api::FakeApi;
@@ -47,11 +48,11 @@ fn of_kind<K: serde::de::DeserializeOwned>(fake: &FakeApi, segment: &str) -> Vec
 impl Cluster {
     /// A cluster holding every object of `yaml` (multi-document).
     pub fn with(yaml: &str) -> Cluster {
-        Cluster::fenced(yaml, kubeskippy::lease::Fence::unfenced())
+        Cluster::fenced(yaml, kubeskippy::operator::leader::Fence::unfenced())
     }
 
     /// The same, with the leader fence `fence` guarding its writes.
-    pub fn fenced(yaml: &str, fence: kubeskippy::lease::Fence) -> Cluster {
+    pub fn fenced(yaml: &str, fence: kubeskippy::operator::leader::Fence) -> Cluster {
         let fake = FakeApi::new();
         fake.seed_yaml(yaml);
         let (cache, writers) = ClusterCache::detached();
@@ -65,7 +66,7 @@ impl Cluster {
             identity: "kubeskippy-0".into(),
             cluster_actions_per_hour: 30,
             namespace_actions_per_hour: 10,
-            floor: kubeskippy::safety::SafetyFloor::default(),
+            floor: kubeskippy::core::safety::SafetyFloor::default(),
             key: key.clone(),
             fence,
         };
@@ -87,22 +88,22 @@ impl Cluster {
         let writers = &mut self.writers;
         collect::fill(
             &mut writers.pods,
-            of_kind::<collect::CachedPod>(fake, "/pods/"),
+            of_kind::<objects::CachedPod>(fake, "/pods/"),
         );
         // Core Events only: the daemon's own (events.k8s.io) are not evidence.
         collect::fill(
             &mut writers.events,
-            listed::<collect::CachedEvent>(fake, |path| {
+            listed::<objects::CachedEvent>(fake, |path| {
                 path.starts_with("/api/v1/") && path.contains("/events/")
             }),
         );
         collect::fill(
             &mut writers.deployments,
-            of_kind::<collect::CachedDeployment>(fake, "/deployments/"),
+            of_kind::<objects::CachedDeployment>(fake, "/deployments/"),
         );
         collect::fill(
             &mut writers.replica_sets,
-            of_kind::<collect::CachedReplicaSet>(fake, "/replicasets/"),
+            of_kind::<objects::CachedReplicaSet>(fake, "/replicasets/"),
         );
         collect::fill(
             &mut writers.policies,

@@ -13,12 +13,12 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use kubeskippy::events::EventRecorder;
-use kubeskippy::healing_action::{HealingAction, Phase};
-use kubeskippy::lease::Fence;
-use kubeskippy::lifecycle::{self, Context, LifecycleError, Step};
-use kubeskippy::policy::HealingPolicy;
-use kubeskippy::provenance::SigningKey;
+use kubeskippy::core::crd::healing_action::{HealingAction, Phase};
+use kubeskippy::core::crd::policy::HealingPolicy;
+use kubeskippy::core::provenance::SigningKey;
+use kubeskippy::operator::events::EventRecorder;
+use kubeskippy::operator::leader::Fence;
+use kubeskippy::operator::lifecycle::{self, Context, LifecycleError, Step};
 use serde_json::{Value, json};
 
 use crate::fake_api::{self, FakeApi};
@@ -123,7 +123,7 @@ pub fn shop_with_budget(cluster_actions_per_hour: u32) -> Shop {
         identity: "kubeskippy-0".into(),
         cluster_actions_per_hour,
         namespace_actions_per_hour: 100,
-        floor: kubeskippy::safety::SafetyFloor::default(),
+        floor: kubeskippy::core::safety::SafetyFloor::default(),
         key: SigningKey::generate(),
         fence: Fence::unfenced(),
     };
@@ -204,7 +204,7 @@ impl Shop {
         self.fake.insert(action);
     }
 
-    /// Adds a HealingAction with the defaults `actions::plan` gives.
+    /// Adds a HealingAction with the defaults `plan::plan` gives.
     pub fn plan(&self, name: &str, kind: &str, target: &str, action: Value) {
         self.add(healing_action(name, kind, target, action, json!({})));
     }
@@ -257,7 +257,7 @@ impl Shop {
             .filter(|(path, _)| path.starts_with(ACTIONS))
             .map(|(_, object)| Arc::new(serde_json::from_value::<HealingAction>(object).unwrap()))
             .collect();
-        kubeskippy::provenance::countable(&self.ctx.key, &stored)
+        kubeskippy::core::provenance::countable(&self.ctx.key, &stored)
     }
 
     /// `action` with `status.rollback` holding `fields`, as the daemon saves

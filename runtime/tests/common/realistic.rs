@@ -1,16 +1,19 @@
 //! The benchmark's realistic incident and the first recommendation the default
 //! parser finds in its reply, validated once by a given plugin.
 
-use kubeskippy::plugin_host::{Plugin, PluginHost};
-use kubeskippy::wit::{Incident, Recommendation, ReviewContext, Verdict};
+use kubeskippy::core::wit::{Incident, Recommendation, ReviewContext, Verdict};
+use kubeskippy::host::{Plugin, PluginHost};
 
 pub fn validate(host: &PluginHost, plugin: &Plugin) -> Verdict {
-    let incident = kubeskippy::bench::realistic_incident();
-    let analysis =
-        kubeskippy_parser::parse_response(&kubeskippy::bench::realistic_reply(), &incident)
-            .expect("the benchmark reply parses");
-    let recommendation: Recommendation = kubeskippy::wit::from_guest(&analysis.recommendations[0]);
-    let incident: Incident = kubeskippy::wit::from_guest(&incident);
+    let incident = kubeskippy_plugin_sdk::sample::realistic_incident();
+    let analysis = kubeskippy_parser::parse_response(
+        &kubeskippy_plugin_sdk::sample::realistic_reply(),
+        &incident,
+    )
+    .expect("the benchmark reply parses");
+    let recommendation: Recommendation =
+        kubeskippy::core::wit::from_guest(&analysis.recommendations[0]);
+    let incident: Incident = kubeskippy::core::wit::from_guest(&incident);
     let context = ReviewContext {
         rank: 0,
         allowed_so_far: 0,

@@ -1,0 +1,170 @@
+//! Review: every recommendation passes the host safety floor, then each
+//! validator plugin in turn. A validator that fails (trap, timeout, bad config)
+//! denies: a check that could not run is not a check that passed.
+
+use crate::core::config::AiConfig;
+use crate::core::crd::policy::HealingPolicy;
+use crate::core::incidents::OpenIncident;
+use crate::core::safety::SafetyFloor;
+use crate::core::wit::{Recommendation, ReviewContext, Verdict};
+use crate::host::{Plugin, PluginHost};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reviewed {
+    /// The recommendation as the last validator left it.
+    pub recommendation: Recommendation,
+    pub allowed: bool,
+    pub rejections: Vec<String>,
+    /// What validators changed, and why.
+    pub adjustments: Vec<String>,
+}
+
+pub fn review(
+    host: &PluginHost,
+    validators: &[Plugin],
+    floor: &SafetyFloor,
+    open: &OpenIncident,
+    recommendations: Vec<Recommendation>,
+) -> Vec<Reviewed> {
+    let mut allowed_so_far = 0u32;
+    let mut reviewed = Vec::with_capacity(recommendations.len());
+    for (rank, recommendation) in recommendations.into_iter().enumerate() {
+        let context = ReviewContext {
+            rank: u32::try_from(rank).unwrap_or(u32::MAX),
+            allowed_so_far,
+        };
+        let outcome = review_one(host, validators, floor, open, recommendation, context);
+        if outcome.allowed {
+            allowed_so_far += 1;
+        }
+        reviewed.push(outcome);
+    }
+    reviewed
+}
+
+fn review_one(
+    host: &PluginHost,
+    validators: &[Plugin],
+    floor: &SafetyFloor,
+    open: &OpenIncident,
+    mut recommendation: Recommendation,
+    context: ReviewContext,
+) -> Reviewed {
+    let mut rejections: Vec<String> = floor
+        .objections(&recommendation, open)
+        .into_iter()
+        .map(|why| format!("safety floor: {why}"))
+        .collect();
+    let mut adjustments = Vec::new();
+    if rejections.is_empty() {
+        for validator in validators {
+            match host.validate(validator, &recommendation, &open.incident, context) {
+                Ok(Verdict::Allow) => {}
+                Ok(Verdict::Deny(reason)) => {
+                    rejections.push(format!("{}: {}", validator.name(), plugin_text(&reason)));
+                    break;
+                }
+                Ok(Verdict::Adjust(adjustment)) => {
+                    // A validator may change a recommendation, but the floor
+                    // judges the changed one again: adjusting cannot smuggle a
+                    // refused target past it.
+                    let objections = floor.objections(&adjustment.recommendation, open);
+                    if !objections.is_empty() {
+                        rejections.extend(objections.into_iter().map(|why| {
+                            format!(
+                                "safety floor, after {} adjusted it: {why}",
+                                validator.name()
+                            )
+                        }));
+                        break;
+                    }
+                    adjustments.push(format!(
+                        "{}: {}",
+                        validator.name(),
+                        plugin_text(&adjustment.reason)
+                    ));
+                    recommendation = adjustment.recommendation;
+                }
+                Err(error) => {
+                    rejections.push(format!(
+                        "{error} (denied because the validator could not run)"
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    Reviewed {
+        recommendation,
+        allowed: rejections.is_empty(),
+        rejections,
+        adjustments,
+    }
+}
+
+/// What a validator says is shown to people and recorded: untrusted text.
+fn plugin_text(text: &str) -> String {
+    crate::core::untrusted::clean(text, crate::core::untrusted::MAX_REASONING)
+}
+
+/// Every recommendation refused for one reason: used when the checks a policy
+/// asks for cannot run at all.
+pub fn deny_all(recommendations: Vec<Recommendation>, reason: &str) -> Vec<Reviewed> {
+    recommendations
+        .into_iter()
+        .map(|recommendation| Reviewed {
+            recommendation,
+            allowed: false,
+            rejections: vec![format!(
+                "{reason} (denied because the validator could not run)"
+            )],
+            adjustments: Vec::new(),
+        })
+        .collect()
+}
+
+/// The configured `ai.minConfidence` and `ai.maxRecommendations`, and the
+/// policy's, applied by the host on top of what the validators allowed: they
+/// hold with `validateResponses: false` too, and a policy can only tighten
+/// them.
+pub fn apply_limits(reviewed: &mut [Reviewed], policy: &HealingPolicy, ai: &AiConfig) {
+    let policy_ai = &policy.spec.ai;
+    let mut allowed = 0u32;
+    for outcome in reviewed.iter_mut().filter(|outcome| outcome.allowed) {
+        let confidence = outcome.recommendation.confidence;
+        let rejection = if confidence < ai.min_confidence {
+            Some(format!(
+                "confidence {confidence:.2} is below ai.minConfidence {:.2}",
+                ai.min_confidence
+            ))
+        } else if let Some(minimum) = policy_ai.min_confidence
+            && confidence < minimum
+        {
+            Some(format!(
+                "policy {}: confidence {confidence:.2} is below its minConfidence {minimum:.2}",
+                policy.name()
+            ))
+        } else if allowed >= ai.max_recommendations {
+            Some(format!(
+                "already {} recommendations allowed (ai.maxRecommendations)",
+                ai.max_recommendations
+            ))
+        } else if let Some(maximum) = policy_ai.max_recommendations
+            && allowed >= maximum
+        {
+            Some(format!(
+                "policy {}: already {maximum} recommendations allowed (its maxRecommendations)",
+                policy.name()
+            ))
+        } else {
+            None
+        };
+        match rejection {
+            Some(why) => {
+                outcome.rejections.push(why);
+                outcome.allowed = false;
+            }
+            None => allowed += 1,
+        }
+    }
+}

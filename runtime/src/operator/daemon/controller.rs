@@ -1,0 +1,573 @@
+//! The control loop's two steps. `evaluate` runs one evaluation pass over the
+//! caches and turns each incident into HealingActions through the same
+//! `Analyzer` as `kubeskippy analyze`; `reconcile_due` moves every unfinished
+//! HealingAction on by one lifecycle transition when its time has come.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Resource;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+use crate::analyze::pipeline::Analyzer;
+use crate::core::crd::healing_action::{HealingAction, Phase};
+use crate::core::crd::policy::{ClusterHealingPolicy, HealingPolicy, Mode};
+use crate::core::evaluation::{self, PolicyOutcome, TriggerMemory};
+use crate::core::gates;
+use crate::core::incidents::OpenIncident;
+use crate::core::text::stamp;
+use crate::operator::collect::ClusterCache;
+use crate::operator::events::IncidentNote;
+use crate::operator::execute::FIELD_MANAGER;
+use crate::operator::lifecycle::{self, set_condition};
+
+/// Policy status is rewritten at least this often even when nothing changed,
+/// so `lastEvaluation` shows the controller is alive.
+const STATUS_REFRESH: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("evaluation: {0}")]
+    Evaluation(#[from] evaluation::EvaluationError),
+}
+
+/// What one evaluation did, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Evaluated {
+    pub incidents: usize,
+    /// HealingActions created, by name.
+    pub created: Vec<String>,
+    /// Incidents only recorded: their policy is in monitor mode.
+    pub monitored: usize,
+    /// Incidents for which no recommendation was allowed.
+    pub without_action: usize,
+}
+
+pub struct Controller {
+    cache: ClusterCache,
+    lifecycle: lifecycle::Context,
+    memory: TriggerMemory,
+    /// Incidents reported without a HealingAction (monitor mode, or nothing
+    /// allowed), by incident id: reported again only after the policy's
+    /// cooldown, so an unresolvable problem is not re-analysed every pass.
+    reported: HashMap<String, DateTime<Utc>>,
+    /// Per action (namespace, name): the resourceVersion last reconciled and
+    /// when to look again (`None`: only when the object changes).
+    schedule: HashMap<(String, String), Scheduled>,
+    /// The status last written per policy, to skip identical rewrites.
+    written_status: HashMap<(Option<String>, String), (serde_json::Value, DateTime<Utc>)>,
+    /// Objects reported unreadable, at the resourceVersion reported.
+    reported_unreadable: HashMap<(&'static str, Option<String>, String), Option<String>>,
+}
+
+impl Controller {
+    pub fn new(cache: ClusterCache, lifecycle: lifecycle::Context) -> Self {
+        Controller {
+            cache,
+            lifecycle,
+            memory: TriggerMemory::new(),
+            reported: HashMap::new(),
+            schedule: HashMap::new(),
+            written_status: HashMap::new(),
+            reported_unreadable: HashMap::new(),
+        }
+    }
+
+    /// The safety floor checked against live targets, after a config reload.
+    pub fn set_floor(&mut self, floor: crate::core::safety::SafetyFloor) {
+        self.lifecycle.floor = floor;
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.lifecycle.clock.now()
+    }
+
+    fn own(&self, actions: &[Arc<HealingAction>]) -> Vec<Arc<HealingAction>> {
+        crate::core::provenance::countable(&self.lifecycle.key, actions)
+    }
+
+    /// One evaluation pass, then the policies' status.
+    pub async fn evaluate(&mut self, analyzer: &Analyzer) -> Result<Evaluated, ControllerError> {
+        let now = self.now();
+        let view = self.cache.view();
+        let objects = view.objects();
+        let own = self.own(&view.actions);
+        let pass = evaluation::pass(
+            &objects,
+            view.policies(),
+            &mut self.memory,
+            own.iter().map(Arc::as_ref),
+            now,
+        )?;
+        let mut evaluated = Evaluated {
+            incidents: pass.incidents.len(),
+            ..Evaluated::default()
+        };
+        self.reported.retain(|_, until| *until > now);
+        for open in &pass.incidents {
+            self.handle_incident(analyzer, open, now, &mut evaluated)
+                .await;
+        }
+        for outcome in &pass.policies {
+            self.write_policy_status(outcome, &own, now).await;
+        }
+        self.report_unreadable(now).await;
+        Ok(evaluated)
+    }
+
+    /// Says on each policy or HealingAction the daemon cannot read why, once
+    /// per version of it: a policy gets `Ready=False`, an action is
+    /// Cancelled. Everything else goes on being watched and acted on.
+    async fn report_unreadable(&mut self, now: DateTime<Utc>) {
+        let broken = self.cache.unreadable();
+        self.reported_unreadable.retain(|key, _| {
+            broken
+                .iter()
+                .any(|object| (object.kind, object.namespace.clone(), object.name.clone()) == *key)
+        });
+        for object in broken {
+            let key = (object.kind, object.namespace.clone(), object.name.clone());
+            if self.reported_unreadable.get(&key) == Some(&object.resource_version) {
+                continue;
+            }
+            if !self.lifecycle.fence.holds() {
+                return;
+            }
+            tracing::warn!(
+                kind = object.kind,
+                namespace = object.namespace.as_deref().unwrap_or_default(),
+                name = %object.name,
+                "cannot read it: {}",
+                object.why
+            );
+            let message = format!("the daemon cannot read this object: {}", object.why);
+            let status = match object.kind {
+                "HealingAction" => json!({
+                    "phase": "Cancelled",
+                    "message": message,
+                    "completedAt": stamp(now),
+                }),
+                _ => json!({ "conditions": [{
+                    "type": "Ready", "status": "False", "reason": "Unreadable",
+                    "message": message, "lastTransitionTime": stamp(now),
+                }] }),
+            };
+            let params = PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PatchParams::default()
+            };
+            // Guarded: the version that could not be read is the one reported.
+            let patch = Patch::Merge(json!({
+                "metadata": { "resourceVersion": object.resource_version },
+                "status": status,
+            }));
+            let client = self.lifecycle.client.clone();
+            let written = match (object.kind, &object.namespace) {
+                ("HealingAction", Some(namespace)) => {
+                    Api::<crate::core::objects::Lenient<HealingAction>>::namespaced(
+                        client, namespace,
+                    )
+                    .patch_status(&object.name, &params, &patch)
+                    .await
+                    .map(|updated| updated.metadata().resource_version.clone())
+                }
+                ("HealingPolicy", Some(namespace)) => {
+                    Api::<crate::core::objects::Lenient<HealingPolicy>>::namespaced(
+                        client, namespace,
+                    )
+                    .patch_status(&object.name, &params, &patch)
+                    .await
+                    .map(|updated| updated.metadata().resource_version.clone())
+                }
+                _ => Api::<crate::core::objects::Lenient<ClusterHealingPolicy>>::all(client)
+                    .patch_status(&object.name, &params, &patch)
+                    .await
+                    .map(|updated| updated.metadata().resource_version.clone()),
+            };
+            // The write makes a new version: that one is the one reported.
+            match written {
+                Ok(version) => {
+                    self.reported_unreadable.insert(key, version);
+                }
+                Err(error) => {
+                    tracing::warn!(name = %object.name, %error, "cannot report an unreadable object")
+                }
+            }
+        }
+    }
+
+    async fn handle_incident(
+        &mut self,
+        analyzer: &Analyzer,
+        open: &OpenIncident<'_>,
+        now: DateTime<Utc>,
+        evaluated: &mut Evaluated,
+    ) {
+        let incident = &open.incident;
+        if self.reported.contains_key(&incident.id) {
+            return;
+        }
+        let policy = open.policy;
+        let quiet_until = now + gates::duration(&policy.spec.safety.cooldown, "10m");
+        let findings: Vec<String> = incident
+            .findings
+            .iter()
+            .map(|finding| finding.detail.clone())
+            .collect();
+        let target = object_reference(&incident.target, open);
+        if !self.lifecycle.fence.holds() {
+            return;
+        }
+        if policy.spec.mode == Mode::Monitor {
+            self.lifecycle
+                .events
+                .incident(
+                    &target,
+                    None,
+                    IncidentNote::Detected,
+                    &format!(
+                        "policy {} (monitor): {}",
+                        policy.name(),
+                        findings.join("; ")
+                    ),
+                )
+                .await;
+            self.reported.insert(incident.id.clone(), quiet_until);
+            evaluated.monitored += 1;
+            return;
+        }
+        let report = analyzer.analyze_incident(open).await;
+        // The analysis may have outlived the lease (a slow model, retries).
+        if !self.lifecycle.fence.holds() {
+            return;
+        }
+        if report.actions.is_empty() {
+            let rejections: Vec<String> = report
+                .reviewed
+                .iter()
+                .flat_map(|reviewed| reviewed.rejections.iter().cloned())
+                .collect();
+            let why = if rejections.is_empty() {
+                "no recommendation".to_string()
+            } else {
+                rejections.join("; ")
+            };
+            self.lifecycle
+                .events
+                .incident(
+                    &target,
+                    None,
+                    IncidentNote::NoSafeAction,
+                    &format!("policy {}: {}: {why}", policy.name(), findings.join("; ")),
+                )
+                .await;
+            self.reported.insert(incident.id.clone(), quiet_until);
+            evaluated.without_action += 1;
+            return;
+        }
+        for planned in &report.actions {
+            if !self.lifecycle.fence.holds() {
+                return;
+            }
+            match self.create(planned, now).await {
+                Ok(created) => {
+                    let name = created.metadata.name.clone().unwrap_or_default();
+                    tracing::info!(action = %name, incident = %incident.id, "HealingAction created");
+                    self.lifecycle
+                        .events
+                        .incident(
+                            &target,
+                            Some(created.object_ref(&())),
+                            IncidentNote::Planned,
+                            &format!(
+                                "HealingAction {name} ({}, confidence {:.2}, source {}): {}",
+                                lifecycle::kind_name(created.spec.action.kind),
+                                created.spec.confidence,
+                                created.spec.source,
+                                created.spec.reasoning
+                            ),
+                        )
+                        .await;
+                    evaluated.created.push(name);
+                    // The cache may not show the new action on the next
+                    // pass yet: the incident is not planned again until
+                    // the cooldown, by which time it does.
+                    self.reported.insert(incident.id.clone(), quiet_until);
+                }
+                Err(error) => {
+                    tracing::warn!(incident = %incident.id, %error, "could not create HealingAction");
+                }
+            }
+        }
+    }
+
+    /// Creates `planned` under a name of its own (the plan's name with a
+    /// random suffix, so a name can neither be taken ahead by someone else
+    /// nor block the next occurrence of the same incident), stamped with when
+    /// it was planned and signed.
+    async fn create(
+        &self,
+        planned: &HealingAction,
+        now: DateTime<Utc>,
+    ) -> Result<HealingAction, kube::Error> {
+        let namespace = planned.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<HealingAction> = Api::namespaced(self.lifecycle.client.clone(), &namespace);
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PostParams::default()
+        };
+        let mut tries = 0;
+        loop {
+            let mut action = planned.clone();
+            action.metadata.name = Some(crate::core::plan::unique_name(
+                planned.metadata.name.as_deref().unwrap_or("action"),
+            ));
+            action.spec.planned_at = Some(stamp(now));
+            self.lifecycle.key.sign(&mut action);
+            match api.create(&params, &action).await {
+                // Two random suffixes colliding is news; a second one is not.
+                Err(kube::Error::Api(status)) if status.code == 409 && tries == 0 => tries += 1,
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// Reconciles each HealingAction whose object changed or whose requeue
+    /// time has come, one transition each, while `keep_going` holds (the
+    /// daemon stops between transitions on shutdown or lost leadership).
+    pub async fn reconcile_due(&mut self, keep_going: impl Fn() -> bool) -> usize {
+        let now = self.now();
+        let (policies, actions) = self.cache.policies_and_actions();
+        let policies: BTreeMap<(Option<String>, String), Arc<HealingPolicy>> = policies
+            .iter()
+            .map(|policy| {
+                (
+                    (policy.metadata.namespace.clone(), policy.name().to_string()),
+                    policy.clone(),
+                )
+            })
+            .collect();
+        let peers = self.own(&actions);
+        let live: std::collections::HashSet<(String, String)> =
+            actions.iter().map(|action| key_of(action)).collect();
+        self.schedule.retain(|key, _| live.contains(key));
+        let mut reconciled = 0;
+        for cached in &actions {
+            if !keep_going() {
+                break;
+            }
+            let key = key_of(cached);
+            let version = cached.metadata.resource_version.clone();
+            let due = match self.schedule.get(&key) {
+                None => true,
+                Some((seen, next)) => *seen != version || next.is_some_and(|next| next <= now),
+            };
+            if !due {
+                continue;
+            }
+            // The cache may lag behind this controller's own last write; an
+            // action must never be judged from a stale phase.
+            let api: Api<HealingAction> = Api::namespaced(self.lifecycle.client.clone(), &key.0);
+            let action = match api.get_opt(&key.1).await {
+                Ok(Some(action)) => action,
+                Ok(None) => {
+                    self.schedule.remove(&key);
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(action = %key.1, %error, "cannot read HealingAction");
+                    continue;
+                }
+            };
+            let reference = &action.spec.policy_ref;
+            let policy = policies
+                .get(&(reference.namespace.clone(), reference.name.clone()))
+                .map(Arc::as_ref)
+                .filter(|policy| reference.names(policy));
+            match lifecycle::reconcile(&self.lifecycle, &action, policy, &peers).await {
+                Ok(step) => {
+                    reconciled += 1;
+                    let next = step.requeue_after.map(|after| {
+                        now + chrono::TimeDelta::from_std(after).unwrap_or(chrono::TimeDelta::MAX)
+                    });
+                    // A transition rewrites the object; its new version makes
+                    // it due again at once, which is what moves an action
+                    // through several phases on consecutive ticks.
+                    self.schedule.insert(key, (version, next));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "reconcile failed; retrying next tick");
+                    self.schedule.insert(key, (version, Some(now)));
+                }
+            }
+        }
+        reconciled
+    }
+
+    async fn write_policy_status(
+        &mut self,
+        outcome: &PolicyOutcome<'_>,
+        actions: &[Arc<HealingAction>],
+        now: DateTime<Utc>,
+    ) {
+        let policy = outcome.policy;
+        let name = policy.name().to_string();
+        // Firing counts, whether or not a cooldown or an open action held
+        // the incident back this pass.
+        let mut active: Vec<String> = outcome
+            .active
+            .iter()
+            .map(|active| (&active.trigger, &active.target))
+            .chain(
+                outcome
+                    .suppressed
+                    .iter()
+                    .map(|suppressed| (&suppressed.trigger, &suppressed.target)),
+            )
+            .map(|(trigger, target)| format!("{trigger}/{}/{}", target.kind, target.name))
+            .collect();
+        active.sort();
+        active.dedup();
+        let actions_taken = actions
+            .iter()
+            .filter(|action| {
+                action.spec.policy_ref.names(policy)
+                    && !action.spec.dry_run
+                    && !action.status.as_ref().is_some_and(|status| status.dry_run)
+                    && action.status.as_ref().is_some_and(|status| {
+                        matches!(
+                            status.phase,
+                            Phase::InProgress
+                                | Phase::Verifying
+                                | Phase::Succeeded
+                                | Phase::Failed
+                                | Phase::RolledBack
+                        )
+                    })
+            })
+            .count();
+        let mut conditions = policy
+            .status
+            .as_ref()
+            .map(|status| status.conditions.clone())
+            .unwrap_or_default();
+        // A HealingPolicy's breaker is its namespace's; a cluster policy has
+        // one in each namespace it acted in.
+        let namespaces: std::collections::BTreeSet<&str> = match &policy.metadata.namespace {
+            Some(namespace) => [namespace.as_str()].into(),
+            None => actions
+                .iter()
+                .filter(|action| action.spec.policy_ref.names(policy))
+                .filter_map(|action| action.metadata.namespace.as_deref())
+                .collect(),
+        };
+        let paused: Vec<String> = namespaces
+            .into_iter()
+            .filter_map(|namespace| gates::breaker(policy, namespace, actions, now))
+            .map(|paused| paused.reason)
+            .collect();
+        match paused.is_empty() {
+            false => set_condition(
+                &mut conditions,
+                "Paused",
+                true,
+                "CircuitOpen",
+                &paused.join("; "),
+                now,
+            ),
+            true => set_condition(
+                &mut conditions,
+                "Paused",
+                false,
+                "Closed",
+                "actions are allowed",
+                now,
+            ),
+        }
+        if outcome.errors.is_empty() {
+            set_condition(
+                &mut conditions,
+                "Ready",
+                true,
+                "Evaluated",
+                "every trigger was evaluated",
+                now,
+            );
+        } else {
+            set_condition(
+                &mut conditions,
+                "Ready",
+                false,
+                "EvaluationError",
+                &outcome.errors.join("; "),
+                now,
+            );
+        }
+        let body = json!({
+            "activeTriggers": active,
+            "actionsTaken": actions_taken,
+            "conditions": conditions,
+        });
+        let key = (policy.metadata.namespace.clone(), name.clone());
+        if let Some((last, at)) = self.written_status.get(&key)
+            && *last == body
+            && now - *at < STATUS_REFRESH
+        {
+            return;
+        }
+        if !self.lifecycle.fence.holds() {
+            return;
+        }
+        let mut status = body.clone();
+        status["lastEvaluation"] = json!(stamp(now));
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        let patch = Patch::Merge(json!({ "status": status }));
+        let client = self.lifecycle.client.clone();
+        let written = match &policy.metadata.namespace {
+            Some(namespace) => Api::<HealingPolicy>::namespaced(client, namespace)
+                .patch_status(&name, &params, &patch)
+                .await
+                .map(|_| ()),
+            None => Api::<ClusterHealingPolicy>::all(client)
+                .patch_status(&name, &params, &patch)
+                .await
+                .map(|_| ()),
+        };
+        match written {
+            Ok(_) => {
+                self.written_status.insert(key, (body, now));
+            }
+            Err(error) => tracing::warn!(policy = %name, %error, "cannot write policy status"),
+        }
+    }
+}
+
+/// The resourceVersion last reconciled, and when to look again.
+type Scheduled = (Option<String>, Option<DateTime<Utc>>);
+
+fn key_of(action: &HealingAction) -> (String, String) {
+    (
+        action.metadata.namespace.clone().unwrap_or_default(),
+        action.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+fn object_reference(target: &crate::core::wit::ObjectRef, open: &OpenIncident) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(crate::core::plan::api_version_of(&target.kind).to_string()),
+        kind: Some(target.kind.clone()),
+        namespace: Some(target.namespace.clone()),
+        name: Some(target.name.clone()),
+        uid: open
+            .target_marks
+            .as_ref()
+            .and_then(|marks| marks.uid.clone()),
+        ..ObjectReference::default()
+    }
+}

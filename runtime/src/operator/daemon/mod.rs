@@ -1,0 +1,278 @@
+//! `kubeskippy run`: the live operator. Collects cluster facts into reflector
+//! caches, evaluates policies on a fixed interval, sends each incident through
+//! the same analysis pipeline as `analyze`, records HealingActions, and walks
+//! each one through its lifecycle — only while this replica holds the leader
+//! lease.
+
+pub mod controller;
+pub mod health;
+pub mod reload;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use tokio::sync::watch;
+
+use crate::analyze::llm;
+use crate::analyze::pipeline::{Analyzer, PluginFiles};
+use crate::core::config::Config;
+use crate::operator::collect::ClusterCache;
+use crate::operator::leader::{self, Fence, LeaseLock};
+use crate::operator::lifecycle;
+
+use controller::Controller;
+use health::Health;
+
+/// How often the loop wakes to reconcile actions that are due.
+const TICK: Duration = Duration::from_secs(1);
+/// How often mounted config and plugin files are checked for changes.
+const RELOAD_CHECK: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: Option<PathBuf>,
+    pub namespaces: Vec<String>,
+    pub health_addr: SocketAddr,
+    pub leader_elect: bool,
+    pub lease_name: String,
+
+    pub identity: String,
+    pub lease_duration: Duration,
+    pub evaluation_interval: Duration,
+    pub metrics_interval: Duration,
+    pub cluster_actions_per_hour: u32,
+    pub namespace_actions_per_hour: u32,
+    pub plugin_dir: Option<PathBuf>,
+    /// The Secret holding the key the daemon signs its HealingActions with,
+    /// in `daemon_namespace`; made on first start.
+    pub signing_key_secret: String,
+    /// The daemon's own namespace (the release namespace).
+    pub daemon_namespace: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("no Kubernetes client (in-cluster config or kubeconfig): {0}")]
+    Client(String),
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot serve health probes on {addr}: {source}")]
+    Health {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the daemon's namespace is unknown: set --lease-namespace or POD_NAMESPACE")]
+    DaemonNamespace,
+    #[error("{0}")]
+    SigningKey(#[from] crate::operator::signing_key::SigningKeyError),
+}
+
+/// Builds the analyzer the way `analyze` does, reading an API key from a
+/// Secret through `client` when the config asks for one.
+pub async fn build_analyzer(
+    client: &kube::Client,
+    config: &Config,
+    plugin_dir: Option<&PathBuf>,
+) -> Result<Analyzer, RunError> {
+    let model = llm::from_config_reading_secret(&config.ai, Some(client.clone()))
+        .await
+        .map_err(|error| RunError::Config(error.to_string()))?;
+    let mut files = PluginFiles::from_config(config);
+    files.plugin_dir = plugin_dir.cloned();
+    Analyzer::new(config, &files, model).map_err(|error| RunError::Config(error.to_string()))
+}
+
+/// Runs until SIGTERM or Ctrl-C. Shutdown waits for the transition in hand
+/// to be written, then gives the leader lease up.
+pub async fn run(options: RunOptions) -> Result<(), RunError> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|error| RunError::Client(error.to_string()))?;
+    let config = Config::load(options.config.as_deref(), std::env::vars())
+        .map_err(|error| RunError::Config(error.to_string()))?;
+    let health = Health::new(options.evaluation_interval * 4 + Duration::from_secs(60));
+    let listener = tokio::net::TcpListener::bind(options.health_addr)
+        .await
+        .map_err(|source| RunError::Health {
+            addr: options.health_addr,
+            source,
+        })?;
+    tokio::spawn(health.clone().serve(listener));
+
+    health.not_ready("loading plugins");
+    let mut analyzer =
+        Arc::new(build_analyzer(&client, &config, options.plugin_dir.as_ref()).await?);
+    let mut config = config;
+    let mut watched = reload::Watched::new(options.config.as_deref(), &config);
+    if let Some(dir) = &options.plugin_dir {
+        watched.watch_dir(dir);
+    }
+
+    let prometheus = config
+        .prometheus
+        .as_ref()
+        .map(crate::operator::prometheus::Prometheus::new)
+        .transpose()
+        .map_err(|error| RunError::Config(error.to_string()))?;
+    let daemon_namespace = options
+        .daemon_namespace
+        .clone()
+        .ok_or(RunError::DaemonNamespace)?;
+    health.not_ready("reading the signing key");
+    let key = crate::operator::signing_key::load_or_create_key(
+        &client,
+        &daemon_namespace,
+        &options.signing_key_secret,
+    )
+    .await?;
+    let (cache, collection) = ClusterCache::start(
+        client.clone(),
+        &options.namespaces,
+        options.metrics_interval,
+        prometheus,
+    );
+    tokio::spawn(collection);
+
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down after the step in hand");
+        shutdown_tx.send_replace(true);
+    });
+
+    let (leading_tx, leading) = watch::channel(!options.leader_elect);
+    let fence = if options.leader_elect {
+        Fence::closed()
+    } else {
+        Fence::unfenced()
+    };
+    let election = if options.leader_elect {
+        let api: Api<Lease> = Api::namespaced(client.clone(), &daemon_namespace);
+        let lock = LeaseLock::new(
+            api,
+            &options.lease_name,
+            &options.identity,
+            options.lease_duration,
+        );
+        let timing = leader::Timing {
+            retry_period: options.lease_duration / 3,
+            renew_deadline: options.lease_duration * 2 / 3,
+        };
+        Some(tokio::spawn(leader::elect(
+            lock,
+            timing,
+            leading_tx,
+            fence.clone(),
+            shutdown.clone(),
+        )))
+    } else {
+        None
+    };
+
+    let context = lifecycle::Context::new(
+        client.clone(),
+        &options.identity,
+        key,
+        fence,
+        (
+            options.cluster_actions_per_hour,
+            options.namespace_actions_per_hour,
+        ),
+    );
+    let mut controller = Controller::new(cache.clone(), context);
+    controller.set_floor(floor_of(&config));
+    let mut next_evaluation = tokio::time::Instant::now();
+    let mut next_reload_check = tokio::time::Instant::now() + RELOAD_CHECK;
+    let mut stop = shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = stop.wait_for(|stop| *stop) => break,
+        }
+        health.tick();
+        if !cache.is_ready() {
+            health.not_ready("caches not synced yet");
+            continue;
+        }
+        health.ready();
+        let now = tokio::time::Instant::now();
+        if now >= next_reload_check {
+            next_reload_check = now + RELOAD_CHECK;
+            if watched.changed(&config) {
+                match reload(&client, &watched, options.plugin_dir.as_ref()).await {
+                    Ok((new_config, new_analyzer)) => {
+                        tracing::info!("config or plugins changed; reloaded");
+                        config = new_config;
+                        analyzer = Arc::new(new_analyzer);
+                        controller.set_floor(floor_of(&config));
+                    }
+                    Err(error) => tracing::error!(
+                        %error,
+                        "config or plugins changed but do not load; keeping the previous ones"
+                    ),
+                }
+                watched.settle(&config);
+            }
+        }
+        if !*leading.borrow() {
+            continue;
+        }
+        if now >= next_evaluation {
+            next_evaluation = now + options.evaluation_interval;
+            match controller.evaluate(&analyzer).await {
+                Ok(evaluated) if evaluated.incidents > 0 => {
+                    tracing::info!(?evaluated, "evaluation pass");
+                }
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "evaluation pass failed"),
+            }
+        }
+        let keep_going = || *leading.borrow() && !*shutdown.borrow();
+        controller.reconcile_due(keep_going).await;
+    }
+    if let Some(election) = election {
+        // The election loop sees the same shutdown signal and releases the lease.
+        let _ = election.await;
+    }
+    Ok(())
+}
+
+fn floor_of(config: &Config) -> crate::core::safety::SafetyFloor {
+    crate::core::safety::SafetyFloor::from_config(&config.safety)
+}
+
+async fn reload(
+    client: &kube::Client,
+    watched: &reload::Watched,
+    plugin_dir: Option<&PathBuf>,
+) -> Result<(Config, Analyzer), RunError> {
+    let config = Config::load(watched.config_path(), std::env::vars())
+        .map_err(|error| RunError::Config(error.to_string()))?;
+    let analyzer = build_analyzer(client, &config, plugin_dir).await?;
+    Ok((config, analyzer))
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,75 @@
+//! The daemon's signing key ([`SigningKey`]): kept in a Secret of the
+//! daemon's own namespace, made with a fresh random key on first start.
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ObjectMeta, PostParams};
+
+use crate::core::provenance::{KEY_ENTRY, SigningKey, random_key};
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SigningKeyError {
+    #[error("signing key Secret {namespace}/{name}: {message}")]
+    Key {
+        namespace: String,
+        name: String,
+        message: String,
+    },
+}
+
+/// The daemon's key from the Secret `namespace/name`, which the daemon makes
+/// with a fresh random key when it does not exist. Two replicas starting at
+/// once race to create it; the loser reads the winner's.
+pub async fn load_or_create_key(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<SigningKey, SigningKeyError> {
+    let failed = |message: String| SigningKeyError::Key {
+        namespace: namespace.into(),
+        name: name.into(),
+        message: crate::core::text::one_line(&message),
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let read = |secret: Secret| -> Result<SigningKey, SigningKeyError> {
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(KEY_ENTRY))
+            .ok_or_else(|| failed(format!("it has no data.{KEY_ENTRY}")))?;
+        SigningKey::from_bytes(&bytes.0).map_err(failed)
+    };
+    match secrets.get_opt(name).await {
+        Ok(Some(secret)) => return read(secret),
+        Ok(None) => {}
+        Err(error) => return Err(failed(format!("cannot read it: {error}"))),
+    }
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            labels: Some(
+                [(
+                    "app.kubernetes.io/managed-by".to_string(),
+                    "kubeskippy".to_string(),
+                )]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        },
+        data: Some([(KEY_ENTRY.to_string(), ByteString(random_key().to_vec()))].into()),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    };
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(created) => {
+            tracing::info!(secret = %format!("{namespace}/{name}"), "created the HealingAction signing key");
+            read(created)
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => match secrets.get(name).await {
+            Ok(secret) => read(secret),
+            Err(error) => Err(failed(format!("cannot read it: {error}"))),
+        },
+        Err(error) => Err(failed(format!("cannot create it: {error}"))),
+    }
+}
