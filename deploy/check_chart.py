@@ -55,7 +55,7 @@ WORKLOAD_RULES = {
     ("kubeskippy.io", "healingpolicies"): {"get", "list", "watch"},
     ("kubeskippy.io", "healingpolicies/status"): {"get", "patch"},
     ("kubeskippy.io", "healingactions"): {"get", "list", "watch", "create"},
-    ("kubeskippy.io", "healingactions/status"): {"get", "patch"},
+    ("kubeskippy.io", "healingactions/status"): {"get", "patch", "update"},
 }
 # Only a daemon watching every namespace reads cluster-wide policies.
 CLUSTER_POLICY_RULES = {

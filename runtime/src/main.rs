@@ -215,7 +215,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "bench")]
         Command::Bench(args) => bench::run(&args),
         Command::Crds => {
-            print!("{}", kubeskippy::core::crd::healing_action::crds_yaml());
+            print!("{}", kubeskippy::core::crd::crds_yaml());
             Ok(())
         }
         Command::Approve(args) => decide(args, ApprovalDecision::Approved),

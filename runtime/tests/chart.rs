@@ -12,7 +12,7 @@ fn chart() -> std::path::PathBuf {
 fn the_charts_crds_are_the_binarys() {
     let shipped = std::fs::read_to_string(chart().join("crds/kubeskippy.io.yaml")).unwrap();
     assert!(
-        shipped == kubeskippy::core::crd::healing_action::crds_yaml(),
+        shipped == kubeskippy::core::crd::crds_yaml(),
         "deploy/kubeskippy/crds/kubeskippy.io.yaml is stale: regenerate it with \
          `cargo run -q -- crds > deploy/kubeskippy/crds/kubeskippy.io.yaml`"
     );

@@ -3,17 +3,16 @@
 //! HealingAction CRD's transition rules, which freeze a spec once created
 //! except for the one approval, and the chart's ValidatingAdmissionPolicy,
 //! which lets only the daemon create HealingActions and binds an approval to
-//! the user who writes it. The real control plane runs them too (issue 11);
+//! the user who writes it; the status rules, which let a status only move
+//! forward. The real control plane runs them too (issue 11);
 //! these catch a broken rule before any cluster is up.
 
-use kube::CustomResourceExt;
 use kube_cel::Validator;
 use kube_cel::{AdmissionRequest, VapEvaluator, VapExpression};
-use kubeskippy::core::crd::healing_action::HealingAction;
 use serde_json::{Value, json};
 
 fn schema() -> Value {
-    let crd = serde_json::to_value(HealingAction::crd()).unwrap();
+    let crd = serde_json::to_value(kubeskippy::core::crd::healing_action_crd()).unwrap();
     crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
 }
 
@@ -111,6 +110,134 @@ fn an_approval_is_written_once_and_never_changed_or_removed() {
         errors
             .iter()
             .any(|e| e.contains("spec.approval cannot be removed once recorded")),
+        "{errors:?}"
+    );
+}
+
+fn with_status(phase: &str, attempts: u32, started_at: Option<&str>) -> Value {
+    let mut object = action();
+    object["status"] = json!({"phase": phase, "attempts": attempts});
+    if let Some(at) = started_at {
+        object["status"]["startedAt"] = json!(at);
+    }
+    object
+}
+
+#[test]
+fn a_status_only_moves_forward() {
+    let at = |minute: u32| format!("2026-03-14T09:{minute:02}:00Z");
+    let t1 = at(1);
+    let t2 = at(2);
+    // Every transition the lifecycle writes.
+    let forward = [
+        (("Pending", 0, None), ("Approved", 0, None)),
+        (("Approved", 0, None), ("Pending", 0, None)),
+        (("Approved", 0, None), ("InProgress", 1, Some(&t1))),
+        (("InProgress", 1, Some(&t1)), ("Approved", 1, Some(&t1))),
+        (("Approved", 1, Some(&t1)), ("InProgress", 2, Some(&t2))),
+        (("InProgress", 2, Some(&t2)), ("Verifying", 2, Some(&t2))),
+        (("Verifying", 2, Some(&t2)), ("Succeeded", 2, Some(&t2))),
+        (("Verifying", 2, Some(&t2)), ("Failed", 2, Some(&t2))),
+        (("InProgress", 2, Some(&t2)), ("Failed", 2, Some(&t2))),
+        (("Failed", 2, Some(&t2)), ("RolledBack", 2, Some(&t2))),
+        (("Failed", 2, Some(&t2)), ("Failed", 2, Some(&t2))),
+        (("Pending", 0, None), ("Cancelled", 0, None)),
+        (("Verifying", 2, Some(&t1)), ("Failed", 2, Some(&t2))),
+    ];
+    let status = |(phase, attempts, started): (&str, u32, Option<&String>)| {
+        with_status(phase, attempts, started.map(String::as_str))
+    };
+    for (old, new) in forward {
+        assert_eq!(
+            broken(&status(new), Some(&status(old))),
+            Vec::<String>::new(),
+            "{old:?} -> {new:?}"
+        );
+    }
+    // An earlier status written back over a later one.
+    let backward = [
+        (
+            ("Succeeded", 1, Some(&t1)),
+            ("Approved", 0, None),
+            "a finished HealingAction's phase is final",
+        ),
+        (
+            ("RolledBack", 1, Some(&t1)),
+            ("Verifying", 1, Some(&t1)),
+            "a finished HealingAction's phase is final",
+        ),
+        (
+            ("Cancelled", 0, None),
+            ("Pending", 0, None),
+            "a finished HealingAction's phase is final",
+        ),
+        (
+            ("Failed", 1, Some(&t1)),
+            ("Verifying", 1, Some(&t1)),
+            "a failed HealingAction can only be rolled back",
+        ),
+        (
+            ("Verifying", 1, Some(&t1)),
+            ("InProgress", 1, Some(&t1)),
+            "a change being verified cannot be made to run again",
+        ),
+        (
+            ("Verifying", 1, Some(&t1)),
+            ("Approved", 1, Some(&t1)),
+            "a change being verified cannot be made to run again",
+        ),
+        (
+            ("InProgress", 2, Some(&t2)),
+            ("Approved", 1, Some(&t1)),
+            "status.attempts never decreases",
+        ),
+        (
+            ("Approved", 1, Some(&t2)),
+            ("Approved", 1, Some(&t1)),
+            "status.startedAt never moves back",
+        ),
+        (
+            ("Approved", 1, Some(&t1)),
+            ("Approved", 1, None),
+            "status.startedAt never moves back",
+        ),
+    ];
+    for (old, new, rule) in backward {
+        let errors = broken(&status(new), Some(&status(old)));
+        assert!(
+            errors.iter().any(|error| error.contains(rule)),
+            "{old:?} -> {new:?}: {errors:?}"
+        );
+    }
+    // Nor can a written status be removed: the action would look unstarted.
+    let errors = broken(&action(), Some(&status(("Verifying", 1, Some(&t1)))));
+    assert!(
+        errors
+            .iter()
+            .any(|error| error.contains("status cannot be removed once written")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn a_rollback_record_names_every_part_of_its_fields() {
+    let mut recorded = with_status("InProgress", 1, Some("2026-03-14T09:01:00Z"));
+    recorded["status"]["rollback"] = json!([
+        {"field": {"kind": "resource", "container": "app", "section": "limits", "resource": "memory"},
+         "previous": "512Mi", "wrote": "1Gi"},
+        {"field": {"kind": "replicas"}, "previous": "2", "wrote": "3"},
+    ]);
+    assert_eq!(broken(&recorded, None), Vec::<String>::new());
+    recorded["status"]["rollback"][0]["field"] = json!({"kind": "resource", "container": "app"});
+    recorded["status"]["rollback"][1]["field"] = json!({"kind": "annotation"});
+    let errors = broken(&recorded, None);
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("names its container, section and resource"))
+            && errors
+                .iter()
+                .any(|e| e.contains("an annotation field names its key")),
         "{errors:?}"
     );
 }

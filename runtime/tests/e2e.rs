@@ -15,10 +15,10 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{await_condition, conditions};
-use kube::{Client, CustomResourceExt};
 use kubeskippy::analyze::pipeline::{Analyzer, PluginFiles};
 use kubeskippy::core::config::Config;
 use kubeskippy::core::crd::healing_action::{HealingAction, Phase};
@@ -42,11 +42,7 @@ async fn client() -> Option<Client> {
 
 async fn install_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [
-        HealingPolicy::crd(),
-        kubeskippy::core::crd::policy::ClusterHealingPolicy::crd(),
-        HealingAction::crd(),
-    ] {
+    for crd in kubeskippy::core::crd::crds() {
         let name = crd.metadata.name.clone().unwrap();
         api.patch(
             &name,

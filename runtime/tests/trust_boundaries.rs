@@ -236,7 +236,7 @@ fn eviction_cannot_be_switched_off_by_a_spec() {
         error.to_string().contains("unknown field `useEviction`"),
         "{error}"
     );
-    let crds = kubeskippy::core::crd::healing_action::crds_yaml();
+    let crds = kubeskippy::core::crd::crds_yaml();
     assert!(!crds.contains("useEviction"));
 }
 

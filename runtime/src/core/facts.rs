@@ -105,6 +105,20 @@ impl<'a> EventRecord<'a> {
         )
     }
 
+    /// Whether the object the event is about is in the namespace the event was
+    /// written in. The API server lets an Event with an `eventTime` name an
+    /// object of any namespace, so whoever may write Events in one namespace
+    /// could otherwise supply evidence about another's workloads.
+    pub fn names_its_own_namespace(&self) -> bool {
+        match (
+            self.event.metadata.namespace.as_deref(),
+            self.event.involved_object.namespace.as_deref(),
+        ) {
+            (Some(own), Some(named)) if !own.is_empty() && !named.is_empty() => own == named,
+            _ => true,
+        }
+    }
+
     /// The event as the plugin interface carries it.
     pub fn facts(&self) -> EventFacts {
         let (kind, namespace, name) = self.involved();
@@ -270,6 +284,9 @@ impl<'a> ClusterFacts<'a> {
 
         for event in &objects.events {
             let record = event_record(event);
+            if !record.names_its_own_namespace() {
+                continue;
+            }
             let (kind, namespace, name) = record.involved();
             let slot = if kind == "Pod" {
                 pod_index.get(&(namespace, name)).copied()

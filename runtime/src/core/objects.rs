@@ -25,7 +25,7 @@ use kube::Resource;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::core::crd::healing_action::HealingAction;
+use crate::core::crd::healing_action::{HealingAction, HealingActionStatus, Phase};
 use crate::core::crd::policy::{ClusterHealingPolicy, HealingPolicy};
 use crate::core::text::one_line;
 use crate::core::untrusted::{MAX_MESSAGE, MAX_NAME, MAX_REASON, clean_in_place};
@@ -405,16 +405,53 @@ impl<K> Lenient<K> {
     }
 }
 
-impl<'de, K: DeserializeOwned> Deserialize<'de> for Lenient<K> {
+impl<'de, K: DeserializeOwned + Salvage> Deserialize<'de> for Lenient<K> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(deserializer)?;
         let metadata = value
             .get("metadata")
             .and_then(|metadata| ObjectMeta::deserialize(metadata).ok())
             .unwrap_or_default();
-        let read = serde_path_to_error::deserialize(value)
-            .map_err(|error| one_line(&format!("field `{}`: {}", error.path(), error.inner())));
+        let read = match serde_path_to_error::deserialize(value.clone()) {
+            Ok(object) => Ok(object),
+            Err(error) => {
+                let why = one_line(&format!("field `{}`: {}", error.path(), error.inner()));
+                K::salvage(value, &why).ok_or(why)
+            }
+        };
         Ok(Lenient { metadata, read })
+    }
+}
+
+/// What can still be read of an object that does not parse whole.
+pub trait Salvage: Sized {
+    /// `object` read without the parts others may write and that need not
+    /// parse; `None` when nothing can be relied on.
+    fn salvage(_object: serde_json::Value, _why: &str) -> Option<Self> {
+        None
+    }
+}
+
+impl Salvage for HealingPolicy {}
+impl Salvage for ClusterHealingPolicy {}
+
+/// A HealingAction whose spec parses but whose status does not is still
+/// one of the daemon's plans, and must keep counting towards its limits:
+/// dropped as unreadable, one write of an unreadable status would free its
+/// cooldown, budget and concurrency for good. It is read with an unsealed
+/// status in progress since it was planned, which the gates count and the
+/// lifecycle refuses, replacing the unreadable status with its own.
+impl Salvage for HealingAction {
+    fn salvage(mut object: serde_json::Value, why: &str) -> Option<Self> {
+        object.as_object_mut()?.remove("status");
+        let mut action: HealingAction = serde_json::from_value(object).ok()?;
+        action.status = Some(HealingActionStatus {
+            phase: Phase::InProgress,
+            started_at: action.spec.planned_at.clone(),
+            message: Some(format!("status unreadable: {why}")),
+            ..HealingActionStatus::default()
+        });
+        Some(action)
     }
 }
 

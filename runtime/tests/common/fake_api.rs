@@ -1,7 +1,7 @@
 //! An in-memory Kubernetes API server as a `tower::service_fn`, answering a
 //! real `kube::Client`: GET/LIST/POST/PUT/PATCH/DELETE on namespaced objects,
 //! LIST with an equality `labelSelector`, `/scale` for Deployments,
-//! StatefulSets and ReplicaSets, `/status` for any object,
+//! StatefulSets and ReplicaSets, `/status` (PUT and PATCH) for any object,
 //! `pods/NAME/eviction` honouring seeded PodDisruptionBudgets and a uid
 //! precondition, server-side
 //! dry-run, a `metadata.resourceVersion` precondition on PUT and PATCH,
@@ -13,7 +13,10 @@
 //! (`containers` by `name` and friends) and `$patch: delete` on list items.
 //! ClusterHealingPolicies are served at their cluster-scoped path.
 //! Not served: watch, set-based label selectors, field selectors, other
-//! cluster-scoped paths, server-side apply, defaulting and validation.
+//! cluster-scoped paths, server-side apply, defaulting and schema validation.
+//! The HealingAction CRD's CEL rules (`x-kubernetes-validations`, transition
+//! rules included) are enforced on every write of one, as the API server
+//! does, with the `kube-cel` crate.
 
 #![allow(dead_code)]
 
@@ -369,6 +372,9 @@ impl FakeApi {
                 if !route.namespace.is_empty() {
                     object["metadata"]["namespace"] = json!(route.namespace);
                 }
+                if let Some(refusal) = crd_refusal(&route, &object, None) {
+                    return refusal;
+                }
                 let object = if dry_run {
                     object
                 } else {
@@ -406,14 +412,30 @@ impl FakeApi {
                     }),
                 )
             }
-            (Method::PUT, Some(name), None) => {
+            (Method::PUT, Some(name), sub @ (None | Some("status"))) => {
                 let Some(current) = existing else {
                     return not_found();
                 };
                 if let Some(conflict) = stale(request, &current, &route.resource, name) {
                     return conflict;
                 }
-                let object = request.body.clone();
+                // As for a kind with a status subresource: a PUT of the
+                // object keeps its status, one of /status changes only that.
+                let (mut object, status_from) = match sub {
+                    None => (request.body.clone(), &current),
+                    _ => (current.clone(), &request.body),
+                };
+                match status_from.get("status") {
+                    Some(status) => object["status"] = status.clone(),
+                    None => {
+                        if let Some(fields) = object.as_object_mut() {
+                            fields.remove("status");
+                        }
+                    }
+                }
+                if let Some(refusal) = crd_refusal(&route, &object, Some(&current)) {
+                    return refusal;
+                }
                 let object = if dry_run {
                     object
                 } else {
@@ -425,6 +447,7 @@ impl FakeApi {
                 let Some(mut object) = existing else {
                     return not_found();
                 };
+                let current = object.clone();
                 if let Some(conflict) = stale(request, &object, &route.resource, name) {
                     return conflict;
                 }
@@ -459,6 +482,9 @@ impl FakeApi {
                         }
                     }
                     Some(_) => return not_found(),
+                }
+                if let Some(refusal) = crd_refusal(&route, &object, Some(&current)) {
+                    return refusal;
                 }
                 let object = if dry_run {
                     object
@@ -900,6 +926,33 @@ fn scale_of(object: &Value) -> Value {
         "spec": spec,
         "status": { "replicas": object["status"]["replicas"].as_i64().unwrap_or(0) },
     })
+}
+
+/// The HealingAction CRD's schema, as the chart installs it.
+fn healing_action_schema() -> &'static Value {
+    static SCHEMA: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let crd = serde_json::to_value(kubeskippy::core::crd::healing_action_crd()).unwrap();
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+    })
+}
+
+/// A 422 naming the CRD rules a write of a HealingAction breaks, as the API
+/// server answers it.
+fn crd_refusal(route: &Route, new: &Value, old: Option<&Value>) -> Option<Response<Full<Bytes>>> {
+    if route.resource != "healingactions" {
+        return None;
+    }
+    let errors = kube_cel::Validator::new()
+        .validate(healing_action_schema(), new, old)
+        .err()?;
+    let message = errors
+        .into_vec()
+        .iter()
+        .map(|error| format!("{}: Invalid value: {}", error.field_path, error.message))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(status(422, "Invalid", &message))
 }
 
 fn ok(body: &Value) -> Response<Full<Bytes>> {

@@ -329,15 +329,35 @@ pub enum Phase {
     Cancelled,
 }
 
+/// A status only moves forward. The seal proves the daemon wrote a status
+/// for this action, but every status it ever wrote for it verifies: these
+/// rules keep anyone (the daemon included) from writing an earlier one back —
+/// a finished action made runnable again, an attempt count or start time
+/// wound back to escape the limits, a verified change made to look
+/// interrupted so it is rolled back.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!(oldSelf.phase in ['Succeeded', 'RolledBack', 'Cancelled']) || self.phase == oldSelf.phase",
+     "message": "a finished HealingAction's phase is final"},
+    {"rule": "oldSelf.phase != 'Failed' || self.phase in ['Failed', 'RolledBack']",
+     "message": "a failed HealingAction can only be rolled back"},
+    {"rule": "oldSelf.phase != 'Verifying' || !(self.phase in ['Pending', 'Approved', 'InProgress'])",
+     "message": "a change being verified cannot be made to run again"},
+    {"rule": "!has(oldSelf.attempts) || (has(self.attempts) && self.attempts >= oldSelf.attempts)",
+     "message": "status.attempts never decreases"},
+    {"rule": "!has(oldSelf.startedAt) || (has(self.startedAt) && self.startedAt >= oldSelf.startedAt)",
+     "message": "status.startedAt never moves back"}
+]))]
 pub struct HealingActionStatus {
     pub phase: Phase,
     #[serde(default)]
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub completed_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -345,7 +365,7 @@ pub struct HealingActionStatus {
     /// before the change: a rollback restores only these, and only where they
     /// still hold what was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "free_form_list")]
+    #[schemars(schema_with = "rollback_record")]
     pub rollback: Option<Vec<WrittenField>>,
     /// The change ran with server-side dry-run (as planned, or because the
     /// policy was in dryrun mode when it ran): it changed nothing.
@@ -363,6 +383,7 @@ pub struct HealingActionStatus {
     /// A failed attempt is retried no sooner than this; kept in status so a
     /// restarted daemon honours the backoff too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub retry_after: Option<String>,
     /// What verification compares against, captured before the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -413,26 +434,40 @@ fn free_form(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
-fn free_form_list(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+/// The rollback record's schema, written out: [`Field`] is a tagged enum,
+/// which a structural schema cannot express as `oneOf`, so the tag's values
+/// and each variant's fields are declared on one object. The API server then
+/// refuses a record the daemon could not read.
+fn rollback_record(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "array",
-        "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+        "maxItems": 64,
+        "items": {
+            "type": "object",
+            "required": ["field", "wrote"],
+            "properties": {
+                "field": {
+                    "type": "object",
+                    "required": ["kind"],
+                    "properties": {
+                        "kind": {"type": "string", "enum": ["replicas", "resource", "templateAnnotation", "annotation"]},
+                        "container": {"type": "string", "maxLength": 253},
+                        "section": {"type": "string", "enum": ["limits", "requests"]},
+                        "resource": {"type": "string", "enum": ["cpu", "memory"]},
+                        "key": {"type": "string", "maxLength": 317},
+                    },
+                    "x-kubernetes-validations": [
+                        {"rule": "self.kind != 'resource' || (has(self.container) && has(self.section) && has(self.resource))",
+                         "message": "a resource field names its container, section and resource"},
+                        {"rule": "!(self.kind in ['templateAnnotation', 'annotation']) || has(self.key)",
+                         "message": "an annotation field names its key"},
+                    ],
+                },
+                "previous": {"type": "string", "maxLength": 1024},
+                "wrote": {"type": "string", "maxLength": 1024},
+            },
+        },
     })
-}
-
-/// The CustomResourceDefinitions KubeSkippy owns, as YAML documents.
-pub fn crds_yaml() -> String {
-    use kube::CustomResourceExt;
-    let mut out = String::new();
-    for crd in [
-        crate::core::crd::policy::HealingPolicy::crd(),
-        crate::core::crd::policy::ClusterHealingPolicy::crd(),
-        HealingAction::crd(),
-    ] {
-        out.push_str("---\n");
-        out.push_str(&serde_yaml_ng::to_string(&crd).expect("a CRD renders as YAML"));
-    }
-    out
 }
 
 /// One field a change writes: a rollback restores `previous` only while the

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DynamicObject, PatchParams};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::core::change::Change;
 use crate::core::crd::healing_action::ActionTarget;
@@ -390,29 +390,4 @@ where
 
 pub(crate) fn to_json(object: &impl serde::Serialize) -> Value {
     serde_json::to_value(object).expect("API objects serialise to JSON")
-}
-
-/// The JSON merge patch (RFC 7386) that turns `current` into `wanted`: changed
-/// keys get their wanted value, keys only in `current` become `null`. Arrays
-/// are replaced whole. Also valid as a strategic-merge patch for maps.
-pub(crate) fn merge_diff(current: &Value, wanted: &Value) -> Value {
-    match (current, wanted) {
-        (Value::Object(current), Value::Object(wanted)) => {
-            let mut patch = Map::new();
-            for (key, was) in current {
-                if !wanted.contains_key(key) {
-                    patch.insert(key.clone(), Value::Null);
-                } else if was != &wanted[key] {
-                    patch.insert(key.clone(), merge_diff(was, &wanted[key]));
-                }
-            }
-            for (key, value) in wanted {
-                if !current.contains_key(key) {
-                    patch.insert(key.clone(), value.clone());
-                }
-            }
-            Value::Object(patch)
-        }
-        _ => wanted.clone(),
-    }
 }

@@ -23,8 +23,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, Patch, PatchParams};
-use serde_json::{Value, json};
+use kube::api::{Api, PostParams};
+use serde_json::Value;
 
 use crate::core::change::{Bounds, Change};
 use crate::core::crd::healing_action::{
@@ -35,6 +35,7 @@ use crate::core::gates;
 use crate::core::provenance::{SigningKey, spec_digest};
 use crate::core::safety::SafetyFloor;
 use crate::core::text::{parse_time, stamp};
+use crate::core::untrusted::{MAX_MESSAGE, MAX_NAME, clean};
 use crate::operator::events::{EventRecorder, Reason};
 use crate::operator::execute::{self, Clock, DryRun, ExecuteError, SystemClock, Target};
 use crate::operator::leader::Fence;
@@ -217,25 +218,21 @@ async fn write(
     fenced(ctx, action)?;
     let mut status = status.clone();
     ctx.key.seal_status(action, &mut status);
-    let before = action
-        .status
-        .as_ref()
-        .map_or_else(|| json!({}), execute::to_json);
-    let diff = execute::merge_diff(&before, &execute::to_json(&status));
-    let patch = json!({
-        "metadata": { "resourceVersion": action.metadata.resource_version },
-        "status": diff,
-    });
+    // The whole status is replaced, under the resourceVersion it was
+    // computed from: whatever else a status held (written by someone else,
+    // or unreadable) must not survive next to what the daemon sealed.
+    let mut updated = action.clone();
+    updated.status = Some(status);
     let api: Api<HealingAction> = Api::namespaced(
         ctx.client.clone(),
         action.metadata.namespace.as_deref().unwrap_or_default(),
     );
     let name = action.metadata.name.as_deref().unwrap_or_default();
-    let params = PatchParams {
+    let params = PostParams {
         field_manager: Some(execute::FIELD_MANAGER.into()),
-        ..PatchParams::default()
+        ..PostParams::default()
     };
-    match api.patch_status(name, &params, &Patch::Merge(&patch)).await {
+    match api.replace_status(name, &params, &updated).await {
         Ok(updated) => Ok(updated),
         Err(kube::Error::Api(status)) if status.code == 409 => Err(LifecycleError::Conflict {
             action: action_name(action),
@@ -359,7 +356,7 @@ pub async fn reconcile(
 async fn refuse_untrusted(
     ctx: &Context,
     action: &HealingAction,
-    mut status: HealingActionStatus,
+    status: HealingActionStatus,
     why: String,
 ) -> Result<Step, LifecycleError> {
     let started = matches!(
@@ -377,21 +374,26 @@ async fn refuse_untrusted(
     } else {
         (Phase::Cancelled, format!("refused: {why}"))
     };
-    if condition_on(&status, ROLLBACK_PENDING) {
-        set_condition(
-            &mut status.conditions,
-            ROLLBACK_PENDING,
-            false,
-            "Refused",
-            &message,
-            ctx.clock.now(),
-        );
-    }
-    status.phase = phase;
-    status.message = Some(message.clone());
-    status.completed_at = Some(stamp(ctx.clock.now()));
-    status.retry_after = None;
-    let updated = write(ctx, action, &status).await?;
+    let now = ctx.clock.now();
+    // Nothing of a status someone else wrote is kept, or it would be sealed
+    // with the daemon's key: a start time of theirs would take the action
+    // out of the hour's limits, a rollback record of theirs would be
+    // restored. Only the attempts stay (the CRD never lets them decrease),
+    // and a start time, counted from now.
+    let started_at = (started || status.started_at.is_some()).then(|| {
+        let written = parse_time(status.started_at.as_deref()).unwrap_or(now);
+        stamp(written.max(now))
+    });
+    let refused = HealingActionStatus {
+        phase,
+        attempts: status.attempts,
+        started_at,
+        completed_at: Some(stamp(now)),
+        message: Some(message.clone()),
+        dry_run: action.spec.dry_run,
+        ..HealingActionStatus::default()
+    };
+    let updated = write(ctx, action, &refused).await?;
     ctx.events.refused(&updated, &message).await;
     Ok(Step::wait(phase))
 }
@@ -554,6 +556,9 @@ async fn preconditions<'p>(
     if let Some(why) = ctx.floor.refuses_live(&reference, &object, policy) {
         return cancel(format!("safety floor: {why}"));
     }
+    if let Some(why) = refuses_owner(ctx, action, &reference, &object, policy).await? {
+        return cancel(format!("safety floor: {why}"));
+    }
     let live_uid = object["metadata"]["uid"].as_str().unwrap_or_default();
     if live_uid != uid {
         return cancel(format!(
@@ -580,6 +585,35 @@ async fn preconditions<'p>(
         target_object: object,
         change,
     }))
+}
+
+/// A pod's workload, checked as the pod is: evicting the pods of a workload
+/// protected since the plan was made would act on it all the same.
+async fn refuses_owner(
+    ctx: &Context,
+    action: &HealingAction,
+    target: &crate::core::wit::ObjectRef,
+    object: &Value,
+    policy: &HealingPolicy,
+) -> Result<Option<String>, LifecycleError> {
+    if target.kind != "Pod" {
+        return Ok(None);
+    }
+    let (workload, _) = verify::resolve(&ctx.client, target, object)
+        .await
+        .map_err(|error| LifecycleError::api(action, error))?;
+    let workload_ref = crate::core::wit::ObjectRef {
+        kind: workload["kind"].as_str().unwrap_or_default().into(),
+        namespace: target.namespace.clone(),
+        name: workload["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .into(),
+    };
+    if workload_ref.kind == "Pod" {
+        return Ok(None);
+    }
+    Ok(ctx.floor.refuses_live(&workload_ref, &workload, policy))
 }
 
 /// How the live object differs from what the plan was made against, if it
@@ -635,8 +669,8 @@ fn valid_decision(
         Some(decision) if decision.spec_digest == spec_digest(&action.spec) => Ok(Some(decision)),
         Some(decision) => Err(format!(
             "the decision by {} was given for other content (spec digest {}, this spec is {})",
-            decision.by,
-            decision.spec_digest,
+            clean(&decision.by, MAX_NAME),
+            clean(&decision.spec_digest, MAX_NAME),
             spec_digest(&action.spec)
         )),
     }
@@ -665,14 +699,17 @@ async fn approval(
             .await;
         }
     };
-    match decision {
-        Some(decision) if decision.decision == ApprovalDecision::Rejected => {
+    // Whoever may patch the action wrote these: they reach its status and
+    // Events only as any cluster text does.
+    let by = decision.map(|decision| clean(&decision.by, MAX_NAME));
+    match decision.zip(by) {
+        Some((decision, by)) if decision.decision == ApprovalDecision::Rejected => {
             let why = decision
                 .reason
                 .as_deref()
-                .map(|reason| format!(": {reason}"))
+                .map(|reason| format!(": {}", clean(reason, MAX_MESSAGE)))
                 .unwrap_or_default();
-            let message = format!("rejected by {}{why}", decision.by);
+            let message = format!("rejected by {by}{why}");
             finish(
                 ctx,
                 action,
@@ -683,16 +720,16 @@ async fn approval(
             )
             .await
         }
-        Some(decision) => {
+        Some((_, by)) => {
             set_condition(
                 &mut status.conditions,
                 AWAITING_APPROVAL,
                 false,
                 "Approved",
-                &format!("approved by {}", decision.by),
+                &format!("approved by {by}"),
                 now,
             );
-            approve(ctx, action, status, &decision.by).await
+            approve(ctx, action, status, &by).await
         }
         None if needs_approval(action, checked.policy) => await_approval(ctx, action, status).await,
         None => approve(ctx, action, status, AUTOMATIC).await,

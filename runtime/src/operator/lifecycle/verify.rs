@@ -6,11 +6,11 @@ use chrono::{DateTime, Duration, Utc};
 use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::Value;
 
-use super::{parse_time, stamp};
 use crate::core::crd::healing_action::{
     ActionKind, HealingAction, VerificationBaseline, WorkloadRef,
 };
 use crate::core::gates::pod_ready;
+use crate::core::text::{parse_time, stamp};
 use crate::core::wit::ObjectRef;
 use crate::operator::execute::{self, ExecuteError, Kind};
 
@@ -22,12 +22,25 @@ pub enum Verdict {
     Waiting,
 }
 
-fn controller_of(object: &Value) -> Option<(&str, &str)> {
+/// An object's controller reference: kind, name and uid.
+struct Owner<'a> {
+    kind: &'a str,
+    name: &'a str,
+    uid: &'a str,
+}
+
+fn controller_of(object: &Value) -> Option<Owner<'_>> {
     object["metadata"]["ownerReferences"]
         .as_array()?
         .iter()
         .find(|owner| owner["controller"] == true)
-        .and_then(|owner| Some((owner["kind"].as_str()?, owner["name"].as_str()?)))
+        .and_then(|owner| {
+            Some(Owner {
+                kind: owner["kind"].as_str()?,
+                name: owner["name"].as_str()?,
+                uid: owner["uid"].as_str()?,
+            })
+        })
 }
 
 fn in_namespace(namespace: &str, kind: &str, name: &str) -> ObjectRef {
@@ -38,12 +51,27 @@ fn in_namespace(namespace: &str, kind: &str, name: &str) -> ObjectRef {
     }
 }
 
-/// The object `owner` names, or `None` when it is gone or of a kind the
-/// healer does not read (a Job's pods are judged on their own).
+/// The object `owner` names, or `None` when it is gone, of a kind the healer
+/// does not read (a Job's pods are judged on their own), or another object
+/// than the reference's uid says: anyone who may create a pod may write its
+/// ownerReferences, so only one that checks out makes a pod part of a workload.
 async fn get_owner(
     client: &kube::Client,
     namespace: &str,
-    (kind, name): (&str, &str),
+    owner: Owner<'_>,
+) -> Result<Option<Value>, ExecuteError> {
+    Ok(get_named(client, namespace, owner.kind, owner.name)
+        .await?
+        .filter(|object| object["metadata"]["uid"] == owner.uid))
+}
+
+/// The object `kind` `name` of `namespace`, or `None` when it is gone or of a
+/// kind the healer does not read.
+async fn get_named(
+    client: &kube::Client,
+    namespace: &str,
+    kind: &str,
+    name: &str,
 ) -> Result<Option<Value>, ExecuteError> {
     let reference = in_namespace(namespace, kind, name);
     let Ok((_, api)) = execute::dynamic_api(client, &reference, "read") else {
@@ -75,7 +103,7 @@ pub(crate) async fn resolve(
         return Ok((pod.clone(), Some(pod)));
     };
     if owner["kind"] == "ReplicaSet"
-        && let Some(deployment) = controller_of(&owner).filter(|(kind, _)| *kind == "Deployment")
+        && let Some(deployment) = controller_of(&owner).filter(|owner| owner.kind == "Deployment")
         && let Some(deployment) = get_owner(client, &target.namespace, deployment).await?
     {
         return Ok((deployment, Some(pod)));
@@ -129,37 +157,36 @@ pub(crate) async fn pods_of(
     workload: &WorkloadRef,
 ) -> Result<Vec<Value>, ExecuteError> {
     let reference = in_namespace(namespace, &workload.kind, &workload.name);
-    let Some(object) = get_owner(client, namespace, (&workload.kind, &workload.name)).await? else {
+    let Some(object) = get_named(client, namespace, &workload.kind, &workload.name).await? else {
         return Ok(Vec::new());
     };
     if workload.kind == "Pod" {
         return Ok(vec![object]);
     }
     let labels = selector(&object);
-    let owners: Vec<(String, String)> = if workload.kind == "Deployment" {
+    let uid = |object: &Value| object["metadata"]["uid"].as_str().map(str::to_string);
+    // Owners by uid: a pod naming the workload (or one of its ReplicaSets)
+    // under another uid is not one of its pods.
+    let owners: Vec<String> = if workload.kind == "Deployment" {
+        let deployment = uid(&object);
         list(client, namespace, Kind::ReplicaSet, &labels, &reference)
             .await?
             .iter()
-            .filter(|set| controller_of(set) == Some(("Deployment", &workload.name)))
-            .filter_map(|set| {
-                Some((
-                    "ReplicaSet".into(),
-                    set["metadata"]["name"].as_str()?.into(),
-                ))
+            .filter(|set| {
+                controller_of(set).is_some_and(|owner| {
+                    owner.kind == "Deployment" && Some(owner.uid) == deployment.as_deref()
+                })
             })
+            .filter_map(uid)
             .collect()
     } else {
-        vec![(workload.kind.clone(), workload.name.clone())]
+        uid(&object).into_iter().collect()
     };
     Ok(list(client, namespace, Kind::Pod, &labels, &reference)
         .await?
         .into_iter()
         .filter(|pod| {
-            controller_of(pod).is_some_and(|(kind, name)| {
-                owners
-                    .iter()
-                    .any(|(owner_kind, owner_name)| owner_kind == kind && owner_name == name)
-            })
+            controller_of(pod).is_some_and(|owner| owners.iter().any(|uid| uid == owner.uid))
         })
         .collect())
 }
