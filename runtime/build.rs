@@ -32,6 +32,10 @@ fn main() {
         .unwrap_or_else(|| workspace.join("target"))
         .join("wasm-plugins");
 
+    println!(
+        "cargo:rustc-env=KUBESKIPPY_WIT_VERSION={}",
+        wit_version(&workspace.join("wit/plugin.wit"))
+    );
     ensure_wasm_target();
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
@@ -134,4 +138,24 @@ fn ensure_wasm_target() {
             "cargo:warning=could not add the wasm32-wasip2 target with rustup; the plugin build will fail without it"
         ),
     }
+}
+
+/// The version of `package kubeskippy:plugin@X.Y.Z;` in the WIT file: what the
+/// host says it implements is the interface it was built from.
+fn wit_version(wit: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(wit)
+        .unwrap_or_else(|error| panic!("cannot read {}: {error}", wit.display()));
+    text.lines()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix("package kubeskippy:plugin@")?
+                .strip_suffix(';')
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{} declares no `package kubeskippy:plugin@VERSION;`",
+                wit.display()
+            )
+        })
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
@@ -24,7 +25,7 @@ use crate::core::triggers;
 use crate::core::wit::{Analysis, Incident, Issue};
 use crate::host::budget::{self, Budget};
 use crate::host::review::{self, Reviewed};
-use crate::host::{Limits, Plugin, PluginError, PluginHost, PluginKind};
+use crate::host::{Limits, Plugin, PluginError, PluginHost, PluginKind, PluginRunner};
 
 /// The default plugins, built for wasm32-wasip2 by the build script.
 pub mod defaults {
@@ -117,7 +118,7 @@ impl PluginFiles {
 }
 
 pub struct Analyzer {
-    host: PluginHost,
+    plugins: PluginRunner,
     prompt: Plugin,
     parser: Plugin,
     validators: Vec<Plugin>,
@@ -125,7 +126,9 @@ pub struct Analyzer {
     named: BTreeMap<String, (PluginRole, Plugin)>,
     model: Option<Box<dyn ModelProvider>>,
     model_info: OnceCell<ModelInfo>,
-    cache: Option<ReplyCache>,
+    /// Shared with the analyzers that replace this one on a reload; used
+    /// only when the config turns caching on.
+    cache: Arc<ReplyCache>,
     ai: crate::core::config::AiConfig,
     floor: SafetyFloor,
 }
@@ -196,12 +199,46 @@ fn cleaned(mut analysis: Analysis) -> Analysis {
 }
 
 impl Analyzer {
+    /// An analyzer on the process's plugin host, with a reply cache of its own.
     pub fn new(
         config: &Config,
         files: &PluginFiles,
         model: Option<Box<dyn ModelProvider>>,
     ) -> Result<Analyzer, AnalyzeError> {
-        let host = PluginHost::new()?;
+        Analyzer::with(
+            PluginRunner::shared()?,
+            Arc::new(ReplyCache::new()),
+            config,
+            files,
+            model,
+        )
+    }
+
+    /// The analyzer for a reloaded config and plugins: the plugin host and
+    /// the model's replies outlive the reload.
+    pub fn reloaded(
+        &self,
+        config: &Config,
+        files: &PluginFiles,
+        model: Option<Box<dyn ModelProvider>>,
+    ) -> Result<Analyzer, AnalyzeError> {
+        Analyzer::with(
+            self.plugins.clone(),
+            self.cache.clone(),
+            config,
+            files,
+            model,
+        )
+    }
+
+    fn with(
+        plugins: PluginRunner,
+        cache: Arc<ReplyCache>,
+        config: &Config,
+        files: &PluginFiles,
+        model: Option<Box<dyn ModelProvider>>,
+    ) -> Result<Analyzer, AnalyzeError> {
+        let host: &PluginHost = plugins.host();
         let limits = Limits {
             deadline: config.plugins.timeout,
             memory_bytes: config.plugins.memory_limit,
@@ -262,29 +299,26 @@ impl Analyzer {
                         path.display()
                     )));
                 }
-                let (role, plugin) = load_any_kind(&host, &path, limits, &plugin_config)?;
+                let (role, plugin) = load_any_kind(host, &path, limits, &plugin_config)?;
                 named.insert(name, (role, plugin));
             }
         }
         Ok(Analyzer {
-            host,
+            plugins,
             prompt,
             parser,
             validators,
             named,
             model,
             model_info: OnceCell::new(),
-            cache: config
-                .ai
-                .cache_enabled
-                .then(|| ReplyCache::new(config.ai.cache_ttl)),
+            cache,
             ai: config.ai.clone(),
             floor: SafetyFloor::from_config(&config.safety),
         })
     }
 
     pub fn host(&self) -> &PluginHost {
-        &self.host
+        self.plugins.host()
     }
 
     pub async fn analyze(&self, snapshot: &Snapshot) -> Result<Report, AnalyzeError> {
@@ -341,13 +375,16 @@ impl Analyzer {
             ),
         };
         let mut reviewed = match self.policy_validators(open.policy) {
-            Ok(validators) => review::review(
-                &self.host,
-                &validators,
-                &self.floor,
-                open,
-                analysis.recommendations,
-            ),
+            Ok(validators) => {
+                review::review(
+                    &self.plugins,
+                    &validators,
+                    &self.floor,
+                    open,
+                    analysis.recommendations,
+                )
+                .await
+            }
             Err(reason) => review::deny_all(analysis.recommendations, &reason),
         };
         review::apply_limits(&mut reviewed, open.policy, &self.ai);
@@ -417,7 +454,7 @@ impl Analyzer {
 
     /// The reply cache's (hits, misses), when caching is on.
     pub fn cache_counts(&self) -> Option<(u64, u64)> {
-        self.cache.as_ref().map(ReplyCache::counts)
+        self.ai.cache_enabled.then(|| self.cache.counts())
     }
 
     async fn context_budget(&self, model: &dyn ModelProvider) -> Result<Budget, String> {
@@ -455,13 +492,13 @@ impl Analyzer {
         let budget = self.context_budget(model.as_ref()).await?;
         let anonymized = self.ai.anonymize.then(|| privacy::anonymize(incident));
         let subject = anonymized.as_ref().map_or(incident, |a| &a.incident);
-        let fitted = budget::fit(&self.host, prompt, subject, budget).map_err(|e| e.to_string())?;
+        let fitted = budget::fit(&self.plugins, prompt, subject, budget)
+            .await
+            .map_err(|e| e.to_string())?;
         let key = cache::fingerprint(&model.describe(), prompt.digest(), incident);
         let started = Instant::now();
-        let cached = self
-            .cache
-            .as_ref()
-            .and_then(|cache| cache.get(&key, started));
+        let cache = self.ai.cache_enabled.then_some(self.cache.as_ref());
+        let cached = cache.and_then(|cache| cache.get(&key, started, self.ai.cache_ttl));
         let was_cached = cached.is_some();
         let (text, prompt_tokens, reply_tokens) = match cached {
             Some(text) => (text, None, None),
@@ -482,11 +519,12 @@ impl Analyzer {
             left_out: fitted.left_out.clone(),
         });
         let analysis = self
-            .host
+            .plugins
             .parse_response(parser, &text, &fitted.incident)
+            .await
             .map_err(|e| format!("the model's reply was unusable: {e}"))?;
-        if let Some(cache) = &self.cache {
-            cache.put(key, text, Instant::now());
+        if let Some(cache) = cache {
+            cache.put(key, text, Instant::now(), self.ai.cache_ttl);
         }
         Ok(match &anonymized {
             Some(anonymized) => anonymized.restore(analysis),

@@ -4,7 +4,7 @@
 //! pods beyond the first few — and the prompt says what was left out.
 
 use crate::core::wit::{Finding, FindingKind, Incident, Prompt};
-use crate::host::{Plugin, PluginError, PluginHost};
+use crate::host::{Plugin, PluginError, PluginRunner};
 
 /// Characters per token for English and JSON with the tokenizers of current
 /// open models; conservative so an estimate errs towards fitting.
@@ -63,13 +63,13 @@ enum Evidence {
 }
 
 /// Builds the prompt for `incident`, leaving out evidence until it fits.
-pub fn fit(
-    host: &PluginHost,
+pub async fn fit(
+    plugins: &PluginRunner,
     prompt_plugin: &Plugin,
     incident: &Incident,
     budget: Budget,
 ) -> Result<Fitted, BudgetError> {
-    let prompt = host.build_prompt(prompt_plugin, incident)?;
+    let prompt = plugins.build_prompt(prompt_plugin, incident).await?;
     let tokens = estimate_tokens(&prompt);
     if tokens <= budget.prompt_tokens() {
         return Ok(Fitted {
@@ -86,7 +86,7 @@ pub fn fit(
     while low <= high {
         let middle = (low + high) / 2;
         let (trimmed, note) = without(incident, &order[..middle], budget);
-        let prompt = host.build_prompt(prompt_plugin, &trimmed)?;
+        let prompt = plugins.build_prompt(prompt_plugin, &trimmed).await?;
         let tokens = estimate_tokens(&prompt);
         if tokens <= budget.prompt_tokens() {
             best = Some(Fitted {
@@ -100,16 +100,18 @@ pub fn fit(
             low = middle + 1;
         }
     }
-    best.ok_or_else(|| {
-        let (trimmed, _) = without(incident, &order, budget);
-        let needed = host
-            .build_prompt(prompt_plugin, &trimmed)
-            .map(|p| estimate_tokens(&p))
-            .unwrap_or(tokens);
-        BudgetError::DoesNotFit {
-            needed,
-            available: budget.prompt_tokens(),
-        }
+    if let Some(best) = best {
+        return Ok(best);
+    }
+    let (trimmed, _) = without(incident, &order, budget);
+    let needed = plugins
+        .build_prompt(prompt_plugin, &trimmed)
+        .await
+        .map(|p| estimate_tokens(&p))
+        .unwrap_or(tokens);
+    Err(BudgetError::DoesNotFit {
+        needed,
+        available: budget.prompt_tokens(),
     })
 }
 

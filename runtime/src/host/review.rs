@@ -7,7 +7,7 @@ use crate::core::crd::policy::HealingPolicy;
 use crate::core::incidents::OpenIncident;
 use crate::core::safety::SafetyFloor;
 use crate::core::wit::{Recommendation, ReviewContext, Verdict};
-use crate::host::{Plugin, PluginHost};
+use crate::host::{Plugin, PluginRunner};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reviewed {
@@ -19,11 +19,11 @@ pub struct Reviewed {
     pub adjustments: Vec<String>,
 }
 
-pub fn review(
-    host: &PluginHost,
+pub async fn review(
+    plugins: &PluginRunner,
     validators: &[Plugin],
     floor: &SafetyFloor,
-    open: &OpenIncident,
+    open: &OpenIncident<'_>,
     recommendations: Vec<Recommendation>,
 ) -> Vec<Reviewed> {
     let mut allowed_so_far = 0u32;
@@ -33,7 +33,7 @@ pub fn review(
             rank: u32::try_from(rank).unwrap_or(u32::MAX),
             allowed_so_far,
         };
-        let outcome = review_one(host, validators, floor, open, recommendation, context);
+        let outcome = review_one(plugins, validators, floor, open, recommendation, context).await;
         if outcome.allowed {
             allowed_so_far += 1;
         }
@@ -42,11 +42,11 @@ pub fn review(
     reviewed
 }
 
-fn review_one(
-    host: &PluginHost,
+async fn review_one(
+    plugins: &PluginRunner,
     validators: &[Plugin],
     floor: &SafetyFloor,
-    open: &OpenIncident,
+    open: &OpenIncident<'_>,
     mut recommendation: Recommendation,
     context: ReviewContext,
 ) -> Reviewed {
@@ -58,7 +58,10 @@ fn review_one(
     let mut adjustments = Vec::new();
     if rejections.is_empty() {
         for validator in validators {
-            match host.validate(validator, &recommendation, &open.incident, context) {
+            match plugins
+                .validate(validator, &recommendation, &open.incident, context)
+                .await
+            {
                 Ok(Verdict::Allow) => {}
                 Ok(Verdict::Deny(reason)) => {
                     rejections.push(format!("{}: {}", validator.name(), plugin_text(&reason)));

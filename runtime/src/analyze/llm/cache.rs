@@ -15,28 +15,25 @@ use crate::core::wit::Incident;
 /// Beyond this many entries the oldest are dropped; each holds one reply.
 const MAX_ENTRIES: usize = 4096;
 
+/// Replies by key, each kept for the TTL the caller reads it with, so one
+/// cache serves across a reload that changes the TTL.
+#[derive(Default)]
 pub struct ReplyCache {
-    ttl: Duration,
     entries: Mutex<HashMap<String, (Instant, String)>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
 impl ReplyCache {
-    pub fn new(ttl: Duration) -> ReplyCache {
-        ReplyCache {
-            ttl,
-            entries: Mutex::new(HashMap::new()),
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
-        }
+    pub fn new() -> ReplyCache {
+        ReplyCache::default()
     }
 
-    pub fn get(&self, key: &str, now: Instant) -> Option<String> {
+    pub fn get(&self, key: &str, now: Instant, ttl: Duration) -> Option<String> {
         let entries = self.entries.lock().expect("cache lock");
         let fresh = entries
             .get(key)
-            .filter(|(stored, _)| now.saturating_duration_since(*stored) < self.ttl)
+            .filter(|(stored, _)| now.saturating_duration_since(*stored) < ttl)
             .map(|(_, reply)| reply.clone());
         let counter = if fresh.is_some() {
             &self.hits
@@ -47,9 +44,9 @@ impl ReplyCache {
         fresh
     }
 
-    pub fn put(&self, key: String, reply: String, now: Instant) {
+    pub fn put(&self, key: String, reply: String, now: Instant, ttl: Duration) {
         let mut entries = self.entries.lock().expect("cache lock");
-        entries.retain(|_, (stored, _)| now.saturating_duration_since(*stored) < self.ttl);
+        entries.retain(|_, (stored, _)| now.saturating_duration_since(*stored) < ttl);
         if entries.len() >= MAX_ENTRIES
             && let Some(oldest) = entries
                 .iter()
@@ -150,14 +147,17 @@ mod tests {
 
     #[test]
     fn entries_expire() {
-        let cache = ReplyCache::new(Duration::from_secs(60));
+        let cache = ReplyCache::new();
         let now = Instant::now();
-        cache.put("k".into(), "reply".into(), now);
+        let ttl = Duration::from_secs(60);
+        cache.put("k".into(), "reply".into(), now, ttl);
         assert_eq!(
-            cache.get("k", now + Duration::from_secs(59)).as_deref(),
+            cache
+                .get("k", now + Duration::from_secs(59), ttl)
+                .as_deref(),
             Some("reply")
         );
-        assert_eq!(cache.get("k", now + Duration::from_secs(60)), None);
+        assert_eq!(cache.get("k", now + Duration::from_secs(60), ttl), None);
         assert_eq!(cache.counts(), (1, 1));
     }
 }

@@ -72,18 +72,24 @@ pub enum RunError {
 }
 
 /// Builds the analyzer the way `analyze` does, reading an API key from a
-/// Secret through `client` when the config asks for one.
-pub async fn build_analyzer(
+/// Secret through `client` when the config asks for one; on a reload, from
+/// the `previous` one, whose plugin host and reply cache it keeps.
+async fn build_analyzer(
     client: &kube::Client,
     config: &Config,
     plugin_dir: Option<&PathBuf>,
+    previous: Option<&Analyzer>,
 ) -> Result<Analyzer, RunError> {
     let model = llm::from_config_reading_secret(&config.ai, Some(client.clone()))
         .await
         .map_err(|error| RunError::Config(error.to_string()))?;
     let mut files = PluginFiles::from_config(config);
     files.plugin_dir = plugin_dir.cloned();
-    Analyzer::new(config, &files, model).map_err(|error| RunError::Config(error.to_string()))
+    match previous {
+        Some(previous) => previous.reloaded(config, &files, model),
+        None => Analyzer::new(config, &files, model),
+    }
+    .map_err(|error| RunError::Config(error.to_string()))
 }
 
 /// Runs until SIGTERM or Ctrl-C. Shutdown waits for the transition in hand
@@ -105,7 +111,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
 
     health.not_ready("loading plugins");
     let mut analyzer =
-        Arc::new(build_analyzer(&client, &config, options.plugin_dir.as_ref()).await?);
+        Arc::new(build_analyzer(&client, &config, options.plugin_dir.as_ref(), None).await?);
     let mut config = config;
     let mut watched = reload::Watched::new(options.config.as_deref(), &config);
     if let Some(dir) = &options.plugin_dir {
@@ -203,7 +209,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         if now >= next_reload_check {
             next_reload_check = now + RELOAD_CHECK;
             if watched.changed(&config) {
-                match reload(&client, &watched, options.plugin_dir.as_ref()).await {
+                match reload(&client, &watched, options.plugin_dir.as_ref(), &analyzer).await {
                     Ok((new_config, new_analyzer)) => {
                         tracing::info!("config or plugins changed; reloaded");
                         config = new_config;
@@ -249,10 +255,11 @@ async fn reload(
     client: &kube::Client,
     watched: &reload::Watched,
     plugin_dir: Option<&PathBuf>,
+    previous: &Analyzer,
 ) -> Result<(Config, Analyzer), RunError> {
     let config = Config::load(watched.config_path(), std::env::vars())
         .map_err(|error| RunError::Config(error.to_string()))?;
-    let analyzer = build_analyzer(client, &config, plugin_dir).await?;
+    let analyzer = build_analyzer(client, &config, plugin_dir, Some(previous)).await?;
     Ok((config, analyzer))
 }
 

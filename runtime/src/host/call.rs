@@ -1,0 +1,254 @@
+//! One plugin call: a fresh store with an empty WASI context, the call's
+//! memory cap and epoch deadline, the plugin's output forwarded to tracing,
+//! and every failure turned into a [`PluginError`] naming the plugin.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::Store;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::engine::{EPOCH_TICK, Slots};
+use super::{Plugin, PluginError, PluginHost, PluginKind, PluginPre};
+use crate::core::wit;
+use crate::core::wit::{
+    Analysis, Incident, Prompt, Recommendation, ReviewContext, Verdict, host::LogLevel,
+};
+
+/// What a plugin may print per call before its writes fail.
+const OUTPUT_CAPACITY: usize = 64 * 1024;
+/// Longest log message kept from a plugin, so a chatty plugin cannot flood logs.
+const MAX_LOG_MESSAGE: usize = 4096;
+
+/// Everything one call owns; dropped with the call's store.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    plugin: Arc<str>,
+    config: Arc<BTreeMap<String, String>>,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wit::host::Host for CallState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        let message = crate::core::untrusted::cut(&message, MAX_LOG_MESSAGE);
+        let plugin = &*self.plugin;
+        match level {
+            LogLevel::Trace => tracing::trace!(plugin, "{message}"),
+            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+            LogLevel::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+}
+
+impl wit::types::Host for CallState {}
+
+/// Records that the cap was hit, so the failure is reported as a memory limit
+/// and not as the generic trap the guest turns it into.
+struct MemoryLimiter {
+    cap: usize,
+    exceeded: bool,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.exceeded = true;
+            return Err(wasmtime::format_err!(
+                "memory growth to {desired} bytes exceeds the cap of {} bytes",
+                self.cap
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Tables hold function references; a million is far beyond any real
+        // plugin and keeps a hostile one from exhausting host memory through them.
+        Ok(desired <= 1_000_000)
+    }
+}
+
+impl PluginHost {
+    fn new_store(&self, plugin: &Plugin) -> (Store<CallState>, MemoryOutputPipe, MemoryOutputPipe) {
+        let stdout = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let stderr = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        let state = CallState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                cap: plugin.limits.memory_bytes,
+                exceeded: false,
+            },
+            plugin: plugin.name.clone(),
+            config: plugin.config.clone(),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        let ticks = plugin
+            .limits
+            .deadline
+            .as_micros()
+            .div_ceil(EPOCH_TICK.as_micros())
+            .max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.epoch_deadline_trap();
+        (store, stdout, stderr)
+    }
+
+    /// Runs `body` against a fresh instance of `plugin`, turning every failure
+    /// into a typed error and forwarding what the plugin printed to tracing.
+    fn call<R>(
+        &self,
+        plugin: &Plugin,
+        body: impl FnOnce(&mut Store<CallState>, &PluginPre) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        // Declared before the store, so the slot is given back only after the
+        // store, and with it the instance, is gone.
+        let _slot = self.slots.as_deref().map(Slots::take);
+        let (mut store, stdout, stderr) = self.new_store(plugin);
+        let outcome = body(&mut store, &plugin.pre);
+        forward_output(&plugin.name, "stdout", &stdout);
+        forward_output(&plugin.name, "stderr", &stderr);
+        outcome.map_err(|error| classify(plugin, &store, error))
+    }
+
+    pub fn build_prompt(
+        &self,
+        plugin: &Plugin,
+        incident: &Incident,
+    ) -> Result<Prompt, PluginError> {
+        expect_kind(plugin, PluginKind::Prompt)?;
+        let reply = self.call(plugin, |store, pre| match pre {
+            PluginPre::Prompt(pre) => pre
+                .instantiate(&mut *store)?
+                .kubeskippy_plugin_prompt_builder()
+                .call_build_prompt(&mut *store, incident),
+            _ => unreachable!("kind checked above"),
+        })?;
+        reply.map_err(|message| refused(plugin, message))
+    }
+
+    pub fn parse_response(
+        &self,
+        plugin: &Plugin,
+        reply: &str,
+        incident: &Incident,
+    ) -> Result<Analysis, PluginError> {
+        expect_kind(plugin, PluginKind::Parser)?;
+        let parsed = self.call(plugin, |store, pre| match pre {
+            PluginPre::Parser(pre) => pre
+                .instantiate(&mut *store)?
+                .kubeskippy_plugin_response_parser()
+                .call_parse_response(&mut *store, reply, incident),
+            _ => unreachable!("kind checked above"),
+        })?;
+        parsed.map_err(|message| refused(plugin, message))
+    }
+
+    pub fn validate(
+        &self,
+        plugin: &Plugin,
+        recommendation: &Recommendation,
+        incident: &Incident,
+        context: ReviewContext,
+    ) -> Result<Verdict, PluginError> {
+        expect_kind(plugin, PluginKind::Validator)?;
+        self.call(plugin, |store, pre| match pre {
+            PluginPre::Validator(pre) => pre
+                .instantiate(&mut *store)?
+                .kubeskippy_plugin_safety_validator()
+                .call_validate(&mut *store, recommendation, incident, context),
+            _ => unreachable!("kind checked above"),
+        })
+    }
+}
+
+fn expect_kind(plugin: &Plugin, kind: PluginKind) -> Result<(), PluginError> {
+    if plugin.kind == kind {
+        Ok(())
+    } else {
+        Err(PluginError::Load {
+            plugin: plugin.name.to_string(),
+            reason: format!("is a {}, not a {kind}", plugin.kind),
+        })
+    }
+}
+
+fn refused(plugin: &Plugin, message: String) -> PluginError {
+    PluginError::Refused {
+        plugin: plugin.name.to_string(),
+        message: crate::core::untrusted::cut(&message, MAX_LOG_MESSAGE).to_string(),
+    }
+}
+
+fn classify(plugin: &Plugin, store: &Store<CallState>, error: wasmtime::Error) -> PluginError {
+    let name = plugin.name.to_string();
+    if store.data().limiter.exceeded {
+        return PluginError::MemoryLimit {
+            plugin: name,
+            limit_bytes: plugin.limits.memory_bytes as u64,
+        };
+    }
+    if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
+        return PluginError::Timeout {
+            plugin: name,
+            limit_ms: plugin.limits.deadline.as_millis() as u64,
+        };
+    }
+    PluginError::Trap {
+        plugin: name,
+        message: format!("{error:#}").replace('\n', " "),
+    }
+}
+
+fn forward_output(plugin: &str, stream: &str, pipe: &MemoryOutputPipe) {
+    let contents = pipe.contents();
+    if contents.is_empty() {
+        return;
+    }
+    let text = String::from_utf8_lossy(&contents);
+    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+        tracing::info!(plugin, stream, "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn truncation_respects_char_boundaries() {
+        assert_eq!(crate::core::untrusted::cut("héllo", 2), "h");
+        assert_eq!(crate::core::untrusted::cut("abc", 10), "abc");
+    }
+}

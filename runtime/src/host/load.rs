@@ -1,0 +1,183 @@
+//! Loading a plugin: the component is checked for what it is (a component,
+//! not a core module), which of the plugin interfaces it exports and at which
+//! version, then compiled and pre-instantiated.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use super::{Limits, Plugin, PluginError, PluginHost, PluginKind, PluginPre};
+use crate::core::wit;
+
+/// The WIT package this host implements, and its version, read from
+/// `wit/plugin.wit` when the host is built. A plugin built against any 0.1.x
+/// version of the package loads; 0.2 or 1.0 is a breaking change.
+pub const WIT_PACKAGE: &str = "kubeskippy:plugin";
+pub const WIT_VERSION: &str = env!("KUBESKIPPY_WIT_VERSION");
+
+impl PluginHost {
+    /// Loads a plugin from a file; its name is the file name.
+    pub fn load_file(
+        &self,
+        path: &Path,
+        expected: PluginKind,
+        limits: Limits,
+        config: BTreeMap<String, String>,
+    ) -> Result<Plugin, PluginError> {
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|error| PluginError::Load {
+            plugin: name.clone(),
+            reason: error.to_string(),
+        })?;
+        self.load(&name, &bytes, expected, limits, config)
+    }
+
+    /// Compiles and pre-instantiates a plugin, checking that it is a component
+    /// that exports the interface of `expected` at a version this host speaks.
+    pub fn load(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        expected: PluginKind,
+        limits: Limits,
+        config: BTreeMap<String, String>,
+    ) -> Result<Plugin, PluginError> {
+        let load_error = |reason: String| PluginError::Load {
+            plugin: name.to_string(),
+            reason,
+        };
+        check_component_header(bytes).map_err(load_error)?;
+        let component = self
+            .compile(bytes)
+            .map_err(|error| load_error(format!("not a valid component: {error}")))?;
+        check_exports(&self.engine, &component, expected).map_err(load_error)?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|error| {
+            load_error(format!("imports what the host does not offer: {error}"))
+        })?;
+        let pre = match expected {
+            PluginKind::Prompt => {
+                wit::prompt::PromptPluginPre::new(instance_pre).map(PluginPre::Prompt)
+            }
+            PluginKind::Parser => {
+                wit::parser::ParserPluginPre::new(instance_pre).map(PluginPre::Parser)
+            }
+            PluginKind::Validator => {
+                wit::validator::ValidatorPluginPre::new(instance_pre).map(PluginPre::Validator)
+            }
+        }
+        .map_err(|error| load_error(format!("does not match the {expected} world: {error}")))?;
+        let digest = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(bytes))
+        };
+        Ok(Plugin {
+            name: Arc::from(name),
+            digest: Arc::from(digest),
+            kind: expected,
+            pre,
+            limits,
+            config: Arc::new(config),
+        })
+    }
+}
+
+/// A core module and a component share the `\0asm` magic and differ in the
+/// version/layer word that follows; telling them apart up front gives a useful
+/// message instead of a parse error deep inside the component.
+fn check_component_header(bytes: &[u8]) -> Result<(), String> {
+    match bytes.get(0..8) {
+        Some([0, b'a', b's', b'm', 0x0d, 0x00, 0x01, 0x00]) => Ok(()),
+        Some([0, b'a', b's', b'm', 0x01, 0x00, 0x00, 0x00]) => Err(
+            "is a core WebAssembly module, not a component: build it for wasm32-wasip2 or wrap it with `wasm-tools component new`"
+                .into(),
+        ),
+        Some([0, b'a', b's', b'm', ..]) => Err("is a WebAssembly binary of an unknown version or layer".into()),
+        _ => Err("is not a WebAssembly component (no \\0asm header)".into()),
+    }
+}
+
+/// Finds which of our interfaces the component exports and at which version,
+/// so a wrong kind or an incompatible package version is named plainly.
+fn check_exports(
+    engine: &Engine,
+    component: &Component,
+    expected: PluginKind,
+) -> Result<(), String> {
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    for kind in PluginKind::ALL {
+        let prefix = format!("{WIT_PACKAGE}/{}@", kind.interface());
+        let Some(version) = exports.iter().find_map(|name| name.strip_prefix(&prefix)) else {
+            continue;
+        };
+        if kind != expected {
+            return Err(format!("is a {kind}, not a {expected}"));
+        }
+        if !compatible_version(version) {
+            return Err(format!(
+                "was built for {WIT_PACKAGE}@{version}; this host implements {WIT_PACKAGE}@{WIT_VERSION} and loads 0.1.x plugins only"
+            ));
+        }
+        return Ok(());
+    }
+    Err(format!(
+        "exports none of the KubeSkippy plugin interfaces (it exports: {})",
+        if exports.is_empty() {
+            "nothing".to_string()
+        } else {
+            exports.join(", ")
+        }
+    ))
+}
+
+/// Semver compatibility as the component linker applies it: for 0.x versions
+/// the minor number is the breaking one.
+fn compatible_version(version: &str) -> bool {
+    let mut ours = WIT_VERSION.split('.');
+    let mut theirs = version.split(['.', '-', '+']);
+    let (our_major, our_minor) = (ours.next(), ours.next());
+    let (their_major, their_minor) = (theirs.next(), theirs.next());
+    if our_major != their_major {
+        return false;
+    }
+    our_major != Some("0") || our_minor == their_minor
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_compatibility_follows_semver() {
+        assert!(compatible_version("0.1.0"));
+        assert!(compatible_version("0.1.7"));
+        assert!(!compatible_version("0.2.0"));
+        assert!(!compatible_version("1.0.0"));
+    }
+
+    #[test]
+    fn headers_are_told_apart() {
+        assert!(check_component_header(b"\0asm\x0d\x00\x01\x00rest").is_ok());
+        assert!(
+            check_component_header(b"\0asm\x01\x00\x00\x00rest")
+                .unwrap_err()
+                .contains("core WebAssembly module")
+        );
+        assert!(
+            check_component_header(b"hello world")
+                .unwrap_err()
+                .contains("no \\0asm")
+        );
+        assert!(
+            check_component_header(b"")
+                .unwrap_err()
+                .contains("no \\0asm")
+        );
+    }
+}
