@@ -151,6 +151,9 @@ struct PolicyPlugins<'a> {
     parser: &'a Plugin,
 }
 
+/// Issues of one analysis kept for the report.
+const MAX_ISSUES: usize = 20;
+
 /// The context window assumed when neither the config nor the server says.
 const DEFAULT_CONTEXT_TOKENS: u64 = 4096;
 
@@ -178,9 +181,16 @@ pub struct Report {
 
 /// The model's and the parser plugin's prose is untrusted text: one line,
 /// bounded and redacted before it reaches a report, a HealingAction or an
-/// Event. A target name that is not an object name fails review anyway.
+/// Event. A target name that is not an object name fails review anyway. A
+/// reply may hold thousands of recommendations; no more are reviewed (each
+/// costs a call of every validator) than any limit could let through.
 fn cleaned(mut analysis: Analysis) -> Analysis {
+    use crate::core::config::MAX_RECOMMENDATIONS;
     use crate::core::untrusted::{MAX_NAME, MAX_PROSE, MAX_REASON, MAX_REASONING, clean};
+    analysis
+        .recommendations
+        .truncate(MAX_RECOMMENDATIONS as usize);
+    analysis.issues.truncate(MAX_ISSUES);
     analysis.summary = clean(&analysis.summary, MAX_PROSE);
     for issue in &mut analysis.issues {
         issue.title = clean(&issue.title, MAX_REASONING);
@@ -387,6 +397,7 @@ impl Analyzer {
             }
             Err(reason) => review::deny_all(analysis.recommendations, &reason),
         };
+        review::refuse_repeats(&mut reviewed);
         review::apply_limits(&mut reviewed, open.policy, &self.ai);
         let actions = reviewed
             .iter()

@@ -188,6 +188,10 @@ fn default_timeout() -> Duration {
 fn default_min_confidence() -> f64 {
     0.7
 }
+/// The most recommendations of one reply that are reviewed and may be
+/// planned; a policy's `maxRecommendations` has the same ceiling.
+pub const MAX_RECOMMENDATIONS: u32 = 20;
+
 fn default_max_recommendations() -> u32 {
     3
 }
@@ -491,8 +495,11 @@ impl Config {
                 "ai.temperature must be from 0 to 2, got {temperature}"
             ));
         }
-        if ai.max_recommendations == 0 {
-            return Err("ai.maxRecommendations must be at least 1".into());
+        if !(1..=MAX_RECOMMENDATIONS).contains(&ai.max_recommendations) {
+            return Err(format!(
+                "ai.maxRecommendations must be from 1 to {MAX_RECOMMENDATIONS}, got {}",
+                ai.max_recommendations
+            ));
         }
         if let Some(endpoint) = &ai.endpoint
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))

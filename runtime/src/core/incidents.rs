@@ -15,6 +15,9 @@ use crate::core::wit::{EventFacts, Incident};
 /// the pods and events kept are the ones the findings are about.
 const MAX_PODS: usize = 20;
 const MAX_EVENTS: usize = 30;
+/// A workload with thousands of failing pods has a finding per pod; those
+/// about the pods kept, and the workload's own, are enough to reason about.
+const MAX_FINDINGS: usize = 40;
 
 /// An incident and what the host needs beside it: the policy that opened it and
 /// the labels/annotations of the objects it may act on.
@@ -80,7 +83,16 @@ fn open_one<'p>(facts: &ClusterFacts, fired: Fired<'p>) -> OpenIncident<'p> {
         None if workload.kind == "Pod" => pods.first().map(|pod| pod.marks()),
         None => None,
     };
+    // The id is made from every kind of trouble found, before any is left out.
     let kinds: BTreeSet<String> = findings.iter().map(|f| format!("{:?}", f.kind)).collect();
+    let mut findings = findings;
+    findings.retain(|finding| {
+        finding
+            .pod
+            .as_deref()
+            .is_none_or(|pod| pod_names.contains(pod))
+    });
+    findings.truncate(MAX_FINDINGS);
     let pod_marks = pods
         .iter()
         .map(|pod| (pod.facts.name.clone(), pod.marks()))

@@ -6,9 +6,10 @@
 //! the HealingActions still name real objects.
 //!
 //! Text is replaced whole-name only (a name is delimited by characters that
-//! cannot be part of a Kubernetes name), so a container called `app` does not
-//! rewrite the word `application`. Image references and other free text that
-//! is not an object name are left as they are.
+//! cannot be part of a DNS label, dots included), so a container called `app`
+//! does not rewrite the word `application`, while `app.shop.svc.cluster.local`
+//! loses both names. Image references and other free text that is not an
+//! object name are left as they are.
 
 use crate::core::wit::{Action, Analysis, Incident, Patch};
 
@@ -20,33 +21,37 @@ pub struct Anonymized {
 
 struct Namer {
     names: Vec<(String, String)>,
+    /// (kind of name, real name) → placeholder, and placeholders per kind.
+    given: std::collections::HashMap<(&'static str, String), String>,
+    counts: std::collections::HashMap<&'static str, usize>,
 }
 
 impl Namer {
-    fn placeholder(&mut self, real: &str, prefix: &str) -> String {
+    fn placeholder(&mut self, real: &str, prefix: &'static str) -> String {
         if real.is_empty() {
             return String::new();
         }
         // Each kind of name gets its own placeholders, so a container and its
         // Deployment both called `app` become `container-1` and `workload-1`.
-        if let Some((_, placeholder)) = self.names.iter().find(|(name, placeholder)| {
-            name == real && placeholder.starts_with(&format!("{prefix}-"))
-        }) {
+        if let Some(placeholder) = self.given.get(&(prefix, real.to_string())) {
             return placeholder.clone();
         }
-        let count = self
-            .names
-            .iter()
-            .filter(|(_, p)| p.starts_with(&format!("{prefix}-")))
-            .count();
-        let placeholder = format!("{prefix}-{}", count + 1);
+        let count = self.counts.entry(prefix).or_default();
+        *count += 1;
+        let placeholder = format!("{prefix}-{count}");
+        self.given
+            .insert((prefix, real.to_string()), placeholder.clone());
         self.names.push((real.to_string(), placeholder.clone()));
         placeholder
     }
 }
 
 pub fn anonymize(incident: &Incident) -> Anonymized {
-    let mut namer = Namer { names: Vec::new() };
+    let mut namer = Namer {
+        names: Vec::new(),
+        given: Default::default(),
+        counts: Default::default(),
+    };
     let mut anonymous = incident.clone();
     let rename_ref = |namer: &mut Namer, object: &mut crate::core::wit::ObjectRef| {
         object.namespace = namer.placeholder(&object.namespace, "namespace");
@@ -107,8 +112,7 @@ pub fn anonymize(incident: &Incident) -> Anonymized {
         )
         .chain(anonymous.findings.iter().map(|f| f.detail.as_str()));
     let mut derived = Vec::new();
-    for token in texts.flat_map(|text| text.split(|c: char| !is_name_char(c))) {
-        let token = token.trim_end_matches('.');
+    for token in texts.flat_map(|text| text.split(|c: char| !is_label_char(c))) {
         for (real, placeholder) in &workloads {
             if let Some(suffix) = token
                 .strip_prefix(real.as_str())
@@ -194,8 +198,10 @@ impl Anonymized {
     }
 }
 
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '-' || c == '.'
+/// What may continue a DNS label. A dot ends one: names meet other names at
+/// dots (`pod.namespace.svc`), and a dot after a name may end a sentence.
+fn is_label_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-'
 }
 
 /// Replaces whole names: an occurrence counts only when the characters around
@@ -205,21 +211,14 @@ pub fn replace_names(text: &str, pairs: &[(&str, &str)]) -> String {
     let mut rest = text;
     let mut previous: Option<char> = None;
     'outer: while !rest.is_empty() {
-        let at_boundary = previous.is_none_or(|c| !is_name_char(c));
+        let at_boundary = previous.is_none_or(|c| !is_label_char(c));
         if at_boundary {
             for (from, to) in pairs {
                 if from.is_empty() || !rest.starts_with(from) {
                     continue;
                 }
                 let after = rest[from.len()..].chars().next();
-                // A trailing dot ends a sentence, not a name.
-                let ends_name = after.is_none_or(|c| {
-                    !is_name_char(c)
-                        || (c == '.'
-                            && !rest[from.len() + 1..]
-                                .starts_with(|c: char| c.is_ascii_alphanumeric()))
-                });
-                if ends_name {
+                if after.is_none_or(|c| !is_label_char(c)) {
                     out.push_str(to);
                     rest = &rest[from.len()..];
                     previous = from.chars().last();
@@ -255,6 +254,11 @@ mod tests {
             "pod-1 runs container-1; the application restarted pod-1_shop(1). container-1."
         );
         assert_eq!(replace_names("myapp app-xyzz", &pairs), "myapp app-xyzz");
+        let pairs = [("app", "workload-1"), ("shop", "namespace-1")];
+        assert_eq!(
+            replace_names("lookup app.shop.svc.cluster.local: no such host", &pairs),
+            "lookup workload-1.namespace-1.svc.cluster.local: no such host"
+        );
     }
 
     #[test]

@@ -185,6 +185,11 @@ impl SafetyFloor {
             Action::Restart if kind == "Pod" => Change::Evict,
             Action::Restart => Change::RolloutRestart,
             Action::DeletePod => Change::Evict,
+            // Refused here rather than when it runs, where the failure would
+            // count towards the policy's circuit breaker.
+            Action::Scale(_) if !matches!(kind, "Deployment" | "StatefulSet" | "ReplicaSet") => {
+                return Err(format!("a {kind} has no replica count to scale"));
+            }
             Action::Scale(replicas) => Change::Scale {
                 replicas: *replicas,
             },

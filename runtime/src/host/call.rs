@@ -61,26 +61,30 @@ impl wit::host::Host for CallState {
 impl wit::types::Host for CallState {}
 
 /// Records that the cap was hit, so the failure is reported as a memory limit
-/// and not as the generic trap the guest turns it into.
+/// and not as the generic trap the guest turns it into. The cap is on all of
+/// an instance's memories together: a component may have several.
 struct MemoryLimiter {
     cap: usize,
+    used: usize,
     exceeded: bool,
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.cap {
+        let total = self.used.saturating_sub(current).saturating_add(desired);
+        if total > self.cap {
             self.exceeded = true;
             return Err(wasmtime::format_err!(
-                "memory growth to {desired} bytes exceeds the cap of {} bytes",
+                "memory growth to {total} bytes in all exceeds the cap of {} bytes",
                 self.cap
             ));
         }
+        self.used = total;
         Ok(true)
     }
 
@@ -109,6 +113,7 @@ impl PluginHost {
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 cap: plugin.limits.memory_bytes,
+                used: 0,
                 exceeded: false,
             },
             plugin: plugin.name.clone(),
@@ -246,6 +251,22 @@ fn forward_output(plugin: &str, stream: &str, pipe: &MemoryOutputPipe) {
 
 #[cfg(test)]
 mod tests {
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn the_memory_cap_holds_for_all_of_an_instances_memories_together() {
+        let mut limiter = super::MemoryLimiter {
+            cap: 16 << 20,
+            used: 0,
+            exceeded: false,
+        };
+        assert!(limiter.memory_growing(0, 10 << 20, None).is_ok());
+        assert!(limiter.memory_growing(10 << 20, 12 << 20, None).is_ok());
+        // A second memory would fit the cap on its own, not next to the first.
+        assert!(limiter.memory_growing(0, 8 << 20, None).is_err());
+        assert!(limiter.exceeded);
+    }
+
     #[test]
     fn truncation_respects_char_boundaries() {
         assert_eq!(crate::core::untrusted::cut("héllo", 2), "h");

@@ -126,6 +126,29 @@ pub fn deny_all(recommendations: Vec<Recommendation>, reason: &str) -> Vec<Revie
         .collect()
 }
 
+/// A recommendation allowed twice is one change: a model that repeats itself
+/// must not have a workload restarted (or scaled, or evicted) once per copy.
+pub fn refuse_repeats(reviewed: &mut [Reviewed]) {
+    for later in 1..reviewed.len() {
+        let (earlier, rest) = reviewed.split_at_mut(later);
+        let outcome = &mut rest[0];
+        if !outcome.allowed {
+            continue;
+        }
+        let same = earlier.iter().position(|first| {
+            first.allowed
+                && first.recommendation.target == outcome.recommendation.target
+                && first.recommendation.action == outcome.recommendation.action
+        });
+        if let Some(first) = same {
+            outcome.allowed = false;
+            outcome
+                .rejections
+                .push(format!("the same change as recommendation {}", first + 1));
+        }
+    }
+}
+
 /// The configured `ai.minConfidence` and `ai.maxRecommendations`, and the
 /// policy's, applied by the host on top of what the validators allowed: they
 /// hold with `validateResponses: false` too, and a policy can only tighten

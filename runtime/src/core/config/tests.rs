@@ -85,7 +85,11 @@ fn unknown_keys_and_bad_values_name_the_key() {
         ),
         (
             "ai:\n  maxRecommendations: 0\n",
-            "ai.maxRecommendations must be at least 1",
+            "ai.maxRecommendations must be from 1 to 20, got 0",
+        ),
+        (
+            "ai:\n  maxRecommendations: 500\n",
+            "ai.maxRecommendations must be from 1 to 20, got 500",
         ),
         (
             "ai:\n  temperature: 5\n",

@@ -61,7 +61,18 @@ pub struct Controller {
     written_status: HashMap<(Option<String>, String), (serde_json::Value, DateTime<Utc>)>,
     /// Objects reported unreadable, at the resourceVersion reported.
     reported_unreadable: HashMap<(&'static str, Option<String>, String), Option<String>>,
+    /// HealingActions as this controller last created or read them after a
+    /// reconcile, for [`RECENT`]: the cache lags behind its own writes, and
+    /// every gate and cooldown must count an action as it is now — an action
+    /// started a moment ago is in progress, not still approved.
+    recent: HashMap<(String, String), (Arc<HealingAction>, DateTime<Utc>)>,
 }
+
+/// Entries of a policy's `status.activeTriggers` listed by name.
+const MAX_ACTIVE_TRIGGERS: usize = 100;
+
+/// Far longer than the cache takes to catch up with a write.
+const RECENT: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 impl Controller {
     pub fn new(cache: ClusterCache, lifecycle: lifecycle::Context) -> Self {
@@ -73,6 +84,7 @@ impl Controller {
             schedule: HashMap::new(),
             written_status: HashMap::new(),
             reported_unreadable: HashMap::new(),
+            recent: HashMap::new(),
         }
     }
 
@@ -85,8 +97,35 @@ impl Controller {
         self.lifecycle.clock.now()
     }
 
-    fn own(&self, actions: &[Arc<HealingAction>]) -> Vec<Arc<HealingAction>> {
-        crate::core::provenance::countable(&self.lifecycle.key, actions)
+    /// The daemon's own actions among `actions` (the cache's), each as this
+    /// controller last saw it when that is more recent.
+    fn own(&mut self, actions: &[Arc<HealingAction>]) -> Vec<Arc<HealingAction>> {
+        let now = self.now();
+        self.recent.retain(|_, (_, seen)| now - *seen < RECENT);
+        let mut merged: Vec<Arc<HealingAction>> = actions
+            .iter()
+            .map(|action| match self.recent.get(&key_of(action)) {
+                Some((fresh, _)) => fresh.clone(),
+                None => action.clone(),
+            })
+            .collect();
+        let cached: std::collections::HashSet<(String, String)> =
+            actions.iter().map(|action| key_of(action)).collect();
+        merged.extend(
+            self.recent
+                .iter()
+                .filter(|(key, _)| !cached.contains(*key))
+                .map(|(_, (fresh, _))| fresh.clone()),
+        );
+        crate::core::provenance::countable(&self.lifecycle.key, &merged)
+    }
+
+    /// Records `action` as it is now, for [`Controller::own`].
+    fn saw(&mut self, action: HealingAction) -> Arc<HealingAction> {
+        let action = Arc::new(action);
+        let now = self.now();
+        self.recent.insert(key_of(&action), (action.clone(), now));
+        action
     }
 
     /// One evaluation pass, then the policies' status.
@@ -274,6 +313,7 @@ impl Controller {
             }
             match self.create(planned, now).await {
                 Ok(created) => {
+                    let created = self.saw(created);
                     let name = created.metadata.name.clone().unwrap_or_default();
                     tracing::info!(action = %name, incident = %incident.id, "HealingAction created");
                     self.lifecycle
@@ -350,7 +390,7 @@ impl Controller {
                 )
             })
             .collect();
-        let peers = self.own(&actions);
+        let mut peers = self.own(&actions);
         let live: std::collections::HashSet<(String, String)> =
             actions.iter().map(|action| key_of(action)).collect();
         self.schedule.retain(|key, _| live.contains(key));
@@ -387,7 +427,18 @@ impl Controller {
                 .get(&(reference.namespace.clone(), reference.name.clone()))
                 .map(Arc::as_ref)
                 .filter(|policy| reference.names(policy));
-            match lifecycle::reconcile(&self.lifecycle, &action, policy, &peers).await {
+            let outcome = lifecycle::reconcile(&self.lifecycle, &action, policy, &peers).await;
+            // The next action of this pass is gated by this one as it is now:
+            // one started a moment ago counts as in progress.
+            if let Ok(Some(now_stored)) = api.get_opt(&key.1).await {
+                let fresh = self.saw(now_stored);
+                peers.retain(|peer| key_of(peer) != key);
+                peers.extend(crate::core::provenance::countable(
+                    &self.lifecycle.key,
+                    std::slice::from_ref(&fresh),
+                ));
+            }
+            match outcome {
                 Ok(step) => {
                     reconciled += 1;
                     let next = step.requeue_after.map(|after| {
@@ -427,10 +478,24 @@ impl Controller {
                     .iter()
                     .map(|suppressed| (&suppressed.trigger, &suppressed.target)),
             )
-            .map(|(trigger, target)| format!("{trigger}/{}/{}", target.kind, target.name))
+            .map(|(trigger, target)| match &policy.metadata.namespace {
+                Some(_) => format!("{trigger}/{}/{}", target.kind, target.name),
+                // A cluster policy's targets are in many namespaces.
+                None => format!(
+                    "{trigger}/{}/{}/{}",
+                    target.kind, target.namespace, target.name
+                ),
+            })
             .collect();
         active.sort();
         active.dedup();
+        // A policy matching thousands of failing pods must not grow its
+        // status past what the API server stores.
+        let firing = active.len();
+        if firing > MAX_ACTIVE_TRIGGERS {
+            active.truncate(MAX_ACTIVE_TRIGGERS);
+            active.push(format!("... and {} more", firing - MAX_ACTIVE_TRIGGERS));
+        }
         let actions_taken = actions
             .iter()
             .filter(|action| {
