@@ -51,10 +51,14 @@ pub fn snapshot_yaml(pods: usize) -> String {
                 "---\napiVersion: metrics.k8s.io/v1beta1\nkind: PodMetrics\nmetadata: {{name: {pod}, namespace: {namespace}}}\ntimestamp: '2026-11-26T09:00:00Z'\nwindow: 30s\ncontainers:\n- name: main\n  usage: {{cpu: 123456789n, memory: {memory}}}\n"
             );
             if crashing {
-                for (reason, count) in [("BackOff", 40), ("OOMKilling", 7)] {
+                // Event names are the object's name and a hex suffix, as the
+                // API server's recorders write them.
+                for (reason, count, event_id) in
+                    [("BackOff", 40, "17a3c1"), ("OOMKilling", 7, "17a3c2")]
+                {
                     let _ = write!(
                         out,
-                        "---\napiVersion: v1\nkind: Event\nmetadata: {{name: {pod}.{reason}, namespace: {namespace}}}\ninvolvedObject: {{kind: Pod, namespace: {namespace}, name: {pod}, apiVersion: v1}}\nreason: {reason}\nmessage: Back-off restarting failed container main\ntype: Warning\ncount: {count}\n"
+                        "---\napiVersion: v1\nkind: Event\nmetadata: {{name: {pod}.{event_id}, namespace: {namespace}}}\ninvolvedObject: {{kind: Pod, namespace: {namespace}, name: {pod}, apiVersion: v1}}\nreason: {reason}\nmessage: Back-off restarting failed container main\ntype: Warning\ncount: {count}\n"
                     );
                 }
             }
@@ -160,7 +164,7 @@ fn deployment_part(d: usize, pods: usize, now: DateTime<Utc>) -> Cluster {
         cluster.pods.push(typed(json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": full_metadata(&pod, &namespace, &format!("p-{d}-{p}"), json!({"app": app, "pod-template-hash": "5d8f7"}),
-                Some(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": replica_set, "uid": format!("rs-{d}"), "controller": true}))),
+                Some(json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": replica_set, "uid": format!("rs-{d}-5d8f7"), "controller": true}))),
             "spec": {
                 "nodeName": format!("node-{}", d % 50),
                 "containers": [full_container(&app)],
