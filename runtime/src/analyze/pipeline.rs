@@ -385,15 +385,16 @@ impl Analyzer {
             ),
         };
         let mut reviewed = match self.policy_validators(open.policy) {
+            // One blocking job for every validator call of the incident:
+            // each hop to the blocking pool costs tens of µs, as much as a call.
             Ok(validators) => {
-                review::review(
-                    &self.plugins,
-                    &validators,
-                    &self.floor,
-                    open,
-                    analysis.recommendations,
-                )
-                .await
+                let (floor, detached) = (self.floor.clone(), open.detach());
+                let recommendations = analysis.recommendations;
+                self.plugins
+                    .run(move |host| {
+                        review::review(host, &validators, &floor, &detached.open(), recommendations)
+                    })
+                    .await
             }
             Err(reason) => review::deny_all(analysis.recommendations, &reason),
         };
@@ -503,9 +504,13 @@ impl Analyzer {
         let budget = self.context_budget(model.as_ref()).await?;
         let anonymized = self.ai.anonymize.then(|| privacy::anonymize(incident));
         let subject = anonymized.as_ref().map_or(incident, |a| &a.incident);
-        let fitted = budget::fit(&self.plugins, prompt, subject, budget)
-            .await
-            .map_err(|e| e.to_string())?;
+        let fitted = {
+            let (prompt, subject) = (prompt.clone(), subject.clone());
+            self.plugins
+                .run(move |host| budget::fit(host, &prompt, &subject, budget))
+                .await
+                .map_err(|e| e.to_string())?
+        };
         let key = cache::fingerprint(&model.describe(), prompt.digest(), incident);
         let started = Instant::now();
         let cache = self.ai.cache_enabled.then_some(self.cache.as_ref());

@@ -222,7 +222,9 @@ fn incident_to_action() -> anyhow::Result<()> {
     let now = bench_now();
     let (cache, _writers) = filled_cache(10, vec![HealingPolicy::builtin_default()]);
     let analyzer = Analyzer::new(&Config::default(), &PluginFiles::default(), None)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // The daemon's runtime: plugin calls leave the worker as they do there.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()?;
     // The client's buffer task is spawned on the runtime it is made in.

@@ -34,6 +34,40 @@ pub struct OpenIncident<'p> {
     pub template: Vec<crate::core::objects::CachedContainer>,
 }
 
+/// An [`OpenIncident`] that owns its policy, to send where a borrow cannot go
+/// (a blocking thread).
+pub struct DetachedIncident {
+    policy: HealingPolicy,
+    incident: Incident,
+    target_marks: Option<ObjectMarks>,
+    pod_marks: Vec<(String, ObjectMarks)>,
+    template: Vec<crate::core::objects::CachedContainer>,
+}
+
+impl OpenIncident<'_> {
+    pub fn detach(&self) -> DetachedIncident {
+        DetachedIncident {
+            policy: self.policy.clone(),
+            incident: self.incident.clone(),
+            target_marks: self.target_marks.clone(),
+            pod_marks: self.pod_marks.clone(),
+            template: self.template.clone(),
+        }
+    }
+}
+
+impl DetachedIncident {
+    pub fn open(&self) -> OpenIncident<'_> {
+        OpenIncident {
+            incident: self.incident.clone(),
+            policy: &self.policy,
+            target_marks: self.target_marks.clone(),
+            pod_marks: self.pod_marks.clone(),
+            template: self.template.clone(),
+        }
+    }
+}
+
 pub fn open<'p>(facts: &ClusterFacts, fired: Vec<Fired<'p>>) -> Vec<OpenIncident<'p>> {
     fired
         .into_iter()

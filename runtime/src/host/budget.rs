@@ -4,7 +4,7 @@
 //! pods beyond the first few — and the prompt says what was left out.
 
 use crate::core::wit::{Finding, FindingKind, Incident, Prompt};
-use crate::host::{Plugin, PluginError, PluginRunner};
+use crate::host::{Plugin, PluginError, PluginHost};
 
 /// Characters per token for English and JSON with the tokenizers of current
 /// open models; conservative so an estimate errs towards fitting.
@@ -63,13 +63,13 @@ enum Evidence {
 }
 
 /// Builds the prompt for `incident`, leaving out evidence until it fits.
-pub async fn fit(
-    plugins: &PluginRunner,
+pub fn fit(
+    host: &PluginHost,
     prompt_plugin: &Plugin,
     incident: &Incident,
     budget: Budget,
 ) -> Result<Fitted, BudgetError> {
-    let prompt = plugins.build_prompt(prompt_plugin, incident).await?;
+    let prompt = host.build_prompt(prompt_plugin, incident)?;
     let tokens = estimate_tokens(&prompt);
     if tokens <= budget.prompt_tokens() {
         return Ok(Fitted {
@@ -86,7 +86,7 @@ pub async fn fit(
     while low <= high {
         let middle = (low + high) / 2;
         let (trimmed, note) = without(incident, &order[..middle], budget);
-        let prompt = plugins.build_prompt(prompt_plugin, &trimmed).await?;
+        let prompt = host.build_prompt(prompt_plugin, &trimmed)?;
         let tokens = estimate_tokens(&prompt);
         if tokens <= budget.prompt_tokens() {
             best = Some(Fitted {
@@ -104,9 +104,8 @@ pub async fn fit(
         return Ok(best);
     }
     let (trimmed, _) = without(incident, &order, budget);
-    let needed = plugins
+    let needed = host
         .build_prompt(prompt_plugin, &trimmed)
-        .await
         .map(|p| estimate_tokens(&p))
         .unwrap_or(tokens);
     Err(BudgetError::DoesNotFit {

@@ -7,7 +7,7 @@ use crate::core::crd::policy::HealingPolicy;
 use crate::core::incidents::OpenIncident;
 use crate::core::safety::SafetyFloor;
 use crate::core::wit::{Recommendation, ReviewContext, Verdict};
-use crate::host::{Plugin, PluginRunner};
+use crate::host::{Plugin, PluginHost};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reviewed {
@@ -19,8 +19,8 @@ pub struct Reviewed {
     pub adjustments: Vec<String>,
 }
 
-pub async fn review(
-    plugins: &PluginRunner,
+pub fn review(
+    host: &PluginHost,
     validators: &[Plugin],
     floor: &SafetyFloor,
     open: &OpenIncident<'_>,
@@ -33,7 +33,7 @@ pub async fn review(
             rank: u32::try_from(rank).unwrap_or(u32::MAX),
             allowed_so_far,
         };
-        let outcome = review_one(plugins, validators, floor, open, recommendation, context).await;
+        let outcome = review_one(host, validators, floor, open, recommendation, context);
         if outcome.allowed {
             allowed_so_far += 1;
         }
@@ -42,8 +42,8 @@ pub async fn review(
     reviewed
 }
 
-async fn review_one(
-    plugins: &PluginRunner,
+fn review_one(
+    host: &PluginHost,
     validators: &[Plugin],
     floor: &SafetyFloor,
     open: &OpenIncident<'_>,
@@ -58,10 +58,7 @@ async fn review_one(
     let mut adjustments = Vec::new();
     if rejections.is_empty() {
         for validator in validators {
-            match plugins
-                .validate(validator, &recommendation, &open.incident, context)
-                .await
-            {
+            match host.validate(validator, &recommendation, &open.incident, context) {
                 Ok(Verdict::Allow) => {}
                 Ok(Verdict::Deny(reason)) => {
                     rejections.push(format!("{}: {}", validator.name(), plugin_text(&reason)));

@@ -1,13 +1,18 @@
 //! Plugin calls from async code. A call blocks its thread for as long as the
 //! plugin runs (up to its deadline) and, when every pool slot is taken, until
 //! one is free; on a runtime worker that would stall the watchers, the lease
-//! renewal and the health endpoint sharing it. So each call runs on tokio's
-//! blocking pool, behind a semaphore as wide as the instance pool: an async
-//! caller waits for a permit without holding a thread, and a call that has
-//! one never waits for a slot.
+//! renewal and the health endpoint sharing it. So calls wait for a permit of
+//! a semaphore as wide as the instance pool (without holding a thread, and a
+//! call that has one never waits for a slot), then run where blocking is
+//! allowed. On a multi-thread runtime (the daemon's) that is in place, with
+//! `block_in_place`: the worker first hands its other tasks to another thread,
+//! and the call does not wait for a hop to the blocking pool, which measured
+//! 60 µs here, more than a validator call. On a current-thread runtime,
+//! where no thread could take the other tasks over, it is the blocking pool.
 
 use std::sync::Arc;
 
+use tokio::runtime::RuntimeFlavor;
 use tokio::sync::Semaphore;
 
 use super::{Plugin, PluginError, PluginHost};
@@ -47,8 +52,9 @@ impl PluginRunner {
         &self.host
     }
 
-    /// Runs `job` on the blocking pool once a permit is free.
-    async fn run<R: Send + 'static>(
+    /// Runs `job` where blocking is allowed once a permit is free. A job may
+    /// make several calls (one at a time, so one permit is enough).
+    pub async fn run<R: Send + 'static>(
         &self,
         job: impl FnOnce(&PluginHost) -> R + Send + 'static,
     ) -> R {
@@ -58,6 +64,10 @@ impl PluginRunner {
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
+        if tokio::runtime::Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+            let _permit = permit;
+            return tokio::task::block_in_place(|| job(&self.host));
+        }
         let host = self.host.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let _permit = permit;
