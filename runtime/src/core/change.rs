@@ -16,9 +16,10 @@ use kubeskippy_plugin_sdk::quantity;
 use serde_json::{Map, Value, json};
 
 use crate::core::config::SafetyConfig;
+use crate::core::crd::ActionKind;
 use crate::core::crd::PROTECTED_KEY;
 use crate::core::crd::healing_action::{
-    ActionKind, ActionSpec, Field, PatchType, Resource, Section, WrittenField,
+    ActionSpec, Field, PatchType, Resource, Section, WrittenField,
 };
 use crate::core::wit::ResourceAmounts;
 

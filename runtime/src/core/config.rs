@@ -64,7 +64,7 @@ pub struct AiConfig {
     pub timeout: Duration,
     #[serde(default = "default_min_confidence")]
     pub min_confidence: f64,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::core::yes")]
     pub validate_responses: bool,
     #[serde(default = "default_max_recommendations")]
     pub max_recommendations: u32,
@@ -98,7 +98,7 @@ pub struct AiConfig {
     /// One model call per incident fingerprint within this window.
     #[serde(default = "default_cache_ttl", deserialize_with = "duration")]
     pub cache_ttl: Duration,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::core::yes")]
     pub cache_enabled: bool,
     /// Replace object names with placeholders before anything reaches the model.
     #[serde(default)]
@@ -194,9 +194,6 @@ pub const MAX_RECOMMENDATIONS: u32 = 20;
 
 fn default_max_recommendations() -> u32 {
     3
-}
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -180,8 +180,7 @@ pub fn pass<'p, 'a>(
             .expect("every fired policy was given");
         let workload_key = workload_key(&fired.workload);
         let open_action = history.open.get(&workload_key);
-        let cooldown = crate::core::text::parse_duration(&policy.spec.safety.cooldown)
-            .unwrap_or(Duration::ZERO);
+        let cooldown = policy.spec.safety.cooldown();
         let mut findings: Vec<Finding> = Vec::new();
         for finding in fired.findings {
             let target = match &finding.pod {
@@ -260,13 +259,13 @@ fn policy_id(policy: &HealingPolicy) -> String {
 }
 
 fn duration_of(policy: &HealingPolicy, trigger: &str) -> Option<Duration> {
-    let text = policy
+    policy
         .spec
         .triggers
         .iter()
         .find(|t| t.name == trigger)?
-        .duration_text()?;
-    crate::core::text::parse_duration(text).ok()
+        .duration()?
+        .get()
 }
 
 /// Queries of the policy's `prometheus` triggers that failed or were not run.

@@ -127,7 +127,7 @@ impl<'a> EventRecord<'a> {
             reason: self.reason().to_string(),
             message: self.event.message.clone().unwrap_or_default(),
             count: self.count,
-            involved: object_ref(kind, namespace, name),
+            involved: ObjectRef::new(kind, namespace, name),
         }
     }
 }
@@ -161,14 +161,6 @@ pub fn key_of(object: &ObjectRef) -> ObjectKey {
         object.namespace.clone(),
         object.name.clone(),
     )
-}
-
-pub fn object_ref(kind: &str, namespace: &str, name: &str) -> ObjectRef {
-    ObjectRef {
-        kind: kind.to_string(),
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -398,7 +390,7 @@ fn collect_workloads(objects: &ClusterObjects, workloads: &mut HashMap<ObjectKey
                    metadata: &ObjectMeta,
                    (desired, ready): (Option<i32>, Option<i32>),
                    template: Vec<CachedContainer>| {
-        let target = object_ref(kind, namespace_str(metadata), name_str(metadata));
+        let target = ObjectRef::new(kind, namespace_str(metadata), name_str(metadata));
         workloads.insert(
             key_of(&target),
             WorkloadRecord {
@@ -493,7 +485,7 @@ fn resolve_owner(
 ) -> ObjectRef {
     let metadata = &pod.metadata;
     let namespace = namespace_str(metadata);
-    let bare = || object_ref("Pod", namespace, name_str(metadata));
+    let bare = || ObjectRef::new("Pod", namespace, name_str(metadata));
     let Some(owner) = controller_of(metadata) else {
         return bare();
     };
@@ -512,7 +504,7 @@ fn resolve_owner(
                 owner.name.clone(),
             ));
             if !known || holds(&owner.kind, &owner.name, &owner.uid) {
-                object_ref(&owner.kind, namespace, &owner.name)
+                ObjectRef::new(&owner.kind, namespace, &owner.name)
             } else {
                 bare()
             }
@@ -524,22 +516,22 @@ fn resolve_owner(
                 ..
             }) if grand.kind == "Deployment" => {
                 if holds("Deployment", &grand.name, &grand.uid) {
-                    object_ref("Deployment", namespace, &grand.name)
+                    ObjectRef::new("Deployment", namespace, &grand.name)
                 } else {
                     // Claimed by a Deployment the facts do not hold: the
                     // ReplicaSet, which is no workload of its own, is named.
-                    object_ref("ReplicaSet", namespace, &owner.name)
+                    ObjectRef::new("ReplicaSet", namespace, &owner.name)
                 }
             }
             Some(ReplicaSetOwner {
                 controller: Some(grand),
                 ..
-            }) => object_ref(&grand.kind, namespace, &grand.name),
-            Some(_) => object_ref("ReplicaSet", namespace, &owner.name),
+            }) => ObjectRef::new(&grand.kind, namespace, &grand.name),
+            Some(_) => ObjectRef::new("ReplicaSet", namespace, &owner.name),
             None if infer_missing => infer_deployment(pod, &owner.name, workloads),
-            None => object_ref("ReplicaSet", namespace, &owner.name),
+            None => ObjectRef::new("ReplicaSet", namespace, &owner.name),
         },
-        _ => object_ref(&owner.kind, namespace, &owner.name),
+        _ => ObjectRef::new(&owner.kind, namespace, &owner.name),
     }
 }
 
@@ -565,9 +557,9 @@ fn infer_deployment(
         Some(name)
             if workloads.contains_key(&("Deployment".into(), namespace.into(), name.into())) =>
         {
-            object_ref("Deployment", namespace, name)
+            ObjectRef::new("Deployment", namespace, name)
         }
-        _ => object_ref("ReplicaSet", namespace, replica_set),
+        _ => ObjectRef::new("ReplicaSet", namespace, replica_set),
     }
 }
 

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
-use crate::core::crd::healing_action::{ActionKind, ActionSpec, HealingAction, Phase};
+use crate::core::crd::ActionKind;
+use crate::core::crd::healing_action::{ActionSpec, HealingAction, Phase};
 use crate::core::crd::policy::HealingPolicy;
 use crate::core::text::{parse_time as time, stamp};
 
@@ -77,14 +78,6 @@ fn same(a: &HealingAction, b: &HealingAction) -> bool {
     a.metadata.namespace == b.metadata.namespace && a.metadata.name == b.metadata.name
 }
 
-/// A policy duration; `fallback` covers a policy that skipped validation.
-pub(crate) fn duration(text: &str, fallback: &str) -> Duration {
-    let parsed = crate::core::text::parse_duration(text)
-        .or_else(|_| crate::core::text::parse_duration(fallback))
-        .expect("the fallback duration parses");
-    Duration::from_std(parsed).expect("durations are at most a day")
-}
-
 /// `HealingPolicy shop/restarts` or `ClusterHealingPolicy defaults`.
 fn policy_name(policy: &HealingPolicy) -> String {
     crate::core::crd::healing_action::PolicyRef::of(policy).describe()
@@ -133,7 +126,7 @@ pub fn breaker(
     if !last.iter().all(|(_, _, failed)| *failed) {
         return None;
     }
-    let until = last[0].0 + duration(&safety.breaker_cool_off, "30m");
+    let until = last[0].0 + chrono_of(safety.breaker_cool_off());
     if now >= until {
         return None;
     }
@@ -456,4 +449,9 @@ fn rollout_unavailable(kind: &str, workload: &Value) -> u32 {
         // a bare pod's spec cannot change in a way that restarts it here.
         _ => 0,
     }
+}
+
+/// Policy durations are at most a day, far inside chrono's range.
+pub(crate) fn chrono_of(duration: std::time::Duration) -> Duration {
+    Duration::from_std(duration).unwrap_or(Duration::MAX)
 }

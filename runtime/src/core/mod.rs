@@ -20,3 +20,8 @@ pub mod text;
 pub mod triggers;
 pub mod untrusted;
 pub mod wit;
+
+/// `#[serde(default = "crate::core::yes")]`: a switch that is on unless said off.
+pub(crate) fn yes() -> bool {
+    true
+}

@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::core::change::{PatchRules, parse_patch};
+use crate::core::crd::ActionKind;
 use crate::core::crd::healing_action::{
-    ActionKind, ActionSpec, ActionTarget, DeletePodAction, HealingAction, HealingActionSpec,
+    ActionSpec, ActionTarget, DeletePodAction, HealingAction, HealingActionSpec,
     HealingActionStatus, Observed, ObservedAmounts, ObservedContainer, PatchAction, PatchType,
     PolicyRef, RestartAction, RetryPolicy, ScaleAction,
 };

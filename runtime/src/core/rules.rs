@@ -4,7 +4,8 @@
 
 use kubeskippy_plugin_sdk::quantity;
 
-use crate::core::crd::policy::{ActionType, HealingPolicy, PolicyAction};
+use crate::core::crd::ActionKind;
+use crate::core::crd::policy::{HealingPolicy, PolicyAction};
 use crate::core::wit::{
     Action, Analysis, FindingKind, Incident, Issue, ObjectRef, Patch, Recommendation,
     ResourcePatch, Severity,
@@ -131,15 +132,15 @@ fn recommendation(
 fn recommend(rule: &PolicyAction, incident: &Incident) -> Vec<Recommendation> {
     let target = incident.target.clone();
     match rule.action_type {
-        ActionType::Restart if target.kind != "Pod" => vec![recommendation(
+        ActionKind::Restart if target.kind != "Pod" => vec![recommendation(
             Action::Restart,
             target,
             rule,
             "Pods keep failing; a rollout restart replaces them".into(),
             "Brief capacity loss while pods are replaced",
         )],
-        ActionType::Restart => vec![],
-        ActionType::Scale => {
+        ActionKind::Restart => vec![],
+        ActionKind::Scale => {
             let (Some(bounds), Some(desired)) = (
                 &rule.scale,
                 incident.workload.as_ref().and_then(|w| w.desired_replicas),
@@ -160,8 +161,8 @@ fn recommend(rule: &PolicyAction, incident: &Incident) -> Vec<Recommendation> {
                 "Uses more cluster resources",
             )]
         }
-        ActionType::Patch => memory_patches(rule, incident),
-        ActionType::DeletePod => incident
+        ActionKind::Patch => memory_patches(rule, incident),
+        ActionKind::DeletePod => incident
             .findings
             .iter()
             .filter(|f| rule.triggers.is_empty() || rule.triggers.contains(&f.trigger))

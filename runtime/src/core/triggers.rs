@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kubeskippy_plugin_sdk::quantity;
 
+use crate::core::crd::PolicyDuration;
 use crate::core::crd::policy::{HealingPolicy, Metric, MetricTrigger, TriggerCondition};
 use crate::core::facts::{ClusterFacts, EventRecord, ObjectKey, PodRecord};
 use crate::core::objects::QueryResults;
@@ -149,8 +150,8 @@ impl<'p> CompiledPolicy<'p> {
                     min_count: event.min_count,
                     window: event
                         .window
-                        .as_deref()
-                        .map(crate::core::text::parse_duration)
+                        .as_ref()
+                        .map(PolicyDuration::checked)
                         .transpose()
                         .map_err(failed)?,
                 },

@@ -43,3 +43,13 @@ pub fn from_guest<G: serde::Serialize, H: serde::de::DeserializeOwned>(guest: &G
     serde_json::from_value(serde_json::to_value(guest).expect("guest values serialise"))
         .expect("guest and host types share one shape")
 }
+
+impl ObjectRef {
+    pub fn new(kind: &str, namespace: &str, name: &str) -> ObjectRef {
+        ObjectRef {
+            kind: kind.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}

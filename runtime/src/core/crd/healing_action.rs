@@ -10,6 +10,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::ActionKind;
+
 #[derive(CustomResource, Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[kube(
     group = "kubeskippy.io",
@@ -206,13 +208,11 @@ pub struct ActionTarget {
     pub uid: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum ActionKind {
-    Restart,
-    Scale,
-    Patch,
-    DeletePod,
+impl ActionTarget {
+    /// The target as the executors and the safety floor address it.
+    pub fn object_ref(&self) -> crate::core::wit::ObjectRef {
+        crate::core::wit::ObjectRef::new(&self.kind, &self.namespace, &self.name)
+    }
 }
 
 /// The seed document's action shape: a `type` and the block for that type.

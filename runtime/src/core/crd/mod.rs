@@ -9,6 +9,97 @@ pub const PROTECTED_KEY: &str = "kubeskippy.io/protected";
 pub mod healing_action;
 pub mod policy;
 
+/// What a policy allows and a HealingAction does: `type: restart`, `scale`,
+/// `patch` or `delete-pod` in both.
+#[derive(
+    Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq, Eq, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionKind {
+    Restart,
+    Scale,
+    Patch,
+    DeletePod,
+}
+
+/// A duration as a policy writes it (`30s`, `10m`, `500ms`, `1h`), parsed
+/// once, when the policy is read, and written back as it was written. A text
+/// that does not parse keeps why, so the policy is reported invalid naming the
+/// field ([`policy::HealingPolicy::validate`]) instead of failing to read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyDuration {
+    text: String,
+    parsed: Result<std::time::Duration, String>,
+}
+
+impl PolicyDuration {
+    pub fn parse(text: &str) -> PolicyDuration {
+        PolicyDuration {
+            text: text.to_string(),
+            parsed: crate::core::text::parse_duration(text),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The duration, or why the text is not one.
+    pub fn checked(&self) -> Result<std::time::Duration, String> {
+        self.parsed.clone()
+    }
+
+    /// The duration; `None` only in a policy that fails validation, which
+    /// nothing acts under.
+    pub fn get(&self) -> Option<std::time::Duration> {
+        self.parsed.as_ref().ok().copied()
+    }
+}
+
+impl From<&str> for PolicyDuration {
+    fn from(text: &str) -> Self {
+        PolicyDuration::parse(text)
+    }
+}
+
+impl serde::Serialize for PolicyDuration {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PolicyDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Ok(PolicyDuration::parse(&text))
+    }
+}
+
+impl schemars::JsonSchema for PolicyDuration {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PolicyDuration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "maxLength": 32})
+    }
+}
+
+impl std::fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ActionKind::Restart => "restart",
+            ActionKind::Scale => "scale",
+            ActionKind::Patch => "patch",
+            ActionKind::DeletePod => "delete-pod",
+        })
+    }
+}
+
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, ValidationRule,
 };

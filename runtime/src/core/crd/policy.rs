@@ -15,6 +15,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::{ActionKind, PolicyDuration};
+
 #[derive(CustomResource, Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[kube(
     group = "kubeskippy.io",
@@ -91,7 +93,7 @@ pub struct HealingPolicyStatus {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicyAi {
-    #[serde(default = "yes")]
+    #[serde(default = "crate::core::yes")]
     pub enabled: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1.0))]
@@ -121,10 +123,6 @@ impl Default for PolicyAi {
     }
 }
 
-fn yes() -> bool {
-    true
-}
-
 /// Limits on what the policy may do, counted from HealingAction objects so they
 /// hold across restarts and replicas.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
@@ -135,7 +133,7 @@ pub struct SafetyRules {
     pub max_actions_per_hour: u32,
     /// Quiet time per (trigger, target) after an action, e.g. `10m`.
     #[serde(default = "default_cooldown")]
-    pub cooldown: String,
+    pub cooldown: PolicyDuration,
     /// HealingActions of this policy in progress at once.
     #[serde(default = "one")]
     #[schemars(range(min = 1, max = 100))]
@@ -153,7 +151,7 @@ pub struct SafetyRules {
     /// How long the target is watched after a change before it counts as
     /// healed, e.g. `2m`.
     #[serde(default = "default_verification_window")]
-    pub verification_window: String,
+    pub verification_window: PolicyDuration,
     /// This many failed actions in a row pause the policy.
     #[serde(default = "default_breaker_threshold")]
     #[schemars(range(min = 1, max = 100))]
@@ -161,7 +159,7 @@ pub struct SafetyRules {
     /// How long a paused policy stays paused after its last failure, unless
     /// `kubeskippy resume` lifts the pause sooner.
     #[serde(default = "default_breaker_cool_off")]
-    pub breaker_cool_off: String,
+    pub breaker_cool_off: PolicyDuration,
 }
 
 impl Default for SafetyRules {
@@ -183,20 +181,45 @@ impl Default for SafetyRules {
 fn default_actions_per_hour() -> u32 {
     10
 }
-fn default_cooldown() -> String {
-    "10m".into()
+fn default_cooldown() -> PolicyDuration {
+    PolicyDuration::parse("10m")
 }
 fn default_min_healthy() -> u32 {
     50
 }
-fn default_verification_window() -> String {
-    "2m".into()
+fn default_verification_window() -> PolicyDuration {
+    PolicyDuration::parse("2m")
 }
 fn default_breaker_threshold() -> u32 {
     3
 }
-fn default_breaker_cool_off() -> String {
-    "30m".into()
+fn default_breaker_cool_off() -> PolicyDuration {
+    PolicyDuration::parse("30m")
+}
+
+impl SafetyRules {
+    /// The policy's durations. Validation checked them, and nothing acts
+    /// under a policy that failed it; such a policy reads the defaults here.
+    pub fn cooldown(&self) -> std::time::Duration {
+        self.cooldown
+            .get()
+            .or_else(|| default_cooldown().get())
+            .unwrap_or_default()
+    }
+
+    pub fn verification_window(&self) -> std::time::Duration {
+        self.verification_window
+            .get()
+            .or_else(|| default_verification_window().get())
+            .unwrap_or_default()
+    }
+
+    pub fn breaker_cool_off(&self) -> std::time::Duration {
+        self.breaker_cool_off
+            .get()
+            .or_else(|| default_breaker_cool_off().get())
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
@@ -260,7 +283,7 @@ pub struct MetricTrigger {
     /// `errorEventRate` only: the window the rate is measured over (default
     /// 5m), ending at the evaluation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window: Option<String>,
+    pub window: Option<PolicyDuration>,
     /// `prometheus` only: an instant PromQL query; each sample of its vector
     /// result is matched to a pod by its `namespace` and `pod` labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -270,7 +293,7 @@ pub struct MetricTrigger {
     /// instant and cannot observe a duration: there the trigger fires on what
     /// the snapshot shows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration: Option<String>,
+    pub duration: Option<PolicyDuration>,
 }
 
 /// A threshold as written: a number, or a Kubernetes quantity for the
@@ -321,7 +344,10 @@ impl MetricTrigger {
 
     /// The rate window of `errorEventRate`.
     pub fn rate_window(&self) -> Result<std::time::Duration, String> {
-        crate::core::text::parse_duration(self.window.as_deref().unwrap_or(DEFAULT_RATE_WINDOW))
+        match &self.window {
+            Some(window) => window.checked(),
+            None => crate::core::text::parse_duration(DEFAULT_RATE_WINDOW),
+        }
     }
 }
 
@@ -369,7 +395,7 @@ pub struct EventTrigger {
     /// evaluation count. `kubeskippy analyze` has no clock of the cluster: there
     /// the window ends at the newest event in the snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window: Option<String>,
+    pub window: Option<PolicyDuration>,
 }
 
 /// A container or pod in one of these states: a waiting reason
@@ -384,7 +410,7 @@ pub struct ConditionTrigger {
     /// cannot observe a duration: there the trigger fires on what the snapshot
     /// shows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration: Option<String>,
+    pub duration: Option<PolicyDuration>,
 }
 
 /// The one condition a valid trigger has.
@@ -405,11 +431,11 @@ impl Trigger {
         }
     }
 
-    /// How long the trigger's condition must hold before it fires, as written.
-    pub fn duration_text(&self) -> Option<&str> {
+    /// How long the trigger's condition must hold before it fires.
+    pub fn duration(&self) -> Option<&PolicyDuration> {
         match self.condition()? {
-            TriggerCondition::Metric(metric) => metric.duration.as_deref(),
-            TriggerCondition::Condition(condition) => condition.duration.as_deref(),
+            TriggerCondition::Metric(metric) => metric.duration.as_ref(),
+            TriggerCondition::Condition(condition) => condition.duration.as_ref(),
             TriggerCondition::Event(_) => None,
         }
     }
@@ -444,7 +470,7 @@ pub enum Metric {
 pub struct PolicyAction {
     pub name: String,
     #[serde(rename = "type")]
-    pub action_type: ActionType,
+    pub action_type: ActionKind,
     /// The triggers this action answers; empty means any.
     #[serde(default)]
     pub triggers: Vec<String>,
@@ -460,15 +486,6 @@ pub struct PolicyAction {
 
 fn rule_confidence() -> f64 {
     0.8
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum ActionType {
-    Restart,
-    Scale,
-    Patch,
-    DeletePod,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, JsonSchema)]
@@ -534,7 +551,8 @@ fn validate_metric(index: usize, metric: &MetricTrigger, cluster_wide: bool) -> 
         _ => {}
     }
     if let Some(duration) = &metric.duration {
-        crate::core::text::parse_duration(duration)
+        duration
+            .checked()
             .map_err(|why| format!("{at}.duration: {why}"))?;
     }
     Ok(())
@@ -583,7 +601,8 @@ impl HealingPolicy {
                 }
                 TriggerCondition::Event(event) => {
                     if let Some(window) = &event.window {
-                        crate::core::text::parse_duration(window)
+                        window
+                            .checked()
                             .map_err(|why| format!("spec.triggers[{index}].event.window: {why}"))?;
                     }
                     reason_pattern(&event.reason)
@@ -596,21 +615,27 @@ impl HealingPolicy {
                         ));
                     }
                     if let Some(duration) = &condition.duration {
-                        crate::core::text::parse_duration(duration).map_err(|why| {
+                        duration.checked().map_err(|why| {
                             format!("spec.triggers[{index}].condition.duration: {why}")
                         })?;
                     }
                 }
             }
         }
-        crate::core::text::parse_duration(&spec.safety.cooldown)
+        spec.safety
+            .cooldown
+            .checked()
             .map_err(|why| format!("spec.safety.cooldown: {why}"))?;
         if spec.safety.min_healthy_percent > 100 {
             return Err("spec.safety.minHealthyPercent must be at most 100".into());
         }
-        crate::core::text::parse_duration(&spec.safety.verification_window)
+        spec.safety
+            .verification_window
+            .checked()
             .map_err(|why| format!("spec.safety.verificationWindow: {why}"))?;
-        crate::core::text::parse_duration(&spec.safety.breaker_cool_off)
+        spec.safety
+            .breaker_cool_off
+            .checked()
             .map_err(|why| format!("spec.safety.breakerCoolOff: {why}"))?;
         if spec.safety.breaker_threshold == 0 {
             return Err("spec.safety.breakerThreshold must be at least 1".into());
@@ -636,7 +661,7 @@ impl HealingPolicy {
                 ));
             }
             match action.action_type {
-                ActionType::Scale => {
+                ActionKind::Scale => {
                     let bounds = action.scale.as_ref().ok_or_else(|| {
                         format!("spec.actions[{index}].scale is required for a scale action")
                     })?;
@@ -646,7 +671,7 @@ impl HealingPolicy {
                         ));
                     }
                 }
-                ActionType::Patch => {
+                ActionKind::Patch => {
                     let rule = action.patch.as_ref().ok_or_else(|| {
                         format!("spec.actions[{index}].patch is required for a patch action")
                     })?;
@@ -659,7 +684,7 @@ impl HealingPolicy {
                         ));
                     }
                 }
-                ActionType::Restart | ActionType::DeletePod => {}
+                ActionKind::Restart | ActionKind::DeletePod => {}
             }
         }
         Ok(())

@@ -104,13 +104,13 @@ impl Controller {
         self.recent.retain(|_, (_, seen)| now - *seen < RECENT);
         let mut merged: Vec<Arc<HealingAction>> = actions
             .iter()
-            .map(|action| match self.recent.get(&key_of(action)) {
+            .map(|action| match self.recent.get(&action_key(action)) {
                 Some((fresh, _)) => fresh.clone(),
                 None => action.clone(),
             })
             .collect();
         let cached: std::collections::HashSet<(String, String)> =
-            actions.iter().map(|action| key_of(action)).collect();
+            actions.iter().map(|action| action_key(action)).collect();
         merged.extend(
             self.recent
                 .iter()
@@ -124,7 +124,8 @@ impl Controller {
     fn saw(&mut self, action: HealingAction) -> Arc<HealingAction> {
         let action = Arc::new(action);
         let now = self.now();
-        self.recent.insert(key_of(&action), (action.clone(), now));
+        self.recent
+            .insert(action_key(&action), (action.clone(), now));
         action
     }
 
@@ -250,7 +251,7 @@ impl Controller {
             return;
         }
         let policy = open.policy;
-        let quiet_until = now + gates::duration(&policy.spec.safety.cooldown, "10m");
+        let quiet_until = now + gates::chrono_of(policy.spec.safety.cooldown());
         let findings: Vec<String> = incident
             .findings
             .iter()
@@ -324,7 +325,7 @@ impl Controller {
                             IncidentNote::Planned,
                             &format!(
                                 "HealingAction {name} ({}, confidence {:.2}, source {}): {}",
-                                lifecycle::kind_name(created.spec.action.kind),
+                                created.spec.action.kind,
                                 created.spec.confidence,
                                 created.spec.source,
                                 created.spec.reasoning
@@ -392,14 +393,14 @@ impl Controller {
             .collect();
         let mut peers = self.own(&actions);
         let live: std::collections::HashSet<(String, String)> =
-            actions.iter().map(|action| key_of(action)).collect();
+            actions.iter().map(|action| action_key(action)).collect();
         self.schedule.retain(|key, _| live.contains(key));
         let mut reconciled = 0;
         for cached in &actions {
             if !keep_going() {
                 break;
             }
-            let key = key_of(cached);
+            let key = action_key(cached);
             let version = cached.metadata.resource_version.clone();
             let due = match self.schedule.get(&key) {
                 None => true,
@@ -432,7 +433,7 @@ impl Controller {
             // one started a moment ago counts as in progress.
             if let Ok(Some(now_stored)) = api.get_opt(&key.1).await {
                 let fresh = self.saw(now_stored);
-                peers.retain(|peer| key_of(peer) != key);
+                peers.retain(|peer| action_key(peer) != key);
                 peers.extend(crate::core::provenance::countable(
                     &self.lifecycle.key,
                     std::slice::from_ref(&fresh),
@@ -616,7 +617,8 @@ impl Controller {
 /// The resourceVersion last reconciled, and when to look again.
 type Scheduled = (Option<String>, Option<DateTime<Utc>>);
 
-fn key_of(action: &HealingAction) -> (String, String) {
+/// (namespace, name): how the controller keys a HealingAction.
+fn action_key(action: &HealingAction) -> (String, String) {
     (
         action.metadata.namespace.clone().unwrap_or_default(),
         action.metadata.name.clone().unwrap_or_default(),

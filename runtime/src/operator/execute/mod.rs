@@ -133,7 +133,7 @@ pub struct Target {
 impl Target {
     pub fn of(target: &ActionTarget, uid: &str) -> Target {
         Target {
-            object: object_ref(target),
+            object: target.object_ref(),
             uid: uid.to_string(),
         }
     }
@@ -218,15 +218,6 @@ pub async fn rollback(
         message: said.join("; "),
         dry_run_result: None,
     })
-}
-
-/// A HealingAction's target as the executors address it.
-pub fn object_ref(target: &ActionTarget) -> ObjectRef {
-    ObjectRef {
-        kind: target.kind.clone(),
-        namespace: target.namespace.clone(),
-        name: target.name.clone(),
-    }
 }
 
 /// `Deployment shop/app`: how every message and error names its target.

@@ -28,9 +28,9 @@ use serde_json::Value;
 
 use crate::core::change::{Bounds, Change};
 use crate::core::crd::healing_action::{
-    ActionKind, ApprovalDecision, HealingAction, HealingActionStatus, Observed, Phase, PolicyKind,
+    ApprovalDecision, HealingAction, HealingActionStatus, Observed, Phase, PolicyKind,
 };
-use crate::core::crd::policy::{ActionType, HealingPolicy, Mode, SafetyRules};
+use crate::core::crd::policy::{HealingPolicy, Mode, SafetyRules};
 use crate::core::gates;
 use crate::core::provenance::{SigningKey, spec_digest};
 use crate::core::safety::SafetyFloor;
@@ -398,22 +398,6 @@ async fn refuse_untrusted(
     Ok(Step::wait(phase))
 }
 
-fn action_type(kind: ActionKind) -> ActionType {
-    match kind {
-        ActionKind::Restart => ActionType::Restart,
-        ActionKind::Scale => ActionType::Scale,
-        ActionKind::Patch => ActionType::Patch,
-        ActionKind::DeletePod => ActionType::DeletePod,
-    }
-}
-
-pub(crate) fn kind_name(kind: ActionKind) -> String {
-    serde_json::to_value(kind)
-        .ok()
-        .and_then(|value| value.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
-
 /// What the checks before running found: the governing policy, the live
 /// target, and the typed change within its bounds.
 struct Checked<'p> {
@@ -516,12 +500,12 @@ async fn preconditions<'p>(
         .spec
         .actions
         .iter()
-        .any(|allowed| allowed.action_type == action_type(kind))
+        .any(|allowed| allowed.action_type == kind)
     {
         return refuse(format!(
             "{} does not allow {} actions",
             reference.describe(),
-            kind_name(kind)
+            kind
         ));
     }
     let change = match Change::of_action(&spec.action, &spec.target.kind, ctx.floor.patch_rules()) {
@@ -535,7 +519,7 @@ async fn preconditions<'p>(
     if let Some(why) = change.out_of_bounds(&bounds) {
         return refuse(format!("refused: {why}"));
     }
-    let reference = execute::object_ref(&spec.target);
+    let reference = spec.target.object_ref();
     let described = execute::describe(&reference);
     let Some(uid) = spec.target.uid.as_deref() else {
         return cancel(format!(
@@ -930,7 +914,7 @@ async fn run(
         "attempt {} of {}: running {} on {}",
         status.attempts,
         action.spec.retry_policy.max_attempts,
-        kind_name(action.spec.action.kind),
+        action.spec.action.kind,
         execute::describe(&target.object)
     ));
     let action = transition(ctx, action, status.clone(), Reason::Started).await?;
@@ -1054,14 +1038,11 @@ async fn execution_failed(
 }
 
 fn verification_window(policy: Option<&HealingPolicy>) -> chrono::Duration {
-    let defaults = SafetyRules::default();
-    let text = policy.map_or(&defaults.verification_window, |policy| {
-        &policy.spec.safety.verification_window
-    });
-    let window = crate::core::text::parse_duration(text)
-        .or_else(|_| crate::core::text::parse_duration(&defaults.verification_window))
-        .expect("the default window parses");
-    chrono::Duration::from_std(window).expect("windows are at most a day")
+    let window = policy.map_or_else(
+        || SafetyRules::default().verification_window(),
+        |policy| policy.spec.safety.verification_window(),
+    );
+    gates::chrono_of(window)
 }
 
 /// Verifying: watches the pods until the window closes or something fails.
@@ -1170,7 +1151,7 @@ async fn rollback(
             execute::rollback(&ctx.client, &target, fields).await
         }
         _ => Err(ExecuteError::CannotRollBack {
-            target: execute::describe(&execute::object_ref(&action.spec.target)),
+            target: execute::describe(&action.spec.target.object_ref()),
             message: "nothing was recorded to restore".into(),
         }),
     };

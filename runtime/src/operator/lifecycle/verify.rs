@@ -6,9 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::Value;
 
-use crate::core::crd::healing_action::{
-    ActionKind, HealingAction, VerificationBaseline, WorkloadRef,
-};
+use crate::core::crd::ActionKind;
+use crate::core::crd::healing_action::{HealingAction, VerificationBaseline, WorkloadRef};
 use crate::core::gates::pod_ready;
 use crate::core::text::{parse_time, stamp};
 use crate::core::wit::ObjectRef;
