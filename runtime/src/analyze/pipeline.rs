@@ -38,10 +38,18 @@ pub mod defaults {
 pub enum AnalyzeError {
     #[error(transparent)]
     Plugin(#[from] PluginError),
-    #[error("{0}")]
+    #[error(transparent)]
     Facts(#[from] crate::core::facts::FactsError),
+    /// A policy of the snapshot that cannot be evaluated, and why.
     #[error("{0}")]
     Policy(String),
+    #[error("plugin directory {dir}")]
+    PluginDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The plugin configuration contradicts itself, or a file is no plugin.
     #[error("{0}")]
     Config(String),
 }
@@ -299,8 +307,9 @@ impl Analyzer {
             named.insert(name.clone(), (plugin.kind, loaded));
         }
         if let Some(dir) = &files.plugin_dir {
-            let files = plugin_dir_files(dir).map_err(|error| {
-                AnalyzeError::Config(format!("plugin directory {}: {error}", dir.display()))
+            let files = plugin_dir_files(dir).map_err(|error| AnalyzeError::PluginDir {
+                dir: dir.clone(),
+                source: error,
             })?;
             for (name, path) in files {
                 if named.contains_key(&name) {

@@ -15,7 +15,7 @@ use crate::core::wit;
 use crate::host::{Limits, PluginHost, PluginKind};
 
 mod live;
-pub mod synthetic;
+pub(crate) mod synthetic;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {

@@ -358,17 +358,6 @@ pub struct WorkloadStatus {
     pub number_ready: Option<i32>,
 }
 
-impl<K> CachedWorkload<K> {
-    pub fn container_names(&self) -> impl Iterator<Item = &str> {
-        self.spec
-            .template
-            .iter()
-            .flat_map(|template| &template.spec)
-            .flat_map(|spec| &spec.containers)
-            .map(|container| container.name.as_str())
-    }
-}
-
 resource_as!([K] CachedWorkload<K> => K; K: k8s_openapi::Resource<Scope = NamespaceResourceScope>);
 
 impl<K> Strip for CachedWorkload<K> {

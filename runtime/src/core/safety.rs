@@ -70,10 +70,6 @@ impl SafetyFloor {
         self.protected_namespaces.iter().map(String::as_str)
     }
 
-    pub fn is_protected_namespace(&self, namespace: &str) -> bool {
-        self.protected_namespaces.contains(namespace)
-    }
-
     /// The host's own bounds, before a policy tightens them.
     pub fn bounds(&self) -> Bounds {
         self.bounds

@@ -11,6 +11,19 @@ pub fn one_line(text: &str) -> String {
     super::untrusted::redact(&text.split_whitespace().collect::<Vec<_>>().join(" ")).into_owned()
 }
 
+/// An error and every cause under it, as one line: `a: b: c`. For logs and
+/// statuses, which show one string where a chain was kept.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    one_line(&text)
+}
+
 /// `30s`, `1m`, `500ms`, `1h`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -49,4 +62,19 @@ pub fn parse_time(text: Option<&str>) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text?)
         .ok()
         .map(|time| time.with_timezone(&Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_error_reads_with_its_causes_on_one_line() {
+        let io = std::io::Error::other("connection refused\nby peer");
+        #[derive(Debug, thiserror::Error)]
+        #[error("plugin directory /plugins")]
+        struct Outer(#[source] std::io::Error);
+        assert_eq!(
+            super::with_causes(&Outer(io)),
+            "plugin directory /plugins: connection refused by peer"
+        );
+    }
 }

@@ -15,12 +15,12 @@
 //! and [`PluginRunner`], through which async code calls plugins on tokio's
 //! blocking pool, so a slow plugin never holds a runtime worker.
 
-pub mod budget;
+pub(crate) mod budget;
 mod call;
 mod code_cache;
 mod engine;
 mod load;
-pub mod review;
+pub(crate) mod review;
 mod runner;
 
 use std::collections::BTreeMap;

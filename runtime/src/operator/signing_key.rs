@@ -7,14 +7,22 @@ use kube::api::{Api, ObjectMeta, PostParams};
 
 use crate::core::provenance::{KEY_ENTRY, SigningKey, random_key};
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, thiserror::Error)]
 pub enum SigningKeyError {
-    #[error("signing key Secret {namespace}/{name}: {message}")]
-    Key {
-        namespace: String,
-        name: String,
-        message: String,
+    #[error("signing key Secret {secret}: cannot read it")]
+    Read {
+        secret: String,
+        #[source]
+        source: kube::Error,
     },
+    #[error("signing key Secret {secret}: cannot create it")]
+    Create {
+        secret: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("signing key Secret {secret}: {message}")]
+    Unusable { secret: String, message: String },
 }
 
 /// The daemon's key from the Secret `namespace/name`, which the daemon makes
@@ -25,10 +33,14 @@ pub async fn load_or_create_key(
     namespace: &str,
     name: &str,
 ) -> Result<SigningKey, SigningKeyError> {
-    let failed = |message: String| SigningKeyError::Key {
-        namespace: namespace.into(),
-        name: name.into(),
-        message: crate::core::text::one_line(&message),
+    let secret_name = format!("{namespace}/{name}");
+    let failed = |message: String| SigningKeyError::Unusable {
+        secret: secret_name.clone(),
+        message,
+    };
+    let unreadable = |source| SigningKeyError::Read {
+        secret: secret_name.clone(),
+        source,
     };
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let read = |secret: Secret| -> Result<SigningKey, SigningKeyError> {
@@ -42,7 +54,7 @@ pub async fn load_or_create_key(
     match secrets.get_opt(name).await {
         Ok(Some(secret)) => return read(secret),
         Ok(None) => {}
-        Err(error) => return Err(failed(format!("cannot read it: {error}"))),
+        Err(error) => return Err(unreadable(error)),
     }
     let secret = Secret {
         metadata: ObjectMeta {
@@ -63,13 +75,16 @@ pub async fn load_or_create_key(
     };
     match secrets.create(&PostParams::default(), &secret).await {
         Ok(created) => {
-            tracing::info!(secret = %format!("{namespace}/{name}"), "created the HealingAction signing key");
+            tracing::info!(secret = %secret_name, "created the HealingAction signing key");
             read(created)
         }
         Err(kube::Error::Api(status)) if status.code == 409 => match secrets.get(name).await {
             Ok(secret) => read(secret),
-            Err(error) => Err(failed(format!("cannot read it: {error}"))),
+            Err(error) => Err(unreadable(error)),
         },
-        Err(error) => Err(failed(format!("cannot create it: {error}"))),
+        Err(source) => Err(SigningKeyError::Create {
+            secret: secret_name.clone(),
+            source,
+        }),
     }
 }

@@ -3,11 +3,11 @@
 //! OpenAI-compatible server. [`resilience`] wraps a provider with retries and a
 //! circuit breaker; [`cache`] keeps one reply per incident fingerprint.
 
-pub mod cache;
+pub(crate) mod cache;
 mod http;
-pub mod ollama;
-pub mod openai;
-pub mod resilience;
+pub(crate) mod ollama;
+pub(crate) mod openai;
+pub(crate) mod resilience;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -87,7 +87,8 @@ impl Breaker {
         }
     }
 
-    pub fn state(&self) -> BreakerState {
+    #[cfg(test)]
+    fn state(&self) -> BreakerState {
         self.state
     }
 
@@ -150,10 +151,6 @@ impl Resilient {
             breaker: Mutex::new(Breaker::new(breaker)),
             endpoint,
         }
-    }
-
-    pub fn breaker_state(&self) -> BreakerState {
-        self.breaker.lock().expect("breaker lock").state()
     }
 
     async fn call(&self, prompt: &Prompt) -> Result<ModelReply, ModelError> {

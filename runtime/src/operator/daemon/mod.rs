@@ -6,7 +6,7 @@
 
 pub mod controller;
 pub mod health;
-pub mod reload;
+pub(crate) mod reload;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,20 +54,29 @@ pub struct RunOptions {
     pub daemon_namespace: Option<String>,
 }
 
+/// Why the daemon cannot start (or reload). Each keeps its cause as its
+/// source, so `kubeskippy run` prints the whole chain on one line.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("no Kubernetes client (in-cluster config or kubeconfig): {0}")]
-    Client(String),
-    #[error("{0}")]
-    Config(String),
-    #[error("cannot serve health probes on {addr}: {source}")]
+    #[error("no Kubernetes client (in-cluster config or kubeconfig)")]
+    Client(#[source] kube::Error),
+    #[error(transparent)]
+    Config(#[from] crate::core::config::ConfigError),
+    #[error("the model provider")]
+    Model(#[from] crate::analyze::llm::ModelError),
+    #[error("the plugins")]
+    Plugins(#[from] crate::analyze::pipeline::AnalyzeError),
+    #[error("prometheus")]
+    Prometheus(#[from] crate::operator::prometheus::PrometheusError),
+    #[error("cannot serve health probes on {addr}")]
     Health {
         addr: SocketAddr,
+        #[source]
         source: std::io::Error,
     },
     #[error("the daemon's namespace is unknown: set --lease-namespace or POD_NAMESPACE")]
     DaemonNamespace,
-    #[error("{0}")]
+    #[error(transparent)]
     SigningKey(#[from] crate::operator::signing_key::SigningKeyError),
 }
 
@@ -80,16 +89,13 @@ async fn build_analyzer(
     plugin_dir: Option<&PathBuf>,
     previous: Option<&Analyzer>,
 ) -> Result<Analyzer, RunError> {
-    let model = llm::from_config_reading_secret(&config.ai, Some(client.clone()))
-        .await
-        .map_err(|error| RunError::Config(error.to_string()))?;
+    let model = llm::from_config_reading_secret(&config.ai, Some(client.clone())).await?;
     let mut files = PluginFiles::from_config(config);
     files.plugin_dir = plugin_dir.cloned();
-    match previous {
-        Some(previous) => previous.reloaded(config, &files, model),
-        None => Analyzer::new(config, &files, model),
-    }
-    .map_err(|error| RunError::Config(error.to_string()))
+    Ok(match previous {
+        Some(previous) => previous.reloaded(config, &files, model)?,
+        None => Analyzer::new(config, &files, model)?,
+    })
 }
 
 /// Runs until SIGTERM or Ctrl-C. Shutdown waits for the transition in hand
@@ -97,9 +103,8 @@ async fn build_analyzer(
 pub async fn run(options: RunOptions) -> Result<(), RunError> {
     let client = kube::Client::try_default()
         .await
-        .map_err(|error| RunError::Client(error.to_string()))?;
-    let config = Config::load(options.config.as_deref(), std::env::vars())
-        .map_err(|error| RunError::Config(error.to_string()))?;
+        .map_err(RunError::Client)?;
+    let config = Config::load(options.config.as_deref(), std::env::vars())?;
     let health = Health::new(options.evaluation_interval * 4 + Duration::from_secs(60));
     let listener = tokio::net::TcpListener::bind(options.health_addr)
         .await
@@ -122,8 +127,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         .prometheus
         .as_ref()
         .map(crate::operator::prometheus::Prometheus::new)
-        .transpose()
-        .map_err(|error| RunError::Config(error.to_string()))?;
+        .transpose()?;
     let daemon_namespace = options
         .daemon_namespace
         .clone()
@@ -217,7 +221,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
                         controller.set_floor(floor_of(&config));
                     }
                     Err(error) => tracing::error!(
-                        %error,
+                        error = %crate::core::text::with_causes(&error),
                         "config or plugins changed but do not load; keeping the previous ones"
                     ),
                 }
@@ -234,7 +238,10 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
                     tracing::info!(?evaluated, "evaluation pass");
                 }
                 Ok(_) => {}
-                Err(error) => tracing::error!(%error, "evaluation pass failed"),
+                Err(error) => tracing::error!(
+                    error = %crate::core::text::with_causes(&error),
+                    "evaluation pass failed"
+                ),
             }
         }
         let keep_going = || *leading.borrow() && !*shutdown.borrow();
@@ -257,8 +264,7 @@ async fn reload(
     plugin_dir: Option<&PathBuf>,
     previous: &Analyzer,
 ) -> Result<(Config, Analyzer), RunError> {
-    let config = Config::load(watched.config_path(), std::env::vars())
-        .map_err(|error| RunError::Config(error.to_string()))?;
+    let config = Config::load(watched.config_path(), std::env::vars())?;
     let analyzer = build_analyzer(client, &config, plugin_dir, Some(previous)).await?;
     Ok((config, analyzer))
 }

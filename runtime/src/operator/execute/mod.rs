@@ -10,10 +10,10 @@
 //! [`rollback`] restores a field only while it still holds what was written,
 //! and reports the others as left to whoever changed them since.
 
-pub mod evict;
-pub mod patch;
-pub mod restart;
-pub mod scale;
+pub(crate) mod evict;
+pub(crate) mod patch;
+pub(crate) mod restart;
+pub(crate) mod scale;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};

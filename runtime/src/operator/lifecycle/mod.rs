@@ -16,7 +16,7 @@
 //! bounds (`change`); mode, dry-run and approval come from that policy at
 //! this moment and can only tighten what the plan said.
 
-pub mod verify;
+pub(crate) mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
