@@ -259,10 +259,9 @@ fn provider_overhead(
     Ok(())
 }
 
-/// Answers every request on kept-alive connections with a reply in both
-/// Ollama's and OpenAI's shape (each provider reads only its own fields).
+/// Answers every request with a reply in both Ollama's and OpenAI's shape
+/// (each provider reads only its own fields).
 async fn instant_model_server(content: String) -> anyhow::Result<std::net::SocketAddr> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let body = serde_json::json!({
@@ -272,43 +271,12 @@ async fn instant_model_server(content: String) -> anyhow::Result<std::net::Socke
         "choices": [{ "index": 0, "message": { "role": "assistant", "content": content }, "finish_reason": "stop" }],
     })
     .to_string();
-    let response = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let app = axum::Router::new().fallback(move || {
+        let body = body.clone();
+        async move { ([("content-type", "application/json")], body) }
+    });
     tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let response = response.clone();
-            tokio::spawn(async move {
-                let mut buffer = Vec::new();
-                let mut chunk = vec![0u8; 64 * 1024];
-                loop {
-                    let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        match socket.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
-                        }
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
-                    let length: usize = head
-                        .lines()
-                        .find_map(|line| line.strip_prefix("content-length:"))
-                        .and_then(|value| value.trim().parse().ok())
-                        .unwrap_or(0);
-                    while buffer.len() < end + 4 + length {
-                        match socket.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
-                        }
-                    }
-                    buffer.drain(..end + 4 + length);
-                    if socket.write_all(response.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+        let _ = axum::serve(listener, app).await;
     });
     Ok(address)
 }

@@ -8,8 +8,8 @@
 //! `authentication.k8s.io/v1` SelfSubjectReviews for a configured user,
 //! injected failures, and a log of every request.
 //!
-//! Patches: JSON merge (RFC 7386), JSON patch (RFC 6902), and strategic merge
-//! as merge plus list-merge-by-key for the lists our patches rely on
+//! Patches: JSON merge (RFC 7386) and JSON patch (RFC 6902) by the `json-patch`
+//! crate, and strategic merge as merge plus list-merge-by-key for the lists our patches rely on
 //! (`containers` by `name` and friends) and `$patch: delete` on list items.
 //! ClusterHealingPolicies are served at their cluster-scoped path.
 //! Not served: watch, set-based label selectors, field selectors, other
@@ -696,13 +696,20 @@ pub fn object_path(api_version: &str, kind: &str, namespace: &str, name: &str) -
 fn apply_patch(object: &mut Value, request: &Logged) -> Result<(), (u16, &'static str, String)> {
     let content_type = request.content_type.as_str();
     if content_type.starts_with("application/json-patch+json") {
-        json_patch(object, &request.body).map_err(|message| (422, "Invalid", message))
+        let operations: json_patch::Patch = serde_json::from_value(request.body.clone())
+            .map_err(|error| (422, "Invalid", format!("not a JSON patch: {error}")))?;
+        // All or nothing, as RFC 6902 wants.
+        let mut patched = object.clone();
+        json_patch::patch(&mut patched, &operations)
+            .map_err(|error| (422, "Invalid", error.to_string()))?;
+        *object = patched;
+        Ok(())
     } else if content_type.starts_with("application/strategic-merge-patch+json") {
         strategic_merge(object, &request.body);
         drop_empty_resource_lists(object);
         Ok(())
     } else if content_type.starts_with("application/merge-patch+json") {
-        merge(object, &request.body);
+        json_patch::merge(object, &request.body);
         Ok(())
     } else {
         Err((
@@ -726,25 +733,6 @@ fn drop_empty_resource_lists(object: &mut Value) {
             if let Some(Value::Object(resources)) = container.get_mut("resources") {
                 resources.retain(|_, list| list.as_object().is_none_or(|list| !list.is_empty()));
             }
-        }
-    }
-}
-
-/// RFC 7386: objects merge, `null` deletes, anything else replaces.
-pub fn merge(target: &mut Value, patch: &Value) {
-    let Value::Object(patch) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = json!({});
-    }
-    let fields = target.as_object_mut().expect("made an object");
-    for (key, value) in patch {
-        if value.is_null() {
-            fields.remove(key);
-        } else {
-            merge(fields.entry(key.clone()).or_insert(Value::Null), value);
         }
     }
 }
@@ -801,110 +789,6 @@ fn merge_list(current: &mut Vec<Value>, items: &[Value], merge_key: &str) {
                 current.push(added);
             }
         }
-    }
-}
-
-/// RFC 6902: add, remove, replace, move, copy and test, all or nothing.
-pub fn json_patch(target: &mut Value, operations: &Value) -> Result<(), String> {
-    let operations = operations
-        .as_array()
-        .ok_or("a JSON patch must be a list of operations")?;
-    let mut working = target.clone();
-    for operation in operations {
-        let op = operation["op"].as_str().ok_or("operation without op")?;
-        let path = operation["path"].as_str().ok_or("operation without path")?;
-        let value = || {
-            operation
-                .get("value")
-                .cloned()
-                .ok_or_else(|| format!("{op} at {path} needs a value"))
-        };
-        match op {
-            "add" => pointer_add(&mut working, path, value()?)?,
-            "remove" => {
-                pointer_remove(&mut working, path)?;
-            }
-            "replace" => {
-                pointer_remove(&mut working, path)?;
-                pointer_add(&mut working, path, value()?)?;
-            }
-            "move" | "copy" => {
-                let from = operation["from"]
-                    .as_str()
-                    .ok_or_else(|| format!("{op} without from"))?;
-                let moved = if op == "move" {
-                    pointer_remove(&mut working, from)?
-                } else {
-                    working
-                        .pointer(from)
-                        .cloned()
-                        .ok_or_else(|| format!("no value at {from}"))?
-                };
-                pointer_add(&mut working, path, moved)?;
-            }
-            "test" => {
-                if working.pointer(path) != Some(&value()?) {
-                    return Err(format!("test at {path} failed"));
-                }
-            }
-            other => return Err(format!("unknown operation {other}")),
-        }
-    }
-    *target = working;
-    Ok(())
-}
-
-fn split_pointer(path: &str) -> Result<(String, String), String> {
-    let (parent, last) = path
-        .rsplit_once('/')
-        .ok_or_else(|| format!("invalid JSON pointer {path:?}"))?;
-    Ok((
-        parent.to_string(),
-        last.replace("~1", "/").replace("~0", "~"),
-    ))
-}
-
-fn pointer_add(target: &mut Value, path: &str, value: Value) -> Result<(), String> {
-    if path.is_empty() {
-        *target = value;
-        return Ok(());
-    }
-    let (parent, last) = split_pointer(path)?;
-    match target.pointer_mut(&parent) {
-        Some(Value::Object(fields)) => {
-            fields.insert(last, value);
-            Ok(())
-        }
-        Some(Value::Array(items)) => {
-            let index = if last == "-" {
-                items.len()
-            } else {
-                last.parse::<usize>()
-                    .ok()
-                    .filter(|index| *index <= items.len())
-                    .ok_or_else(|| format!("invalid index in {path}"))?
-            };
-            items.insert(index, value);
-            Ok(())
-        }
-        _ => Err(format!("no parent for {path}")),
-    }
-}
-
-fn pointer_remove(target: &mut Value, path: &str) -> Result<Value, String> {
-    let (parent, last) = split_pointer(path)?;
-    let missing = || format!("no value at {path}");
-    match target.pointer_mut(&parent) {
-        Some(Value::Object(fields)) => fields.remove(&last).ok_or_else(missing),
-        Some(Value::Array(items)) => {
-            let index = last
-                .parse::<usize>()
-                .ok()
-                .filter(|index| *index < items.len())
-                .ok_or_else(missing)?;
-            Ok(items.remove(index))
-        }
-        _ => Err(missing()),
     }
 }
 

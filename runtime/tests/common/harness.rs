@@ -21,7 +21,7 @@ use kubeskippy::operator::leader::Fence;
 use kubeskippy::operator::lifecycle::{self, Context, LifecycleError, Step};
 use serde_json::{Value, json};
 
-use crate::fake_api::{self, FakeApi};
+use crate::fake_api::FakeApi;
 use crate::shop_app::{self, APP};
 use crate::test_clock::TestClock;
 
@@ -152,7 +152,7 @@ pub fn healing_action(name: &str, kind: &str, target: &str, action: Value, extra
         "risk": "low",
         "plannedAt": "2026-03-14T09:00:00Z",
     });
-    fake_api::merge(&mut spec, &extra);
+    json_patch::merge(&mut spec, &extra);
     json!({
         "apiVersion": "kubeskippy.io/v1alpha1",
         "kind": "HealingAction",
@@ -355,7 +355,7 @@ impl Shop {
 
     pub fn edit_policy(&self, safety: Value) {
         let mut policy = self.fake.get(POLICY).unwrap();
-        fake_api::merge(&mut policy["spec"]["safety"], &safety);
+        json_patch::merge(&mut policy["spec"]["safety"], &safety);
         self.fake.insert(policy);
     }
 }

@@ -1,4 +1,4 @@
-//! A minimal HTTP/1.1 server on loopback that records requests and answers with
+//! An HTTP server on loopback (axum) that records requests and answers with
 //! canned responses, standing in for a model server.
 
 #![allow(dead_code)]
@@ -7,7 +7,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
 use tokio::net::TcpListener;
 
 #[derive(Debug, Clone)]
@@ -66,102 +69,85 @@ impl Stub {
     }
 }
 
+type Answer = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+
 /// Starts a server answering every request through `reply`.
 pub async fn serve(reply: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Stub {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let requests = Arc::new(Mutex::new(Vec::new()));
-    let recorded = requests.clone();
-    let reply = Arc::new(reply);
+    let answer: Answer = Arc::new(reply);
+    let app = axum::Router::new()
+        .fallback(respond)
+        .with_state((requests.clone(), answer));
     tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
-                return;
-            };
-            let recorded = recorded.clone();
-            let reply = reply.clone();
-            tokio::spawn(async move {
-                let Some(request) = read_request(&mut socket).await else {
-                    return;
-                };
-                recorded.lock().unwrap().push(request.clone());
-                let mut extra_headers = String::new();
-                let (status, body, delay, truncated) = match reply(&request) {
-                    Reply::Json { status, body } => (status, body, None, false),
-                    Reply::WithHeaders {
-                        status,
-                        body,
-                        headers,
-                    } => {
-                        for (name, value) in headers {
-                            extra_headers.push_str(&format!("{name}: {value}\r\n"));
-                        }
-                        (status, body, None, false)
-                    }
-                    Reply::Slow { delay, body } => (200, body, Some(delay), false),
-                    Reply::Truncated { body } => (200, body, None, true),
-                };
-                if let Some(delay) = delay {
-                    tokio::time::sleep(delay).await;
-                }
-                let length = if truncated {
-                    body.len() + 1000
-                } else {
-                    body.len()
-                };
-                let head = format!(
-                    "HTTP/1.1 {status} Status\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n{extra_headers}Connection: close\r\n\r\n"
-                );
-                let _ = socket.write_all(head.as_bytes()).await;
-                let _ = socket.write_all(body.as_bytes()).await;
-                let _ = socket.shutdown().await;
-            });
-        }
+        let _ = axum::serve(listener, app).await;
     });
     Stub { address, requests }
 }
 
-async fn read_request(socket: &mut tokio::net::TcpStream) -> Option<Recorded> {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let header_end = loop {
-        let read = socket.read(&mut chunk).await.ok()?;
-        if read == 0 {
-            return None;
+async fn respond(
+    State((requests, answer)): State<(Arc<Mutex<Vec<Recorded>>>, Answer)>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let recorded = Recorded {
+        method: parts.method.to_string(),
+        path: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_string(), |p| p.to_string()),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_string(),
+                    value.to_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    requests.lock().unwrap().push(recorded.clone());
+    let (status, body, headers) = match answer(&recorded) {
+        Reply::Json { status, body } => (status, Body::from(body), Vec::new()),
+        Reply::WithHeaders {
+            status,
+            body,
+            headers,
+        } => (status, Body::from(body), headers),
+        Reply::Slow { delay, body } => {
+            tokio::time::sleep(delay).await;
+            (200, Body::from(body), Vec::new())
         }
-        buffer.extend_from_slice(&chunk[..read]);
-        if let Some(position) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break position + 4;
+        // The body breaks off: the connection ends before the response does.
+        Reply::Truncated { body } => {
+            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+                Ok(Bytes::from(body)),
+                Err(std::io::Error::other("the stub cuts the reply short")),
+            ];
+            (
+                200,
+                Body::from_stream(futures::stream::iter(chunks)),
+                Vec::new(),
+            )
         }
     };
-    let head = String::from_utf8_lossy(&buffer[..header_end]).to_string();
-    let mut lines = head.lines();
-    let mut first = lines.next()?.split_whitespace();
-    let method = first.next()?.to_string();
-    let path = first.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(name, _)| name == "content-length")
-        .and_then(|(_, value)| value.parse().ok())
-        .unwrap_or(0);
-    while buffer.len() < header_end + length {
-        let read = socket.read(&mut chunk).await.ok()?;
-        if read == 0 {
-            break;
-        }
-        buffer.extend_from_slice(&chunk[..read]);
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::from_u16(status).unwrap();
+    let response_headers = response.headers_mut();
+    response_headers.insert("content-type", HeaderValue::from_static("application/json"));
+    for (name, value) in headers {
+        response_headers.insert(
+            HeaderName::try_from(name).unwrap(),
+            HeaderValue::try_from(value).unwrap(),
+        );
     }
-    let body = String::from_utf8_lossy(&buffer[header_end..]).to_string();
-    Some(Recorded {
-        method,
-        path,
-        headers,
-        body,
-    })
+    response
 }
 
 pub fn example(name: &str) -> std::path::PathBuf {

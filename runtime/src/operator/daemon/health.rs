@@ -1,13 +1,22 @@
-//! `/healthz` and `/readyz` over plain HTTP/1.1. Liveness fails when the
-//! control loop has stopped ticking; readiness says why the daemon is not
-//! ready (caches not synced, plugins not loaded) until it is.
+//! `/healthz` (or `/livez`) and `/readyz`. Liveness fails when the control
+//! loop has stopped ticking; readiness says why the daemon is not ready
+//! (caches not synced, plugins not loaded) until it is.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use axum::Router;
+use axum::extract::State as Shared;
+use axum::http::StatusCode;
+use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
 use tokio::time::Instant;
+
+/// A probe's request is a few hundred bytes; a client that has not sent its
+/// headers by then is dropped, so idle connections cannot pile up.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the probes report, shared between the control loop and the server.
 #[derive(Clone)]
@@ -80,53 +89,48 @@ impl Health {
 
     /// Serves the probes until the listener fails.
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
+        let app = Router::new()
+            .route("/healthz", get(probe))
+            .route("/livez", get(probe))
+            .route("/readyz", get(probe))
+            .with_state(self);
         loop {
             let (stream, _) = listener.accept().await?;
-            let health = self.clone();
+            let service = TowerToHyperService::new(app.clone());
             tokio::spawn(async move {
-                if let Err(error) = health.respond(stream).await {
+                let served = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                if let Err(error) = served {
                     tracing::debug!(%error, "health probe connection failed");
                 }
             });
         }
     }
+}
 
-    async fn respond(&self, mut stream: TcpStream) -> std::io::Result<()> {
-        // A probe's request line fits easily; anything longer is not a probe.
-        let mut buffer = [0u8; 1024];
-        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "slow client"))??;
-        let request = String::from_utf8_lossy(&buffer[..read]);
-        let mut words = request.split_whitespace();
-        let (status, body) = match (words.next(), words.next()) {
-            (Some("GET"), Some(path)) => self.answer(path.split('?').next().unwrap_or(path)),
-            _ => (405, "only GET is served\n".into()),
-        };
-        let reason = match status {
-            200 => "OK",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            500 => "Internal Server Error",
-            _ => "Service Unavailable",
-        };
-        let response = format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(response.as_bytes()).await?;
-        stream.shutdown().await
-    }
+async fn probe(Shared(health): Shared<Health>, uri: axum::http::Uri) -> (StatusCode, String) {
+    let (code, body) = health.answer(uri.path());
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        body,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     async fn get(address: std::net::SocketAddr, path: &str) -> String {
         let mut stream = TcpStream::connect(address).await.unwrap();
         stream
-            .write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+            )
             .await
             .unwrap();
         let mut response = String::new();
