@@ -9,7 +9,7 @@ use kubeskippy::analyze::pipeline::defaults;
 use kubeskippy::core::wit::Verdict;
 use kubeskippy::host::{Limits, PluginHost, PluginKind};
 
-#[path = "common/realistic.rs"]
+#[path = "it/common/realistic.rs"]
 mod realistic;
 
 #[repr(C)]

@@ -9,6 +9,42 @@ pub const PROTECTED_KEY: &str = "kubeskippy.io/protected";
 pub mod healing_action;
 pub mod policy;
 
+/// Sets a condition of a policy's or an action's status, keeping its
+/// transition time when its status stays.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    kind: &str,
+    on: bool,
+    reason: &str,
+    message: &str,
+    now: DateTime<Utc>,
+) {
+    let value = if on { "True" } else { "False" };
+    let transitioned = Time(
+        k8s_openapi::jiff::Timestamp::from_second(now.timestamp())
+            .expect("the clock is within jiff's range"),
+    );
+    let condition = Condition {
+        type_: kind.into(),
+        status: value.into(),
+        reason: reason.into(),
+        message: message.into(),
+        last_transition_time: transitioned,
+        observed_generation: None,
+    };
+    match conditions.iter_mut().find(|c| c.type_ == kind) {
+        Some(existing) => {
+            let keep = existing.status == value;
+            let time = existing.last_transition_time.clone();
+            *existing = condition;
+            if keep {
+                existing.last_transition_time = time;
+            }
+        }
+        None => conditions.push(condition),
+    }
+}
+
 /// What a policy allows and a HealingAction does: `type: restart`, `scale`,
 /// `patch` or `delete-pod` in both.
 #[derive(
@@ -100,9 +136,11 @@ impl std::fmt::Display for ActionKind {
     }
 }
 
+use chrono::{DateTime, Utc};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, ValidationRule,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResourceExt;
 
 use healing_action::HealingAction;

@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::analyze::pipeline::Analyzer;
 use crate::core::crd::healing_action::{HealingAction, Phase};
 use crate::core::crd::policy::{ClusterHealingPolicy, HealingPolicy, Mode};
+use crate::core::crd::set_condition;
 use crate::core::evaluation::{self, PolicyOutcome, TriggerMemory};
 use crate::core::gates;
 use crate::core::incidents::OpenIncident;
@@ -22,7 +23,7 @@ use crate::core::text::stamp;
 use crate::operator::collect::ClusterCache;
 use crate::operator::events::IncidentNote;
 use crate::operator::execute::FIELD_MANAGER;
-use crate::operator::lifecycle::{self, set_condition};
+use crate::operator::lifecycle;
 
 /// Policy status is rewritten at least this often even when nothing changed,
 /// so `lastEvaluation` shows the controller is alive.

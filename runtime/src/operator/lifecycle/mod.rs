@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, PostParams};
 use serde_json::Value;
 
@@ -31,6 +30,7 @@ use crate::core::crd::healing_action::{
     ApprovalDecision, HealingAction, HealingActionStatus, Observed, Phase, PolicyKind,
 };
 use crate::core::crd::policy::{HealingPolicy, Mode, SafetyRules};
+use crate::core::crd::set_condition;
 use crate::core::gates;
 use crate::core::provenance::{SigningKey, spec_digest};
 use crate::core::safety::SafetyFloor;
@@ -155,41 +155,6 @@ fn action_name(action: &HealingAction) -> String {
 
 fn until(now: DateTime<Utc>, at: DateTime<Utc>) -> Duration {
     (at - now).to_std().unwrap_or(Duration::ZERO)
-}
-
-/// Sets a condition, keeping its transition time when its status stays.
-pub(crate) fn set_condition(
-    conditions: &mut Vec<Condition>,
-    kind: &str,
-    on: bool,
-    reason: &str,
-    message: &str,
-    now: DateTime<Utc>,
-) {
-    let value = if on { "True" } else { "False" };
-    let transitioned = Time(
-        k8s_openapi::jiff::Timestamp::from_second(now.timestamp())
-            .expect("the clock is within jiff's range"),
-    );
-    let condition = Condition {
-        type_: kind.into(),
-        status: value.into(),
-        reason: reason.into(),
-        message: message.into(),
-        last_transition_time: transitioned,
-        observed_generation: None,
-    };
-    match conditions.iter_mut().find(|c| c.type_ == kind) {
-        Some(existing) => {
-            let keep = existing.status == value;
-            let time = existing.last_transition_time.clone();
-            *existing = condition;
-            if keep {
-                existing.last_transition_time = time;
-            }
-        }
-        None => conditions.push(condition),
-    }
 }
 
 fn condition_on(status: &HealingActionStatus, kind: &str) -> bool {

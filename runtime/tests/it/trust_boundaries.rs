@@ -3,17 +3,10 @@
 //! model, tried — and what the daemon now does instead. Against the in-memory
 //! API server; each test names the item of the review it reproduces.
 
-mod common;
-#[path = "common/controller_harness.rs"]
-mod controller_harness;
-#[path = "common/fake_api.rs"]
-mod fake_api;
-#[path = "common/harness.rs"]
-mod harness;
-#[path = "common/shop_app.rs"]
-mod shop_app;
-#[path = "common/test_clock.rs"]
-mod test_clock;
+use crate::common;
+use crate::controller_harness;
+use crate::harness;
+use crate::shop_app;
 
 use std::time::Duration;
 

@@ -4,14 +4,8 @@
 //! change does not help. The API server is the in-memory one; the caches are
 //! fed from it directly, as the watchers would; time is a test clock.
 
-#[path = "common/controller_harness.rs"]
-mod controller_harness;
-#[path = "common/fake_api.rs"]
-mod fake_api;
-#[path = "common/shop_app.rs"]
-mod shop_app;
-#[path = "common/test_clock.rs"]
-mod test_clock;
+use crate::controller_harness;
+use crate::shop_app;
 
 use controller_harness::Cluster;
 use kubeskippy::operator::execute::Clock;

@@ -2,7 +2,7 @@
 //! `/v1/chat/completions` exchange: request shape with a JSON-schema
 //! response_format, the API key from the environment, and clear errors.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

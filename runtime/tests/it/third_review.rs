@@ -2,18 +2,9 @@
 //! the second review's fixes, as tests of what the daemon should do instead.
 //! Against the in-memory API server, with the shared harnesses.
 
-mod common;
-#[path = "common/controller_harness.rs"]
-mod controller_harness;
-#[path = "common/fake_api.rs"]
-mod fake_api;
-#[path = "common/harness.rs"]
-mod harness;
-#[path = "common/shop_app.rs"]
-#[allow(dead_code)] // a shared fixture: this file needs only some of it
-mod shop_app;
-#[path = "common/test_clock.rs"]
-mod test_clock;
+use crate::controller_harness;
+use crate::harness;
+use crate::shop_app;
 
 use harness::*;
 use kube::Api;

@@ -5,8 +5,7 @@
 //! typed changes (`kubeskippy::core::change`) and write nothing else; what raw patch
 //! documents may contain is tested with the change parser itself.
 
-#[path = "common/fake_api.rs"]
-mod fake_api;
+use crate::fake_api;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

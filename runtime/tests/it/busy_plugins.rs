@@ -3,11 +3,8 @@
 //! calls waiting for one, the health endpoint still answers and the leader
 //! lease is still renewed — on a runtime with two workers, as on two cores.
 
-#[path = "common/fake_api.rs"]
-mod fake_api;
-#[path = "common/realistic.rs"]
-#[allow(dead_code)] // a shared fixture: this file needs only some of it
-mod realistic;
+use crate::fake_api;
+use crate::realistic;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

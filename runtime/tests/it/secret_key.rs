@@ -1,8 +1,7 @@
 //! `ai.apiKeySecretRef`: the API key is read from a Secret through the
 //! Kubernetes API, here an in-memory one.
 
-#[path = "common/fake_api.rs"]
-mod fake_api;
+use crate::fake_api;
 
 use fake_api::FakeApi;
 use kubeskippy::analyze::llm::api_key_from_secret;

@@ -1,8 +1,7 @@
 //! Leader election over a Lease in the in-memory API server, on tokio's paused
 //! clock so lease expiry is exact.
 
-#[path = "common/fake_api.rs"]
-mod fake_api;
+use crate::fake_api;
 
 use std::time::Duration;
 

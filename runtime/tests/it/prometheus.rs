@@ -2,7 +2,7 @@
 //! API: the instant-query request, matching vector samples to pods, and
 //! failures that become one clear error and no firing.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

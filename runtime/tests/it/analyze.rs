@@ -4,7 +4,7 @@
 //! Regenerate the golden files after an intended change with
 //! `UPDATE_GOLDEN=1 cargo test -p kubeskippy --test analyze`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

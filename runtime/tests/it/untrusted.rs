@@ -2,7 +2,7 @@
 //! reproductions of the trust-boundaries review (issue 9, items 7 and 8) run
 //! through `analyze`'s whole pipeline against a stub Ollama server.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! `/api/chat` exchange: request shape, a good reply flowing through parser and
 //! validators, and every failure ending in rule-based recommendations.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //! hold with a bad model: every recommendation is either allowed and valid, or
 //! rejected with a reason, and nothing touches a protected object.
 
-mod common;
+use crate::common;
 
 use std::time::Instant;
 

@@ -3,7 +3,7 @@
 //! started against a stub API server to show the per-namespace watchers and a
 //! missing metrics API handled as a state, not an error loop.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -9,8 +9,7 @@ use std::time::Duration;
 use kubeskippy::core::wit::Verdict;
 use kubeskippy::host::{Limits, Plugin, PluginHost, PluginKind};
 
-#[path = "common/realistic.rs"]
-mod realistic;
+use crate::realistic;
 
 const HOSTILE: &str = env!("KUBESKIPPY_PLUGIN_HOSTILE_PLUGIN");
 

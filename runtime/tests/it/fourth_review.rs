@@ -2,19 +2,9 @@
 //! the third review's fixes, as tests of what the daemon should do instead.
 //! Against the in-memory API server and a stub model, with the shared harnesses.
 
-mod common;
-#[path = "common/controller_harness.rs"]
-mod controller_harness;
-#[path = "common/fake_api.rs"]
-mod fake_api;
-#[path = "common/harness.rs"]
-mod harness;
-#[path = "common/shop_app.rs"]
-#[allow(dead_code)] // shared fixtures: this file needs only some of them
-mod shop_app;
-#[path = "common/test_clock.rs"]
-#[allow(dead_code)]
-mod test_clock;
+use crate::common;
+use crate::controller_harness;
+use crate::shop_app;
 
 use common::{Recorded, Reply, Stub, example, serve};
 use controller_harness::Cluster;

@@ -2,8 +2,7 @@
 //! server: the identity comes from a SelfSubjectReview, decisions are written
 //! under a resourceVersion lock, and actions not waiting are refused.
 
-#[path = "common/fake_api.rs"]
-mod fake_api;
+use crate::fake_api;
 
 use chrono::{DateTime, Utc};
 use fake_api::FakeApi;

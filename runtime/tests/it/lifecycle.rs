@@ -3,14 +3,8 @@
 //! gate, the breaker, dry runs, verification and rollback, interruption and
 //! retries.
 
-#[path = "common/fake_api.rs"]
-mod fake_api;
-#[path = "common/harness.rs"]
-mod harness;
-#[path = "common/shop_app.rs"]
-mod shop_app;
-#[path = "common/test_clock.rs"]
-mod test_clock;
+use crate::harness;
+use crate::shop_app;
 
 use std::time::Duration;
 
