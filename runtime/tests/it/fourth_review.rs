@@ -6,7 +6,7 @@ use crate::common;
 use crate::controller_harness;
 use crate::shop_app;
 
-use common::{Recorded, Reply, Stub, example, serve};
+use common::{Stub, example, serve};
 use controller_harness::Cluster;
 use kubeskippy::analyze::pipeline::{Analyzer, PluginFiles};
 use kubeskippy::core::config::Config;
@@ -14,31 +14,11 @@ use kubeskippy::core::snapshot::Snapshot;
 use kubeskippy::core::wit::Incident;
 use serde_json::{Value, json};
 
-/// An Ollama server whose model always answers `content`.
-fn ollama(content: String) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
-    move |request| {
-        match request.path.as_str() {
-        "/api/tags" => Reply::Json {
-            status: 200,
-            body: json!({"models": [{"name": "llama2:latest"}]}).to_string(),
-        },
-        "/api/show" => Reply::Json {
-            status: 200,
-            body: json!({"model_info": {"llama.context_length": 8192}}).to_string(),
-        },
-        _ => Reply::Json {
-            status: 200,
-            body: json!({"model": "llama2", "message": {"role": "assistant", "content": content}, "done": true}).to_string(),
-        },
-    }
-    }
-}
-
 /// An analyzer asking a stub model that answers `recommendations`.
 async fn hostile_model(recommendations: Value, extra: &str) -> (Stub, Analyzer) {
     let reply =
         json!({"summary": "s", "issues": [], "recommendations": recommendations}).to_string();
-    let stub = serve(ollama(reply)).await;
+    let stub = serve(common::ollama_answering(reply)).await;
     let config = Config::parse(&format!(
         "ai:\n  endpoint: {}\n  model: llama2\n  timeout: 5s\n  maxRetries: 0\n{extra}",
         stub.endpoint()

@@ -10,7 +10,7 @@ use crate::shop_app;
 
 use std::time::Duration;
 
-use common::{Recorded, Reply, example, serve};
+use common::{example, serve};
 use controller_harness::Cluster;
 use harness::*;
 use kubeskippy::analyze::pipeline::{Analyzer, PluginFiles};
@@ -776,32 +776,13 @@ async fn event_notes_carry_cluster_text_as_one_redacted_line() {
 
 // ---- 5, 6 and 8: what a hostile model can recommend ----
 
-fn ollama(content: String) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
-    move |request| {
-        match request.path.as_str() {
-        "/api/tags" => Reply::Json {
-            status: 200,
-            body: json!({"models": [{"name": "llama2:latest"}]}).to_string(),
-        },
-        "/api/show" => Reply::Json {
-            status: 200,
-            body: json!({"model_info": {"llama.context_length": 8192}}).to_string(),
-        },
-        _ => Reply::Json {
-            status: 200,
-            body: json!({"model": "llama2", "message": {"role": "assistant", "content": content}, "done": true}).to_string(),
-        },
-    }
-    }
-}
-
 /// Every recommendation the model makes for the first incident, with the
 /// reasons it was refused, after analysis with `config` appended to the
 /// model's settings.
 async fn hostile(recommendations: Value, config: &str, snapshot: &Snapshot) -> Vec<(bool, String)> {
     let reply =
         json!({"summary": "s", "issues": [], "recommendations": recommendations}).to_string();
-    let stub = serve(ollama(reply)).await;
+    let stub = serve(common::ollama_answering(reply)).await;
     let config = Config::parse(&format!(
         "ai:\n  endpoint: {}\n  model: llama2\n  timeout: 5s\n  maxRetries: 0\n  maxRecommendations: 10\n{config}",
         stub.endpoint()

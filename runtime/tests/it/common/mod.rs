@@ -150,6 +150,27 @@ async fn respond(
     response
 }
 
+/// An Ollama server with one model, `llama2`, that answers every chat with
+/// `content`.
+pub fn ollama_answering(content: String) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
+    move |request| {
+        match request.path.as_str() {
+        "/api/tags" => Reply::Json {
+            status: 200,
+            body: serde_json::json!({"models": [{"name": "llama2:latest"}]}).to_string(),
+        },
+        "/api/show" => Reply::Json {
+            status: 200,
+            body: serde_json::json!({"model_info": {"llama.context_length": 8192}}).to_string(),
+        },
+        _ => Reply::Json {
+            status: 200,
+            body: serde_json::json!({"model": "llama2", "message": {"role": "assistant", "content": content}, "done": true}).to_string(),
+        },
+    }
+    }
+}
+
 pub fn example(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples/snapshots")
