@@ -1,0 +1,223 @@
+//! Whole incidents through real controllers: kwok puts a labelled pod into a
+//! fault (tests/cluster/stages.yaml), the daemon (a separate process, the
+//! chart's ServiceAccount) plans and carries out a HealingAction, the
+//! Deployment and ReplicaSet controllers roll it out, and the verdict follows
+//! from what the pods do afterwards.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Event;
+use kube::Client;
+use kube::api::{Api, ListParams};
+use kubeskippy::core::crd::healing_action::{HealingAction, Phase};
+
+use super::{RealCluster, actions, app, cluster, eventually, restarted};
+
+/// A policy answering OOM kills (and crash loops) with `action`.
+fn policy(namespace: &str, mode: &str, action: &str) -> String {
+    format!(
+        r#"
+apiVersion: kubeskippy.io/v1alpha1
+kind: HealingPolicy
+metadata: {{name: shop-healing, namespace: {namespace}}}
+spec:
+  mode: {mode}
+  selector: {{namespaces: [{namespace}]}}
+  triggers:
+  - name: oom
+    condition: {{states: [OOMKilled, CrashLoopBackOff]}}
+  actions:
+  - {action}
+  safety:
+    minHealthyPercent: 0
+    verificationWindow: 15s
+"#
+    )
+}
+
+const MORE_MEMORY: &str =
+    "{name: more-memory, type: patch, triggers: [oom], patch: {maxMemoryLimit: 1Gi}}";
+const RESTART: &str = "{name: restart, type: restart, triggers: [oom]}";
+
+async fn memory_limit(client: &Client, namespace: &str) -> String {
+    let deployment = Api::<Deployment>::namespaced(client.clone(), namespace)
+        .get("shop")
+        .await
+        .unwrap();
+    let container = &deployment.spec.template.spec.unwrap().containers[0];
+    container
+        .resources
+        .as_ref()
+        .unwrap()
+        .limits
+        .as_ref()
+        .unwrap()["memory"]
+        .0
+        .clone()
+}
+
+/// Waits for the namespace's one HealingAction to finish.
+async fn finished(client: &Client, namespace: &str) -> HealingAction {
+    eventually(
+        Duration::from_secs(180),
+        "a finished HealingAction",
+        async || {
+            let mut all = actions(client, namespace).await;
+            assert!(all.len() <= 1, "one incident, one HealingAction: {all:#?}");
+            let action = all.pop()?;
+            let status = action.status.as_ref()?;
+            // A failed change is Failed with RollbackPending until the next
+            // reconcile restores it.
+            let rolling_back = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "RollbackPending" && c.status == "True");
+            (matches!(
+                status.phase,
+                Phase::Succeeded | Phase::Failed | Phase::RolledBack | Phase::Cancelled
+            ) && !rolling_back)
+                .then_some(action)
+        },
+    )
+    .await
+}
+
+/// Sets up the app and the policy in a fresh namespace and runs a daemon on
+/// it until the HealingAction has finished.
+async fn incident(
+    cluster: &RealCluster,
+    fault: &str,
+    mode: &str,
+    action: &str,
+) -> (String, HealingAction) {
+    let namespace = cluster.namespace(&format!("e2e-{fault}")).await;
+    cluster
+        .apply("admin", &app(&namespace, fault, "64Mi"))
+        .await
+        .unwrap();
+    cluster
+        .apply("admin", &policy(&namespace, mode, action))
+        .await
+        .unwrap();
+    let mut daemon = cluster.daemon(&namespace, &[&namespace], &[]);
+    daemon.ready().await;
+    let admin = cluster.client("admin").await;
+    let action = finished(&admin, &namespace).await;
+    daemon.stop_and_check_rbac();
+    (namespace, action)
+}
+
+fn phase(action: &HealingAction) -> Phase {
+    action.status.as_ref().unwrap().phase
+}
+
+fn message(action: &HealingAction) -> String {
+    format!("{:?}", action.status.as_ref().unwrap().message)
+}
+
+async fn replica_sets(client: &Client, namespace: &str) -> Vec<ReplicaSet> {
+    Api::<ReplicaSet>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+}
+
+#[tokio::test]
+async fn an_oom_crash_loop_is_healed_by_more_memory_through_a_real_rollout() {
+    let Some(cluster) = cluster() else { return };
+    let (namespace, action) = incident(cluster, "oom-crashloop", "automatic", MORE_MEMORY).await;
+    assert_eq!(phase(&action), Phase::Succeeded, "{}", message(&action));
+    let admin = cluster.client("admin").await;
+    assert_eq!(memory_limit(&admin, &namespace).await, "128Mi");
+    // The Deployment controller rolled the change out as a new ReplicaSet,
+    // and the old one was scaled to nothing.
+    let sets = replica_sets(&admin, &namespace).await;
+    assert_eq!(sets.len(), 2, "{sets:#?}");
+    let replicas: Vec<i32> = sets
+        .iter()
+        .map(|set| set.status.as_ref().unwrap().ready_replicas.unwrap_or(0))
+        .collect();
+    assert!(
+        replicas.contains(&1) && replicas.contains(&0),
+        "{replicas:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_change_that_does_not_help_is_rolled_back_on_the_real_deployment() {
+    let Some(cluster) = cluster() else { return };
+    let (namespace, action) = incident(cluster, "oom-always", "automatic", MORE_MEMORY).await;
+    assert_eq!(phase(&action), Phase::RolledBack, "{}", message(&action));
+    let admin = cluster.client("admin").await;
+    assert_eq!(memory_limit(&admin, &namespace).await, "64Mi");
+}
+
+#[tokio::test]
+async fn a_rollout_restart_reaches_the_deployment_and_is_judged_failed_when_the_crashes_go_on() {
+    let Some(cluster) = cluster() else { return };
+    let (namespace, action) = incident(cluster, "oom-always", "automatic", RESTART).await;
+    assert_eq!(phase(&action), Phase::Failed, "{}", message(&action));
+    let admin = cluster.client("admin").await;
+    assert!(
+        restarted(&admin, &namespace).await,
+        "the rollout restart reached the Deployment"
+    );
+}
+
+#[tokio::test]
+async fn dry_run_records_the_servers_dry_run_and_changes_nothing() {
+    let Some(cluster) = cluster() else { return };
+    let (namespace, action) = incident(cluster, "oom-crashloop", "dryrun", MORE_MEMORY).await;
+    assert_eq!(phase(&action), Phase::Succeeded, "{}", message(&action));
+    let result = action
+        .status
+        .unwrap()
+        .dry_run_result
+        .expect("a dry-run result");
+    // What the API server answered to dryRun=All: the Deployment as it would be.
+    assert_eq!(
+        result.pointer("/spec/template/spec/containers/0/resources/limits/memory"),
+        Some(&serde_json::json!("128Mi")),
+        "{result:#}"
+    );
+    let admin = cluster.client("admin").await;
+    assert_eq!(memory_limit(&admin, &namespace).await, "64Mi");
+    assert_eq!(replica_sets(&admin, &namespace).await.len(), 1);
+}
+
+#[tokio::test]
+async fn monitor_mode_records_an_event_and_no_healing_action() {
+    let Some(cluster) = cluster() else { return };
+    let namespace = cluster.namespace("e2e-monitor").await;
+    cluster
+        .apply("admin", &app(&namespace, "oom-crashloop", "64Mi"))
+        .await
+        .unwrap();
+    cluster
+        .apply("admin", &policy(&namespace, "monitor", MORE_MEMORY))
+        .await
+        .unwrap();
+    let mut daemon = cluster.daemon(&namespace, &[&namespace], &[]);
+    daemon.ready().await;
+    let admin = cluster.client("admin").await;
+    let events: Api<Event> = Api::namespaced(admin.clone(), &namespace);
+    eventually(
+        Duration::from_secs(120),
+        "an IncidentDetected Event",
+        async || {
+            let list = events.list(&ListParams::default()).await.unwrap();
+            list.items
+                .iter()
+                .any(|event| event.reason.as_deref() == Some("IncidentDetected"))
+                .then_some(())
+        },
+    )
+    .await;
+    // A few more passes: still nothing planned.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(actions(&admin, &namespace).await.is_empty());
+    assert_eq!(memory_limit(&admin, &namespace).await, "64Mi");
+    daemon.stop_and_check_rbac();
+}

@@ -1,0 +1,175 @@
+//! Installing as a user would: the chart by real Helm, its CRDs accepted and
+//! established by the real API server, the same CRDs `kubeskippy crds`
+//! prints, and their printer columns in the API's Table output.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, PostParams};
+use serde_json::Value;
+
+use super::cluster;
+
+#[tokio::test]
+async fn the_chart_installs_with_real_helm_and_its_crds_are_the_binarys() {
+    let Some(cluster) = cluster() else { return };
+    assert_eq!(cluster.release.status, "deployed", "{:?}", cluster.release);
+    // The daemon's identity in every other e2e test is this ServiceAccount's token.
+    assert_eq!(cluster.release.service_account, cluster.release.name);
+    for kind in [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ] {
+        assert!(
+            cluster.release.kinds.iter().any(|k| k == kind),
+            "the release has a {kind}: {:?}",
+            cluster.release.kinds
+        );
+    }
+
+    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client("admin").await);
+    for ours in kubeskippy::core::crd::crds() {
+        let name = ours.metadata.name.clone().unwrap();
+        let live = crds.get(&name).await.unwrap();
+        let conditions = live
+            .status
+            .and_then(|status| status.conditions)
+            .unwrap_or_default();
+        for wanted in ["Established", "NamesAccepted"] {
+            assert!(
+                conditions
+                    .iter()
+                    .any(|c| c.type_ == wanted && c.status == "True"),
+                "{name} is {wanted}: {conditions:?}"
+            );
+        }
+        // What Helm installed from the chart's crds/ is what the binary
+        // prints, down to the schema the server keeps.
+        // (JSON numbers compare by value: the server writes 2.0 back as 2.)
+        let difference = first_difference(
+            &serde_json::to_value(&live.spec.versions).unwrap(),
+            &serde_json::to_value(&ours.spec.versions).unwrap(),
+            "versions",
+        );
+        assert_eq!(
+            difference, None,
+            "{name}: the live CRD differs from `kubeskippy crds`"
+        );
+        assert_eq!(live.spec.names.kind, ours.spec.names.kind);
+    }
+}
+
+/// Where two JSON documents first differ, numbers compared by value.
+fn first_difference(live: &Value, ours: &Value, path: &str) -> Option<String> {
+    match (live, ours) {
+        (Value::Number(a), Value::Number(b)) => {
+            (a.as_f64() != b.as_f64()).then(|| format!("{path}: {a} != {b}"))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            keys.into_iter()
+                .find_map(|key| match (a.get(key), b.get(key)) {
+                    (Some(x), Some(y)) => first_difference(x, y, &format!("{path}.{key}")),
+                    (x, _) => Some(format!(
+                        "{path}.{key}: only in the {} CRD",
+                        if x.is_some() { "live" } else { "binary's" }
+                    )),
+                })
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find_map(|(i, (x, y))| first_difference(x, y, &format!("{path}[{i}]"))),
+        (a, b) => (a != b).then(|| format!("{path}: {a} != {b}")),
+    }
+}
+
+/// The `kubectl get` columns of a kind, read through the Table output.
+async fn table(client: &kube::Client, path: &str) -> Value {
+    let request = http::Request::get(path)
+        .header(
+            "Accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
+        .body(Vec::new())
+        .unwrap();
+    client.request::<Value>(request).await.unwrap()
+}
+
+#[tokio::test]
+async fn printer_columns_read_through_the_apis_table_output() {
+    let Some(cluster) = cluster() else { return };
+    let admin = cluster.client("admin").await;
+    let namespace = cluster.namespace("e2e-columns").await;
+    let policy: kubeskippy::core::crd::policy::HealingPolicy = serde_yaml_ng::from_str(&format!(
+        r#"
+apiVersion: kubeskippy.io/v1alpha1
+kind: HealingPolicy
+metadata: {{name: columns, namespace: {namespace}}}
+spec:
+  mode: dryrun
+  selector: {{namespaces: [{namespace}]}}
+  triggers: [{{name: crash, condition: {{states: [CrashLoopBackOff]}}}}]
+  actions: [{{name: restart, type: restart}}]
+"#
+    ))
+    .unwrap();
+    Api::<kubeskippy::core::crd::policy::HealingPolicy>::namespaced(admin.clone(), &namespace)
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    for (plural, path) in [
+        (
+            "healingpolicies",
+            format!("/apis/kubeskippy.io/v1alpha1/namespaces/{namespace}/healingpolicies"),
+        ),
+        (
+            "healingactions",
+            "/apis/kubeskippy.io/v1alpha1/healingactions".to_string(),
+        ),
+    ] {
+        let crd = crds.get(&format!("{plural}.kubeskippy.io")).await.unwrap();
+        let wanted: Vec<String> = crd.spec.versions[0]
+            .additional_printer_columns
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|column| column.name)
+            .collect();
+        assert!(!wanted.is_empty(), "{plural} has printer columns");
+        let table = table(&admin, &path).await;
+        assert_eq!(table["kind"], "Table", "{table:#}");
+        let names: Vec<&str> = table["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|column| column["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names[0], "Name");
+        for column in &wanted {
+            assert!(
+                names.contains(&column.as_str()),
+                "{plural}: {column} in {names:?}"
+            );
+        }
+    }
+    let policies = table(
+        &admin,
+        &format!("/apis/kubeskippy.io/v1alpha1/namespaces/{namespace}/healingpolicies"),
+    )
+    .await;
+    let row = &policies["rows"][0]["cells"];
+    assert_eq!(row[0], "columns", "{policies:#}");
+    assert!(
+        row.as_array().unwrap().iter().any(|cell| cell == "dryrun"),
+        "the mode column reads dryrun: {row}"
+    );
+}

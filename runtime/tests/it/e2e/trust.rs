@@ -1,0 +1,360 @@
+//! The trust boundaries with the real API server enforcing them: token users
+//! under real RBAC, the chart's ValidatingAdmissionPolicy, the CRD's CEL
+//! rules, and a tenant who may write HealingPolicies (and try HealingActions)
+//! only in their own namespace. Nothing a tenant writes makes the daemon
+//! change what the tenant could not change themselves.
+
+use std::process::Command;
+use std::time::Duration;
+
+use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::core::Status;
+use kubeskippy::core::crd::healing_action::{HealingAction, Phase};
+use kubeskippy::core::crd::policy::HealingPolicy;
+use serde_json::json;
+
+use super::{RealCluster, actions, app, cluster, eventually, restarted};
+
+/// Lets `user` write HealingPolicies and HealingActions (and read
+/// Deployments) in `namespace` only, as a namespace admin might be allowed.
+async fn grant_tenant(cluster: &RealCluster, user: &str, namespace: &str) {
+    cluster
+        .apply(
+            "admin",
+            &format!(
+                r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: tenant, namespace: {namespace}}}
+rules:
+- apiGroups: [kubeskippy.io]
+  resources: [healingpolicies, healingactions, healingactions/status]
+  verbs: [get, list, watch, create, update, patch, delete]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch]
+"#
+            ),
+        )
+        .await
+        .unwrap();
+    bind(cluster, user, namespace, "Role", "tenant").await;
+    allowed(cluster, user, namespace, "create", "healingactions").await;
+}
+
+/// Waits until RBAC lets `user` `verb` `resource` in `namespace`: the API
+/// server's authorizer learns of new bindings from a watch, a moment later.
+async fn allowed(cluster: &RealCluster, user: &str, namespace: &str, verb: &str, resource: &str) {
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(cluster.client(user).await);
+    let review: SelfSubjectAccessReview = serde_json::from_value(json!({
+        "spec": {"resourceAttributes": {
+            "namespace": namespace, "verb": verb, "group": "kubeskippy.io", "resource": resource
+        }}
+    }))
+    .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the new RoleBinding to take effect",
+        async || {
+            let answer = reviews
+                .create(&PostParams::default(), &review)
+                .await
+                .unwrap();
+            answer
+                .status
+                .is_some_and(|status| status.allowed)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+/// Binds `user` to a Role or ClusterRole in `namespace`.
+async fn bind(cluster: &RealCluster, user: &str, namespace: &str, kind: &str, role: &str) {
+    cluster
+        .apply(
+            "admin",
+            &format!(
+                r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: {user}-{role}, namespace: {namespace}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: {kind}, name: {role}}}
+subjects: [{{apiGroup: rbac.authorization.k8s.io, kind: User, name: {user}}}]
+"#
+            ),
+        )
+        .await
+        .unwrap();
+}
+
+fn restart_policy(namespace: &str, selected: &str, mode: &str) -> String {
+    format!(
+        r#"
+apiVersion: kubeskippy.io/v1alpha1
+kind: HealingPolicy
+metadata: {{name: heal, namespace: {namespace}}}
+spec:
+  mode: {mode}
+  selector: {{namespaces: [{selected}]}}
+  triggers: [{{name: crash, condition: {{states: [CrashLoopBackOff]}}}}]
+  actions: [{{name: restart, type: restart, triggers: [crash]}}]
+  safety: {{minHealthyPercent: 0, verificationWindow: 10s}}
+"#
+    )
+}
+
+fn hand_written_action(namespace: &str, target_namespace: &str) -> HealingAction {
+    serde_json::from_value(json!({
+        "apiVersion": "kubeskippy.io/v1alpha1",
+        "kind": "HealingAction",
+        "metadata": {"name": "borrowed", "namespace": namespace},
+        "spec": {
+            "policyRef": {"kind": "HealingPolicy", "namespace": namespace, "name": "heal", "uid": "x"},
+            "incidentId": "shop-deployment-shop-00000000",
+            "target": {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": target_namespace, "name": "shop", "uid": "x"},
+            "action": {"type": "restart", "restartAction": {"strategy": "rollout"}},
+            "source": "rules", "confidence": 0.9, "reasoning": "trust me", "risk": "low",
+            "plannedAt": "2026-12-01T00:00:00Z", "dryRun": false, "approvalRequired": false,
+            "retryPolicy": {"maxAttempts": 1, "backoffSeconds": 30}
+        }
+    }))
+    .unwrap()
+}
+
+fn refusal(result: Result<impl std::fmt::Debug, kube::Error>) -> Status {
+    match result {
+        Err(kube::Error::Api(response)) => *response,
+        other => panic!("expected the API server to refuse, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn nobody_but_the_daemon_can_create_a_healing_action_not_even_a_cluster_admin() {
+    let Some(cluster) = cluster() else { return };
+    let namespace = cluster.namespace("e2e-tenant").await;
+    grant_tenant(cluster, "tenant-a", &namespace).await;
+    for user in ["tenant-a", "admin"] {
+        let api: Api<HealingAction> = Api::namespaced(cluster.client(user).await, &namespace);
+        let response = refusal(
+            api.create(
+                &PostParams::default(),
+                &hand_written_action(&namespace, &namespace),
+            )
+            .await,
+        );
+        assert_eq!(response.code, 403, "{user}: {response:?}");
+        assert!(
+            response
+                .message
+                .contains("planned by the KubeSkippy daemon only"),
+            "{user}: {}",
+            response.message
+        );
+    }
+    // The user with no rights is stopped by RBAC before admission.
+    let api: Api<HealingAction> = Api::namespaced(cluster.client("nobody").await, &namespace);
+    let response = refusal(api.list(&ListParams::default()).await);
+    assert_eq!(response.code, 403, "{response:?}");
+}
+
+#[tokio::test]
+async fn a_tenants_policy_acts_in_their_namespace_and_never_in_anothers() {
+    let Some(cluster) = cluster() else { return };
+    let own = cluster.namespace("e2e-tenant-own").await;
+    let other = cluster.namespace("e2e-tenant-other").await;
+    grant_tenant(cluster, "tenant-a", &own).await;
+    cluster
+        .apply("admin", &app(&own, "oom-always", "64Mi"))
+        .await
+        .unwrap();
+    cluster
+        .apply("admin", &app(&other, "oom-always", "64Mi"))
+        .await
+        .unwrap();
+
+    // RBAC keeps the tenant's policies out of the other namespace...
+    let refused = cluster
+        .apply("tenant-a", &restart_policy(&other, &other, "automatic"))
+        .await;
+    assert_eq!(refusal(refused).code, 403);
+    // ...and a policy of theirs that names it is refused by the daemon as a
+    // whole, with the reason on its status.
+    cluster
+        .apply(
+            "tenant-a",
+            &restart_policy(&own, &format!("{own}, {other}"), "automatic"),
+        )
+        .await
+        .unwrap();
+    let mut daemon = cluster.daemon(&own, &[&own, &other], &[]);
+    daemon.ready().await;
+    let admin = cluster.client("admin").await;
+    let policies: Api<HealingPolicy> = Api::namespaced(admin.clone(), &own);
+    let reason = eventually(
+        Duration::from_secs(60),
+        "the policy's refusal on its status",
+        async || {
+            let policy = policies.get("heal").await.unwrap();
+            let conditions = policy.status?.conditions;
+            let ready = conditions.into_iter().find(|c| c.type_ == "Ready")?;
+            (ready.status == "False").then_some(ready.message)
+        },
+    )
+    .await;
+    assert!(
+        reason.contains("governs only its own namespace"),
+        "{reason}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let everywhere: Api<HealingAction> = Api::all(admin.clone());
+    let planned: Vec<_> = everywhere
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|action| {
+            [own.as_str(), other.as_str()]
+                .contains(&action.metadata.namespace.as_deref().unwrap_or(""))
+        })
+        .collect();
+    assert!(planned.is_empty(), "{planned:#?}");
+
+    // Narrowed to their own namespace, the policy works there, and only there.
+    cluster
+        .apply("tenant-a", &restart_policy(&own, &own, "automatic"))
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(120),
+        "a HealingAction in the tenant's namespace",
+        async || actions(&admin, &own).await.pop(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for action in everywhere.list(&ListParams::default()).await.unwrap().items {
+        assert_ne!(
+            action.metadata.namespace.as_deref(),
+            Some(other.as_str()),
+            "{action:#?}"
+        );
+        assert_ne!(action.spec.target.namespace, other, "{action:#?}");
+    }
+    assert!(
+        !restarted(&admin, &other).await,
+        "{other}'s Deployment was restarted"
+    );
+    daemon.stop_and_check_rbac();
+}
+
+fn decide(
+    cluster: &RealCluster,
+    user: &str,
+    verb: &str,
+    name: &str,
+    namespace: &str,
+) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_kubeskippy"))
+        .args([verb, name, "--namespace", namespace, "--reason", "e2e"])
+        .env("KUBECONFIG", cluster.kubeconfig(user))
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr),
+    )
+}
+
+#[tokio::test]
+async fn approval_for_real_only_an_approver_decides_and_never_the_daemon() {
+    let Some(cluster) = cluster() else { return };
+    let namespace = cluster.namespace("e2e-approval").await;
+    cluster
+        .apply("admin", &app(&namespace, "oom-always", "64Mi"))
+        .await
+        .unwrap();
+    cluster
+        .apply("admin", &restart_policy(&namespace, &namespace, "manual"))
+        .await
+        .unwrap();
+    let approver_role = format!("{}-approver", cluster.release.name);
+    bind(
+        cluster,
+        "approver",
+        &namespace,
+        "ClusterRole",
+        &approver_role,
+    )
+    .await;
+    let mut daemon = cluster.daemon(&namespace, &[&namespace], &[]);
+    daemon.ready().await;
+    let admin = cluster.client("admin").await;
+    let waiting = eventually(
+        Duration::from_secs(120),
+        "a HealingAction awaiting approval",
+        async || actions(&admin, &namespace).await.pop(),
+    )
+    .await;
+    let actions: Api<HealingAction> = Api::namespaced(admin.clone(), &namespace);
+    let name = waiting.metadata.name.clone().unwrap();
+    assert!(waiting.spec.approval_required, "{waiting:#?}");
+
+    // The daemon's own identity cannot write a decision: it has no patch on
+    // HealingActions.
+    let as_daemon: Api<HealingAction> = Api::namespaced(cluster.client("daemon").await, &namespace);
+    let response = refusal(
+        as_daemon
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"spec": {"approval": {"decision": "approved", "by": "daemon"}}}),
+                ),
+            )
+            .await,
+    );
+    assert_eq!(response.code, 403, "{response:?}");
+
+    // No rights, no decision.
+    let (ok, output) = decide(cluster, "nobody", "approve", &name, &namespace);
+    assert!(!ok, "{output}");
+    assert!(
+        output.to_ascii_lowercase().contains("forbidden"),
+        "{output}"
+    );
+
+    // An approver may not rewrite what is approved: the CRD keeps the spec.
+    let as_approver: Api<HealingAction> =
+        Api::namespaced(cluster.client("approver").await, &namespace);
+    let response = refusal(
+        as_approver
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"target": {"name": "something-else"}}})),
+            )
+            .await,
+    );
+    assert_eq!(response.code, 422, "{response:?}");
+
+    let (ok, output) = decide(cluster, "approver", "approve", &name, &namespace);
+    assert!(ok, "{output}");
+    let approved = actions.get(&name).await.unwrap();
+    let approval = approved.spec.approval.clone().expect("a recorded decision");
+    // Who approved, as the API server's SelfSubjectReview names them.
+    assert_eq!(approval.by, "approver", "{approval:?}");
+    eventually(
+        Duration::from_secs(120),
+        "the approved action to run",
+        async || {
+            let action = actions.get(&name).await.unwrap();
+            let status = action.status?;
+            (!matches!(status.phase, Phase::Pending | Phase::Approved)).then_some(())
+        },
+    )
+    .await;
+    daemon.stop_and_check_rbac();
+}
