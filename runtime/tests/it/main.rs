@@ -35,6 +35,7 @@ mod openai;
 mod plugin_pool;
 mod prometheus;
 mod real_model;
+mod real_ollama;
 mod sandbox;
 mod scenario;
 mod second_review;

@@ -1,6 +1,8 @@
-//! `analyze` against a real model: llama.cpp's server with Gemma 3 270M, started
-//! by `scripts/llm-server` (which `scripts/test` runs). Skipped, saying so, when
-//! `KUBESKIPPY_TEST_LLM_URL` (the server's OpenAI base URL) is unset.
+//! `analyze` against real models: Gemma 3 270M behind llama.cpp's server (the
+//! OpenAI-compatible provider; `scripts/llm-server`) and behind a real Ollama
+//! (the native provider; `scripts/ollama-server`), both started by
+//! `scripts/test`. Each is skipped, saying so, when its URL
+//! (`KUBESKIPPY_TEST_LLM_URL`, `KUBESKIPPY_TEST_OLLAMA_URL`) is unset.
 //!
 //! A 270M-parameter model gives poor advice; the point is that the guardrails
 //! hold with a bad model: every recommendation is either allowed and valid, or
@@ -26,18 +28,43 @@ const EXAMPLES: [&str; 6] = [
     "protected-label.yaml",
 ];
 
+/// The server's URL from `variable`, or a note that the test is skipped.
+fn server(variable: &str, script: &str) -> Option<String> {
+    let url = std::env::var(variable).ok();
+    if url.is_none() {
+        eprintln!("skipped: {variable} is not set (scripts/test sets it after starting {script})");
+    }
+    url
+}
+
 #[tokio::test]
 async fn guardrails_hold_with_a_small_real_model() {
-    let Ok(base_url) = std::env::var("KUBESKIPPY_TEST_LLM_URL") else {
-        eprintln!(
-            "skipped: KUBESKIPPY_TEST_LLM_URL is not set (scripts/test sets it after starting scripts/llm-server)"
-        );
+    let Some(base_url) = server("KUBESKIPPY_TEST_LLM_URL", "scripts/llm-server") else {
         return;
     };
-    let config = Config::parse(&format!(
+    guardrails_hold(&format!(
         "ai:\n  provider: openai\n  endpoint: {base_url}\n  model: gemma-3-270m\n  timeout: 120s\n  temperature: 0.2\n  seed: 7\n  contextWindow: 4096\n  maxRetries: 1\n"
     ))
-    .unwrap();
+    .await;
+}
+
+#[tokio::test]
+async fn guardrails_hold_with_a_small_model_on_a_real_ollama() {
+    let Some(base_url) = server("KUBESKIPPY_TEST_OLLAMA_URL", "scripts/ollama-server") else {
+        return;
+    };
+    // No contextWindow: the provider reads it from /api/show.
+    guardrails_hold(&format!(
+        "ai:\n  provider: ollama\n  endpoint: {base_url}\n  model: gemma3-270m\n  timeout: 120s\n  temperature: 0.2\n  seed: 7\n  maxRetries: 1\n"
+    ))
+    .await;
+}
+
+/// Every example through the model `config` names: each recommendation is
+/// allowed and valid, or rejected with a reason; nothing protected is touched.
+async fn guardrails_hold(config: &str) {
+    let _one_at_a_time = common::REAL_MODEL.lock().await;
+    let config = Config::parse(config).unwrap();
     let model = kubeskippy::analyze::llm::from_config(&config.ai).unwrap();
     let analyzer = Analyzer::new(&config, &PluginFiles::default(), model).unwrap();
     let (mut from_model, mut calls, mut seconds, mut tokens) = (0, 0, 0.0, 0);

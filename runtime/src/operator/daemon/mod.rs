@@ -58,6 +58,8 @@ pub struct RunOptions {
 /// source, so `kubeskippy run` prints the whole chain on one line.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error("no Kubernetes client configuration (in-cluster config or kubeconfig)")]
+    ClientConfig(#[source] kube::config::InferConfigError),
     #[error("no Kubernetes client (in-cluster config or kubeconfig)")]
     Client(#[source] kube::Error),
     #[error(transparent)]
@@ -101,9 +103,17 @@ async fn build_analyzer(
 /// Runs until SIGTERM or Ctrl-C. Shutdown waits for the transition in hand
 /// to be written, then gives the leader lease up.
 pub async fn run(options: RunOptions) -> Result<(), RunError> {
-    let client = kube::Client::try_default()
+    let mut client_config = kube::Config::infer()
         .await
-        .map_err(RunError::Client)?;
+        .map_err(RunError::ClientConfig)?;
+    // kube's client retries every 429 for minutes by default. The Eviction
+    // API answers 429 when a PodDisruptionBudget forbids the disruption: a
+    // verdict, not throttling, and a reconcile waiting on it holds up every
+    // other action. The lifecycle retries what deserves a retry itself
+    // (attempts with backoff; the next reconcile), and the watchers back off
+    // on their own.
+    client_config.default_retry = false;
+    let client = kube::Client::try_from(client_config).map_err(RunError::Client)?;
     let config = Config::load(options.config.as_deref(), std::env::vars())?;
     let health = Health::new(options.evaluation_interval * 4 + Duration::from_secs(60));
     let listener = tokio::net::TcpListener::bind(options.health_addr)

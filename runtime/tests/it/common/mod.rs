@@ -176,3 +176,8 @@ pub fn example(name: &str) -> std::path::PathBuf {
         .join("../examples/snapshots")
         .join(name)
 }
+
+/// The real model servers share the machine's two cores with the tests and
+/// answer one request at a time: one real-model test at a time keeps each
+/// inside its timeout.
+pub static REAL_MODEL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

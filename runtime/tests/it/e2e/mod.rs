@@ -8,6 +8,7 @@
 //! starts one and sets it); otherwise every test here skips with a note. Each
 //! test works in namespaces of its own, so they run side by side.
 
+mod guards;
 mod incidents;
 mod install;
 mod trust;
