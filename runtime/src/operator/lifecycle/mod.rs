@@ -925,18 +925,15 @@ async fn run(
 /// The write that follows an execution, guarded by the resourceVersion of the
 /// InProgress write. An edit of the action in between (a label) is no reason
 /// to lose the outcome: while the action is still InProgress for this very
-/// attempt, the write is made on the newer copy. Anything else moved it on —
-/// a new leader that found it interrupted — and this late write must not land.
+/// attempt, the write is made on the newer copy, again if it moved on again
+/// meanwhile (up to [`OUTCOME_WRITES`] times). Anything else moved it on — a
+/// new leader that found it interrupted — and this late write must not land.
 async fn write_outcome(
     ctx: &Context,
     in_progress: &HealingAction,
     status: HealingActionStatus,
     reason: Reason,
 ) -> Result<HealingAction, LifecycleError> {
-    match transition(ctx, in_progress, status.clone(), reason).await {
-        Err(LifecycleError::Conflict { .. }) => {}
-        done => return done,
-    }
     let api: Api<HealingAction> = Api::namespaced(
         ctx.client.clone(),
         in_progress
@@ -946,23 +943,34 @@ async fn write_outcome(
             .unwrap_or_default(),
     );
     let name = in_progress.metadata.name.as_deref().unwrap_or_default();
-    let latest = api
-        .get(name)
-        .await
-        .map_err(|error| LifecycleError::api(in_progress, error))?;
     let ours = |action: &HealingAction| {
         action
             .status
             .as_ref()
             .map(|status| (status.phase, status.started_at.clone(), status.attempts))
     };
-    if ours(&latest) != ours(in_progress) || latest.spec != in_progress.spec {
-        return Err(LifecycleError::Conflict {
-            action: action_name(in_progress),
-        });
+    let mut latest = in_progress.clone();
+    for _ in 0..OUTCOME_WRITES {
+        match transition(ctx, &latest, status.clone(), reason).await {
+            Err(LifecycleError::Conflict { .. }) => {}
+            done => return done,
+        }
+        latest = api
+            .get(name)
+            .await
+            .map_err(|error| LifecycleError::api(in_progress, error))?;
+        if ours(&latest) != ours(in_progress) || latest.spec != in_progress.spec {
+            break;
+        }
     }
-    transition(ctx, &latest, status, reason).await
+    Err(LifecycleError::Conflict {
+        action: action_name(in_progress),
+    })
 }
+
+/// How often an outcome is written again on a newer copy of the action
+/// before the reconcile gives up (and the next one finds it interrupted).
+const OUTCOME_WRITES: usize = 8;
 
 /// Errors worth another attempt (the API failed, or the target moved under
 /// the write) are retried with exponential backoff until the retry policy's

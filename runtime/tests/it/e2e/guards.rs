@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kubeskippy::core::crd::healing_action::{HealingAction, Phase};
 
-use super::{RealCluster, actions, app, cluster, eventually};
+use super::{RealCluster, actions, app, eventually};
 
 fn policy(namespace: &str, action: &str) -> String {
     format!(
@@ -108,7 +108,9 @@ const EVICT: &str = "{name: evict, type: delete-pod, triggers: [crash]}";
 
 #[tokio::test]
 async fn scaling_goes_through_the_scale_subresource_and_is_undone_when_it_does_not_help() {
-    let Some(cluster) = cluster() else { return };
+    let Some((cluster, _running)) = super::shared().await else {
+        return;
+    };
     let (namespace, _, action) = guarded(cluster, "e2e-scale", SCALE, |_| String::new()).await;
     let status = action.status.clone().unwrap();
     assert_eq!(status.phase, Phase::RolledBack, "{}", message(&action));
@@ -120,7 +122,9 @@ async fn scaling_goes_through_the_scale_subresource_and_is_undone_when_it_does_n
 
 #[tokio::test]
 async fn scaling_is_refused_when_an_hpa_owns_the_replica_count() {
-    let Some(cluster) = cluster() else { return };
+    let Some((cluster, _running)) = super::shared().await else {
+        return;
+    };
     let hpa = |namespace: &str| {
         format!(
             r#"
@@ -152,7 +156,9 @@ spec:
 
 #[tokio::test]
 async fn an_eviction_a_pod_disruption_budget_forbids_is_refused_by_the_real_429() {
-    let Some(cluster) = cluster() else { return };
+    let Some((cluster, _running)) = super::shared().await else {
+        return;
+    };
     let budget = |namespace: &str| {
         format!(
             r#"
@@ -188,7 +194,9 @@ spec:
 
 #[tokio::test]
 async fn an_eviction_without_a_budget_replaces_the_pod() {
-    let Some(cluster) = cluster() else { return };
+    let Some((cluster, _running)) = super::shared().await else {
+        return;
+    };
     let (namespace, before, action) = guarded(cluster, "e2e-evict", EVICT, |_| String::new()).await;
     assert_eq!(
         action.spec.target.name,

@@ -12,7 +12,7 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use kubeskippy::core::crd::healing_action::{HealingAction, Phase};
 
-use super::{RealCluster, actions, app, cluster, eventually, restarted};
+use super::{RealCluster, actions, app, eventually, restarted};
 
 /// A policy answering OOM kills (and crash loops) with `action`.
 fn policy(namespace: &str, mode: &str, action: &str) -> String {
@@ -126,7 +126,9 @@ async fn replica_sets(client: &Client, namespace: &str) -> Vec<ReplicaSet> {
 
 #[tokio::test]
 async fn an_oom_crash_loop_is_healed_by_more_memory_through_a_real_rollout() {
-    let Some(cluster) = cluster() else { return };
+    let Some((cluster, _running)) = super::shared().await else {
+        return;
+    };
     let (namespace, action) = incident(cluster, "oom-crashloop", "automatic", MORE_MEMORY).await;
     assert_eq!(phase(&action), Phase::Succeeded, "{}", message(&action));
     let admin = cluster.client("admin").await;
@@ -147,7 +149,9 @@ async fn an_oom_crash_loop_is_healed_by_more_memory_through_a_real_rollout() {
 
 #[tokio::test]
 async fn a_change_that_does_not_help_is_rolled_back_on_the_real_deployment() {
-    let Some(cluster) = cluster() else { return };
+    let Some((cluster, _running)) = super::shared().await else {
+        return;
+    };
     let (namespace, action) = incident(cluster, "oom-always", "automatic", MORE_MEMORY).await;
     assert_eq!(phase(&action), Phase::RolledBack, "{}", message(&action));
     let admin = cluster.client("admin").await;
@@ -156,7 +160,9 @@ async fn a_change_that_does_not_help_is_rolled_back_on_the_real_deployment() {
 
 #[tokio::test]
 async fn a_rollout_restart_reaches_the_deployment_and_is_judged_failed_when_the_crashes_go_on() {
-    let Some(cluster) = cluster() else { return };
+    let Some((cluster, _running)) = super::shared().await else {
+        return;
+    };
     let (namespace, action) = incident(cluster, "oom-always", "automatic", RESTART).await;
     assert_eq!(phase(&action), Phase::Failed, "{}", message(&action));
     let admin = cluster.client("admin").await;
@@ -168,7 +174,9 @@ async fn a_rollout_restart_reaches_the_deployment_and_is_judged_failed_when_the_
 
 #[tokio::test]
 async fn dry_run_records_the_servers_dry_run_and_changes_nothing() {
-    let Some(cluster) = cluster() else { return };
+    let Some((cluster, _running)) = super::shared().await else {
+        return;
+    };
     let (namespace, action) = incident(cluster, "oom-crashloop", "dryrun", MORE_MEMORY).await;
     assert_eq!(phase(&action), Phase::Succeeded, "{}", message(&action));
     let result = action
@@ -189,7 +197,9 @@ async fn dry_run_records_the_servers_dry_run_and_changes_nothing() {
 
 #[tokio::test]
 async fn monitor_mode_records_an_event_and_no_healing_action() {
-    let Some(cluster) = cluster() else { return };
+    let Some((cluster, _running)) = super::shared().await else {
+        return;
+    };
     let namespace = cluster.namespace("e2e-monitor").await;
     cluster
         .apply("admin", &app(&namespace, "oom-crashloop", "64Mi"))

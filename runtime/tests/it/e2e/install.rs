@@ -6,11 +6,11 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, PostParams};
 use serde_json::Value;
 
-use super::cluster;
-
 #[tokio::test]
 async fn the_chart_installs_with_real_helm_and_its_crds_are_the_binarys() {
-    let Some(cluster) = cluster() else { return };
+    let Some((cluster, _running)) = super::shared().await else {
+        return;
+    };
     assert_eq!(cluster.release.status, "deployed", "{:?}", cluster.release);
     // The daemon's identity in every other e2e test is this ServiceAccount's token.
     assert_eq!(cluster.release.service_account, cluster.release.name);
@@ -104,7 +104,9 @@ async fn table(client: &kube::Client, path: &str) -> Value {
 
 #[tokio::test]
 async fn printer_columns_read_through_the_apis_table_output() {
-    let Some(cluster) = cluster() else { return };
+    let Some((cluster, _running)) = super::shared().await else {
+        return;
+    };
     let admin = cluster.client("admin").await;
     let namespace = cluster.namespace("e2e-columns").await;
     let policy: kubeskippy::core::crd::policy::HealingPolicy = serde_yaml_ng::from_str(&format!(

@@ -8,6 +8,7 @@
 //! starts one and sets it); otherwise every test here skips with a note. Each
 //! test works in namespaces of its own, so they run side by side.
 
+mod faults;
 mod guards;
 mod incidents;
 mod install;
@@ -46,8 +47,9 @@ pub struct RealCluster {
 const RELEASE_NAMESPACE: &str = "kubeskippy-system";
 
 /// The control plane, with the chart installed on first use; `None` (and a
-/// note) when no control plane was given.
-pub fn cluster() -> Option<&'static RealCluster> {
+/// note) when no control plane was given. Tests take it through [`shared`]
+/// or [`exclusive`].
+fn cluster() -> Option<&'static RealCluster> {
     static CLUSTER: OnceLock<Option<RealCluster>> = OnceLock::new();
     CLUSTER
         .get_or_init(|| {
@@ -62,6 +64,26 @@ pub fn cluster() -> Option<&'static RealCluster> {
             Some(RealCluster { dir, release })
         })
         .as_ref()
+}
+
+/// Most tests share the control plane; one that restarts a piece of it runs
+/// alone.
+static RUNNING: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+pub async fn shared() -> Option<(
+    &'static RealCluster,
+    tokio::sync::RwLockReadGuard<'static, ()>,
+)> {
+    let cluster = cluster()?;
+    Some((cluster, RUNNING.read().await))
+}
+
+pub async fn exclusive() -> Option<(
+    &'static RealCluster,
+    tokio::sync::RwLockWriteGuard<'static, ()>,
+)> {
+    let cluster = cluster()?;
+    Some((cluster, RUNNING.write().await))
 }
 
 fn repository() -> PathBuf {
@@ -158,12 +180,17 @@ impl RealCluster {
             .arg(format!("--health-addr=127.0.0.1:{health}"))
             .arg(format!("--lease-namespace={}", self.release.namespace))
             .arg(format!("--identity={name}"))
-            .arg("--leader-elect=false")
             .arg("--evaluation-interval=1s")
             .arg(format!(
                 "--signing-key-secret={}-signing-key",
                 self.release.name
             ))
+            // Each test's daemon acts alone on its namespaces; only the
+            // failover test elects a leader.
+            .args(
+                (!extra.iter().any(|arg| arg.starts_with("--leader-elect")))
+                    .then_some("--leader-elect=false"),
+            )
             .args(extra)
             .env("KUBECONFIG", self.kubeconfig("daemon"))
             .env("KUBESKIPPY_LOG", "info,kubeskippy=debug")
@@ -266,18 +293,57 @@ impl Daemon {
 
     /// Stops it and fails the test if the API server ever refused it: the
     /// chart's RBAC must cover everything the daemon does.
-    pub fn stop_and_check_rbac(mut self) -> String {
+    pub fn stop_and_check_rbac(self) -> String {
+        self.stop_and_check_rbac_outside(None)
+    }
+
+    /// As [`Daemon::stop_and_check_rbac`], forgiving refusals stamped within
+    /// `window`: a restarted API server answers before its RBAC caches have
+    /// filled, and refuses everyone but the superusers for a moment.
+    pub fn stop_and_check_rbac_outside(
+        mut self,
+        window: Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>,
+    ) -> String {
         self.kill();
         let log = self.log_text();
         for line in log.lines() {
+            let plain = strip_ansi(line);
+            if !(plain.contains("403") && plain.to_ascii_lowercase().contains("forbidden")) {
+                continue;
+            }
+            let stamp = plain
+                .split_whitespace()
+                .next()
+                .and_then(|stamp| chrono::DateTime::parse_from_rfc3339(stamp).ok())
+                .map(|stamp| stamp.with_timezone(&chrono::Utc));
+            let forgiven =
+                matches!((window, stamp), (Some((from, to)), Some(at)) if from <= at && at <= to);
             assert!(
-                !(line.contains("403") && line.to_ascii_lowercase().contains("forbidden")),
-                "the daemon was refused by RBAC (log {}): {line}",
+                forgiven,
+                "the daemon was refused by RBAC (log {}): {plain}",
                 self.log.display()
             );
         }
         log
     }
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // An SGR sequence: ESC [ ... m
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }
 
 impl Drop for Daemon {

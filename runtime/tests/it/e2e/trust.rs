@@ -14,7 +14,7 @@ use kubeskippy::core::crd::healing_action::{HealingAction, Phase};
 use kubeskippy::core::crd::policy::HealingPolicy;
 use serde_json::json;
 
-use super::{RealCluster, actions, app, cluster, eventually, restarted};
+use super::{RealCluster, actions, app, eventually, restarted};
 
 /// Lets `user` write HealingPolicies and HealingActions (and read
 /// Deployments) in `namespace` only, as a namespace admin might be allowed.
@@ -132,7 +132,9 @@ fn refusal(result: Result<impl std::fmt::Debug, kube::Error>) -> Status {
 
 #[tokio::test]
 async fn nobody_but_the_daemon_can_create_a_healing_action_not_even_a_cluster_admin() {
-    let Some(cluster) = cluster() else { return };
+    let Some((cluster, _running)) = super::shared().await else {
+        return;
+    };
     let namespace = cluster.namespace("e2e-tenant").await;
     grant_tenant(cluster, "tenant-a", &namespace).await;
     for user in ["tenant-a", "admin"] {
@@ -161,7 +163,9 @@ async fn nobody_but_the_daemon_can_create_a_healing_action_not_even_a_cluster_ad
 
 #[tokio::test]
 async fn a_tenants_policy_acts_in_their_namespace_and_never_in_anothers() {
-    let Some(cluster) = cluster() else { return };
+    let Some((cluster, _running)) = super::shared().await else {
+        return;
+    };
     let own = cluster.namespace("e2e-tenant-own").await;
     let other = cluster.namespace("e2e-tenant-other").await;
     grant_tenant(cluster, "tenant-a", &own).await;
@@ -270,7 +274,9 @@ fn decide(
 
 #[tokio::test]
 async fn approval_for_real_only_an_approver_decides_and_never_the_daemon() {
-    let Some(cluster) = cluster() else { return };
+    let Some((cluster, _running)) = super::shared().await else {
+        return;
+    };
     let namespace = cluster.namespace("e2e-approval").await;
     cluster
         .apply("admin", &app(&namespace, "oom-always", "64Mi"))
