@@ -10,7 +10,7 @@ use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kubeskippy::core::crd::healing_action::{HealingAction, Phase};
 
-use super::{RealCluster, actions, app, eventually};
+use super::{RealCluster, actions, app, eventually, settled};
 
 const LEASE_SECONDS: u64 = 6;
 
@@ -28,26 +28,6 @@ spec:
   safety: {{minHealthyPercent: 0, verificationWindow: {verification}}}
 "#
     )
-}
-
-/// The namespace's one HealingAction once it has settled (a Failed action
-/// with a rollback pending has not).
-async fn settled(client: &Client, namespace: &str, within: Duration) -> HealingAction {
-    eventually(within, "a settled HealingAction", async || {
-        let all = actions(client, namespace).await;
-        assert!(all.len() <= 1, "one incident, one HealingAction: {all:#?}");
-        let action = all.into_iter().next()?;
-        let status = action.status.as_ref()?;
-        let done = matches!(
-            status.phase,
-            Phase::Succeeded | Phase::Failed | Phase::RolledBack | Phase::Cancelled
-        ) && !status
-            .conditions
-            .iter()
-            .any(|c| c.type_ == "RollbackPending" && c.status == "True");
-        done.then_some(action)
-    })
-    .await
 }
 
 async fn replica_sets(client: &Client, namespace: &str) -> usize {

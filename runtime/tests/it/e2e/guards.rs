@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kubeskippy::core::crd::healing_action::{HealingAction, Phase};
 
-use super::{RealCluster, actions, app, eventually};
+use super::{RealCluster, app, eventually, settled};
 
 fn policy(namespace: &str, action: &str) -> String {
     format!(
@@ -63,23 +63,7 @@ async fn guarded(
         .unwrap();
     let mut daemon = cluster.daemon(&namespace, &[&namespace], &[]);
     daemon.ready().await;
-    let action = eventually(
-        Duration::from_secs(150),
-        "a finished HealingAction",
-        async || {
-            let action = actions(&admin, &namespace).await.pop()?;
-            let status = action.status.as_ref()?;
-            let settled = matches!(
-                status.phase,
-                Phase::Succeeded | Phase::Failed | Phase::RolledBack
-            ) && !status
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "RollbackPending" && c.status == "True");
-            settled.then_some(action)
-        },
-    )
-    .await;
+    let action = settled(&admin, &namespace, Duration::from_secs(150)).await;
     daemon.stop_and_check_rbac();
     (namespace, before, action)
 }

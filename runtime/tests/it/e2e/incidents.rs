@@ -12,7 +12,7 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 use kubeskippy::core::crd::healing_action::{HealingAction, Phase};
 
-use super::{RealCluster, actions, app, eventually, restarted};
+use super::{RealCluster, actions, app, eventually, restarted, settled};
 
 /// A policy answering OOM kills (and crash loops) with `action`.
 fn policy(namespace: &str, mode: &str, action: &str) -> String {
@@ -57,32 +57,6 @@ async fn memory_limit(client: &Client, namespace: &str) -> String {
         .clone()
 }
 
-/// Waits for the namespace's one HealingAction to finish.
-async fn finished(client: &Client, namespace: &str) -> HealingAction {
-    eventually(
-        Duration::from_secs(180),
-        "a finished HealingAction",
-        async || {
-            let mut all = actions(client, namespace).await;
-            assert!(all.len() <= 1, "one incident, one HealingAction: {all:#?}");
-            let action = all.pop()?;
-            let status = action.status.as_ref()?;
-            // A failed change is Failed with RollbackPending until the next
-            // reconcile restores it.
-            let rolling_back = status
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "RollbackPending" && c.status == "True");
-            (matches!(
-                status.phase,
-                Phase::Succeeded | Phase::Failed | Phase::RolledBack | Phase::Cancelled
-            ) && !rolling_back)
-                .then_some(action)
-        },
-    )
-    .await
-}
-
 /// Sets up the app and the policy in a fresh namespace and runs a daemon on
 /// it until the HealingAction has finished.
 async fn incident(
@@ -103,7 +77,7 @@ async fn incident(
     let mut daemon = cluster.daemon(&namespace, &[&namespace], &[]);
     daemon.ready().await;
     let admin = cluster.client("admin").await;
-    let action = finished(&admin, &namespace).await;
+    let action = settled(&admin, &namespace, Duration::from_secs(180)).await;
     daemon.stop_and_check_rbac();
     (namespace, action)
 }

@@ -25,7 +25,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kubeskippy::core::crd::healing_action::HealingAction;
+use kubeskippy::core::crd::healing_action::{HealingAction, Phase};
 use serde::Deserialize;
 
 /// The chart's release, as `tests/cluster/install-chart.py` installed it.
@@ -394,6 +394,28 @@ pub async fn actions(client: &Client, namespace: &str) -> Vec<HealingAction> {
         .await
         .unwrap()
         .items
+}
+
+/// The namespace's one HealingAction once it has settled: a finished phase,
+/// and no rollback pending (a failed change is Failed with RollbackPending
+/// until the next reconcile restores it). More than one action fails the
+/// test: one incident, one HealingAction.
+pub async fn settled(client: &Client, namespace: &str, within: Duration) -> HealingAction {
+    eventually(within, "a settled HealingAction", async || {
+        let all = actions(client, namespace).await;
+        assert!(all.len() <= 1, "one incident, one HealingAction: {all:#?}");
+        let action = all.into_iter().next()?;
+        let status = action.status.as_ref()?;
+        let done = matches!(
+            status.phase,
+            Phase::Succeeded | Phase::Failed | Phase::RolledBack | Phase::Cancelled
+        ) && !status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "RollbackPending" && c.status == "True");
+        done.then_some(action)
+    })
+    .await
 }
 
 /// Whether the Deployment `shop`'s pod template carries a rollout restart's

@@ -7,7 +7,9 @@
 use std::process::Command;
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::core::Status;
 use kubeskippy::core::crd::healing_action::{HealingAction, Phase};
@@ -363,4 +365,109 @@ async fn approval_for_real_only_an_approver_decides_and_never_the_daemon() {
     )
     .await;
     daemon.stop_and_check_rbac();
+}
+
+#[tokio::test]
+async fn the_daemons_identity_is_refused_what_the_daemon_never_needs() {
+    let Some((cluster, _running)) = super::shared().await else {
+        return;
+    };
+    let namespace = cluster.namespace("e2e-least").await;
+    cluster
+        .apply(
+            "admin",
+            &format!(
+                r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: database, namespace: {namespace}}}
+stringData: {{password: hunter2}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: neighbour, namespace: {release}}}
+stringData: {{token: not-yours}}
+"#,
+                release = cluster.release.namespace
+            ),
+        )
+        .await
+        .unwrap();
+    cluster
+        .apply("admin", &app(&namespace, "oom-always", "64Mi"))
+        .await
+        .unwrap();
+    let daemon = cluster.client("daemon").await;
+    let refused = |result: Result<(), kube::Error>| refusal(result).code;
+
+    for (secrets_namespace, name) in [
+        (namespace.as_str(), "database"),
+        (cluster.release.namespace.as_str(), "neighbour"),
+    ] {
+        let secrets: Api<Secret> = Api::namespaced(daemon.clone(), secrets_namespace);
+        assert_eq!(
+            refused(secrets.get(name).await.map(drop)),
+            403,
+            "get {name}"
+        );
+        assert_eq!(
+            refused(secrets.list(&ListParams::default()).await.map(drop)),
+            403,
+            "list secrets in {secrets_namespace}"
+        );
+    }
+    let deployments: Api<Deployment> = Api::namespaced(daemon.clone(), &namespace);
+    assert_eq!(
+        refused(
+            deployments
+                .delete("shop", &Default::default())
+                .await
+                .map(drop)
+        ),
+        403
+    );
+    let pods: Api<Pod> = Api::namespaced(daemon.clone(), &namespace);
+    assert_eq!(
+        refused(
+            pods.delete_collection(&Default::default(), &ListParams::default())
+                .await
+                .map(drop)
+        ),
+        403,
+        "pods are only ever evicted"
+    );
+    let actions: Api<HealingAction> = Api::namespaced(daemon.clone(), &namespace);
+    assert_eq!(
+        refused(
+            actions
+                .patch(
+                    "any",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"reasoning": "rewritten"}})),
+                )
+                .await
+                .map(drop)
+        ),
+        403,
+        "the daemon never patches a HealingAction's spec"
+    );
+    // What it does need it has: its signing key, and nothing more of Secrets.
+    let reviews: Api<SelfSubjectAccessReview> = Api::all(daemon);
+    let may = async |verb: &str, name: &str| {
+        let review: SelfSubjectAccessReview = serde_json::from_value(json!({
+            "spec": {"resourceAttributes": {
+                "namespace": cluster.release.namespace, "verb": verb, "resource": "secrets", "name": name
+            }}
+        }))
+        .unwrap();
+        let answer = reviews
+            .create(&PostParams::default(), &review)
+            .await
+            .unwrap();
+        answer.status.is_some_and(|status| status.allowed)
+    };
+    let key = format!("{}-signing-key", cluster.release.name);
+    assert!(may("get", &key).await);
+    assert!(!may("update", &key).await);
+    assert!(!may("delete", &key).await);
 }
