@@ -15,6 +15,7 @@ use crate::core::wit;
 use crate::host::{Limits, PluginHost, PluginKind};
 
 mod live;
+mod real_cluster;
 pub(crate) mod synthetic;
 
 #[derive(clap::Args, Debug)]
@@ -29,6 +30,19 @@ pub struct BenchArgs {
     /// incident to HealingAction).
     #[arg(long)]
     pub evaluation_only: bool,
+    /// Measure against the real control plane whose folder `scripts/cluster
+    /// start` made, instead of the synthetic cluster.
+    #[arg(long, value_name = "DIR")]
+    pub real_cluster: Option<std::path::PathBuf>,
+    /// With --real-cluster: Deployments to create.
+    #[arg(long, default_value_t = 1000)]
+    pub deployments: usize,
+    /// With --real-cluster: replicas of each.
+    #[arg(long, default_value_t = 10)]
+    pub replicas: usize,
+    /// With --real-cluster: pods put into a crash loop to time detection.
+    #[arg(long, default_value_t = 60)]
+    pub incidents: usize,
     /// Internal: measure the cache's memory in this (child) process and exit.
     #[arg(long, hide = true)]
     pub cache_memory_child: bool,
@@ -75,6 +89,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.iterations > 0, "--iterations must be at least 1");
     if args.cache_memory_child {
         return live::cache_memory_child(args.pods);
+    }
+    if let Some(dir) = &args.real_cluster {
+        return real_cluster::run(dir, args.deployments, args.replicas, args.incidents);
     }
     if args.evaluation_only {
         return live::run(args.pods);
