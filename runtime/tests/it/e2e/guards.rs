@@ -76,6 +76,17 @@ fn message(action: &HealingAction) -> String {
         .unwrap_or_default()
 }
 
+/// The action failed, saying `why`.
+fn assert_failed(action: &HealingAction, why: &str) {
+    let message = message(action);
+    assert_eq!(
+        action.status.as_ref().unwrap().phase,
+        Phase::Failed,
+        "{message}"
+    );
+    assert!(message.contains(why), "{message}");
+}
+
 async fn replicas(cluster: &RealCluster, namespace: &str) -> i32 {
     let deployments: Api<Deployment> = Api::namespaced(cluster.client("admin").await, namespace);
     deployments
@@ -124,17 +135,7 @@ spec:
         )
     };
     let (namespace, _, action) = guarded(cluster, "e2e-hpa", SCALE, hpa).await;
-    assert_eq!(
-        action.status.as_ref().unwrap().phase,
-        Phase::Failed,
-        "{}",
-        message(&action)
-    );
-    assert!(
-        message(&action).contains("HPA shop controls"),
-        "{}",
-        message(&action)
-    );
+    assert_failed(&action, "HPA shop controls");
     assert_eq!(replicas(cluster, &namespace).await, 1);
 }
 
@@ -156,17 +157,7 @@ spec:
         )
     };
     let (namespace, before, action) = guarded(cluster, "e2e-pdb", EVICT, budget).await;
-    assert_eq!(
-        action.status.as_ref().unwrap().phase,
-        Phase::Failed,
-        "{}",
-        message(&action)
-    );
-    assert!(
-        message(&action).contains("PodDisruptionBudget"),
-        "{}",
-        message(&action)
-    );
+    assert_failed(&action, "PodDisruptionBudget");
     let pods: Api<Pod> = Api::namespaced(cluster.client("admin").await, &namespace);
     let still = pods
         .get(before[0].metadata.name.as_deref().unwrap())
