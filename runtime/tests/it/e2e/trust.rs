@@ -471,3 +471,78 @@ stringData: {{token: not-yours}}
     assert!(!may("update", &key).await);
     assert!(!may("delete", &key).await);
 }
+
+#[tokio::test]
+async fn a_status_a_tenant_forges_to_skip_approval_is_refused_and_nothing_runs() {
+    let Some((cluster, _running)) = super::shared().await else {
+        return;
+    };
+    let namespace = cluster.namespace("e2e-forged").await;
+    grant_tenant(cluster, "tenant-a", &namespace).await;
+    allowed(
+        cluster,
+        "tenant-a",
+        &namespace,
+        "patch",
+        "healingactions/status",
+    )
+    .await;
+    cluster
+        .apply("admin", &app(&namespace, "oom-always", "64Mi"))
+        .await
+        .unwrap();
+    cluster
+        .apply("admin", &restart_policy(&namespace, &namespace, "manual"))
+        .await
+        .unwrap();
+    let mut daemon = cluster.daemon(&namespace, &[&namespace], &[]);
+    daemon.ready().await;
+    let admin = cluster.client("admin").await;
+    let waiting = eventually(
+        Duration::from_secs(120),
+        "a HealingAction awaiting approval",
+        async || {
+            let action = actions(&admin, &namespace).await.pop()?;
+            (action.status.as_ref()?.phase == Phase::Pending).then_some(action)
+        },
+    )
+    .await;
+    let name = waiting.metadata.name.clone().unwrap();
+
+    // The tenant may write the status subresource: they move it on to
+    // Approved as if someone had decided, keeping the daemon's seal.
+    let as_tenant: Api<HealingAction> =
+        Api::namespaced(cluster.client("tenant-a").await, &namespace);
+    as_tenant
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Approved", "approvedBy": "on-call"}})),
+        )
+        .await
+        .expect("RBAC and the CRD's forward-only rules let the tenant write this");
+
+    let actions_api: Api<HealingAction> = Api::namespaced(admin.clone(), &namespace);
+    let refused = eventually(
+        Duration::from_secs(60),
+        "the forged status refused",
+        async || {
+            let status = actions_api.get(&name).await.unwrap().status?;
+            (status.phase == Phase::Cancelled).then_some(status)
+        },
+    )
+    .await;
+    assert!(
+        refused
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("refused"),
+        "{refused:?}"
+    );
+    assert!(
+        !restarted(&admin, &namespace).await,
+        "the forged approval restarted the Deployment"
+    );
+    daemon.stop_and_check_rbac();
+}
