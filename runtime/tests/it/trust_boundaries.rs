@@ -615,6 +615,28 @@ async fn a_deposed_leaders_late_write_does_not_land() {
     assert_eq!(status["message"], "interrupted (seen by kubeskippy-1)");
 }
 
+#[tokio::test]
+async fn a_decision_or_a_label_written_during_the_execution_does_not_lose_its_outcome() {
+    let shop = shop();
+    shop.plan("scale", "Deployment", "app", scale_to(3));
+    assert_eq!(shop.step("scale").await.phase, Phase::Approved);
+    // While the scale is in flight, someone labels the action and records a
+    // decision on it (outside the signed digest): neither is a takeover.
+    shop.fake.after("PATCH", &format!("{APP}/scale"), |fake| {
+        let path = format!("{ACTIONS}scale");
+        let mut action = fake.get(&path).unwrap();
+        action["metadata"]["labels"] = json!({"seen": "yes"});
+        action["spec"]["approval"] = json!({
+            "decision": "approved", "by": "alice", "at": "2026-03-14T09:05:00Z",
+            "specDigest": "a".repeat(64),
+        });
+        fake.insert(action);
+    });
+    let step = shop.step("scale").await;
+    assert_eq!(step.phase, Phase::Verifying);
+    assert_eq!(shop.status("scale")["phase"], "Verifying");
+}
+
 // ---- 3 and 4: policies and namespaces (through the controller) ----
 
 const TENANT_POLICIES: &str = r#"

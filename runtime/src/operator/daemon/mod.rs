@@ -103,17 +103,15 @@ async fn build_analyzer(
 /// Runs until SIGTERM or Ctrl-C. Shutdown waits for the transition in hand
 /// to be written, then gives the leader lease up.
 pub async fn run(options: RunOptions) -> Result<(), RunError> {
-    let mut client_config = kube::Config::infer()
+    let client_config = kube::Config::infer()
         .await
         .map_err(RunError::ClientConfig)?;
-    // kube's client retries every 429 for minutes by default. The Eviction
-    // API answers 429 when a PodDisruptionBudget forbids the disruption: a
-    // verdict, not throttling, and a reconcile waiting on it holds up every
-    // other action. The lifecycle retries what deserves a retry itself
-    // (attempts with backoff; the next reconcile), and the watchers back off
-    // on their own.
-    client_config.default_retry = false;
-    let client = kube::Client::try_from(client_config).map_err(RunError::Client)?;
+    let client = kube::Client::try_from(client_config.clone()).map_err(RunError::Client)?;
+    // See lifecycle::Context::evictions: a PodDisruptionBudget's 429 is an
+    // answer, not throttling.
+    let mut eviction_config = client_config;
+    eviction_config.default_retry = false;
+    let evictions = kube::Client::try_from(eviction_config).map_err(RunError::Client)?;
     let config = Config::load(options.config.as_deref(), std::env::vars())?;
     let health = Health::new(options.evaluation_interval * 4 + Duration::from_secs(60));
     let listener = tokio::net::TcpListener::bind(options.health_addr)
@@ -193,7 +191,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         None
     };
 
-    let context = lifecycle::Context::new(
+    let mut context = lifecycle::Context::new(
         client.clone(),
         &options.identity,
         key,
@@ -203,6 +201,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
             options.namespace_actions_per_hour,
         ),
     );
+    context.evictions = evictions;
     let mut controller = Controller::new(cache.clone(), context);
     controller.set_floor(floor_of(&config));
     let mut next_evaluation = tokio::time::Instant::now();

@@ -60,6 +60,11 @@ const VERIFY_POLL: Duration = Duration::from_secs(15);
 #[derive(Clone)]
 pub struct Context {
     pub client: kube::Client,
+    /// The client evictions go through. The daemon's does not retry a 429:
+    /// the Eviction API answers 429 when a PodDisruptionBudget forbids the
+    /// disruption, a verdict, and kube's default retry of it held the
+    /// reconcile for minutes. Every other call keeps kube's retries.
+    pub evictions: kube::Client,
     pub clock: Arc<dyn Clock>,
     pub events: EventRecorder,
     /// This replica's name, recorded on events.
@@ -87,6 +92,7 @@ impl Context {
     ) -> Context {
         Context {
             events: EventRecorder::new(client.clone(), identity),
+            evictions: client.clone(),
             client,
             clock: Arc::new(SystemClock),
             identity: identity.into(),
@@ -886,8 +892,12 @@ async fn run(
 
     fenced(ctx, &action)?;
     let mode = if dry_run { DryRun::Server } else { DryRun::Off };
+    let client = match checked.change {
+        Change::Evict => &ctx.evictions,
+        _ => &ctx.client,
+    };
     let outcome = execute::execute(
-        &ctx.client,
+        client,
         target,
         &checked.change,
         status.rollback.as_deref(),
@@ -943,11 +953,24 @@ async fn write_outcome(
             .unwrap_or_default(),
     );
     let name = in_progress.metadata.name.as_deref().unwrap_or_default();
+    // The same object, still at the InProgress status this replica sealed
+    // (the seal covers phase, attempts, start, rollback record and uid), with
+    // the same plan: an approval written meanwhile (outside the digest) or a
+    // label is no reason to lose the outcome; another replica's takeover
+    // changes the status, and the CRD never lets it change back.
     let ours = |action: &HealingAction| {
-        action
-            .status
-            .as_ref()
-            .map(|status| (status.phase, status.started_at.clone(), status.attempts))
+        (
+            action.metadata.uid.clone(),
+            action.status.as_ref().map(|status| {
+                (
+                    status.seal.clone(),
+                    status.phase,
+                    status.started_at.clone(),
+                    status.attempts,
+                )
+            }),
+            crate::core::provenance::spec_digest(&action.spec),
+        )
     };
     let mut latest = in_progress.clone();
     for _ in 0..OUTCOME_WRITES {
@@ -959,7 +982,7 @@ async fn write_outcome(
             .get(name)
             .await
             .map_err(|error| LifecycleError::api(in_progress, error))?;
-        if ours(&latest) != ours(in_progress) || latest.spec != in_progress.spec {
+        if ours(&latest) != ours(in_progress) {
             break;
         }
     }

@@ -61,6 +61,7 @@ impl Cluster {
         let key = SigningKey::generate();
         let context = Context {
             events: EventRecorder::new(client.clone(), "kubeskippy-0"),
+            evictions: client.clone(),
             client: client.clone(),
             clock: Arc::new(clock.clone()),
             identity: "kubeskippy-0".into(),

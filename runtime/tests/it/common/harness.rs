@@ -118,6 +118,7 @@ pub fn shop_with_budget(cluster_actions_per_hour: u32) -> Shop {
     let clock = TestClock::at(start());
     let ctx = Context {
         events: EventRecorder::new(client.clone(), "kubeskippy-0"),
+        evictions: client.clone(),
         client,
         clock: Arc::new(clock.clone()),
         identity: "kubeskippy-0".into(),
