@@ -255,6 +255,35 @@ async fn a_tenants_policy_acts_in_their_namespace_and_never_in_anothers() {
     daemon.stop_and_check_rbac();
 }
 
+/// A crash-looping app under a manual policy in `namespace`, a daemon on it,
+/// and the HealingAction it planned, waiting (Pending) for a decision.
+async fn awaiting_approval(
+    cluster: &RealCluster,
+    namespace: &str,
+) -> (super::Daemon, HealingAction) {
+    cluster
+        .apply("admin", &app(namespace, "oom-always", "64Mi"))
+        .await
+        .unwrap();
+    cluster
+        .apply("admin", &restart_policy(namespace, namespace, "manual"))
+        .await
+        .unwrap();
+    let mut daemon = cluster.daemon(namespace, &[namespace], &[]);
+    daemon.ready().await;
+    let admin = cluster.client("admin").await;
+    let waiting = eventually(
+        Duration::from_secs(120),
+        "a HealingAction awaiting approval",
+        async || {
+            let action = actions(&admin, namespace).await.pop()?;
+            (action.status.as_ref()?.phase == Phase::Pending).then_some(action)
+        },
+    )
+    .await;
+    (daemon, waiting)
+}
+
 fn decide(
     cluster: &RealCluster,
     user: &str,
@@ -280,14 +309,6 @@ async fn approval_for_real_only_an_approver_decides_and_never_the_daemon() {
         return;
     };
     let namespace = cluster.namespace("e2e-approval").await;
-    cluster
-        .apply("admin", &app(&namespace, "oom-always", "64Mi"))
-        .await
-        .unwrap();
-    cluster
-        .apply("admin", &restart_policy(&namespace, &namespace, "manual"))
-        .await
-        .unwrap();
     let approver_role = format!("{}-approver", cluster.release.name);
     bind(
         cluster,
@@ -297,15 +318,8 @@ async fn approval_for_real_only_an_approver_decides_and_never_the_daemon() {
         &approver_role,
     )
     .await;
-    let mut daemon = cluster.daemon(&namespace, &[&namespace], &[]);
-    daemon.ready().await;
+    let (daemon, waiting) = awaiting_approval(cluster, &namespace).await;
     let admin = cluster.client("admin").await;
-    let waiting = eventually(
-        Duration::from_secs(120),
-        "a HealingAction awaiting approval",
-        async || actions(&admin, &namespace).await.pop(),
-    )
-    .await;
     let actions: Api<HealingAction> = Api::namespaced(admin.clone(), &namespace);
     let name = waiting.metadata.name.clone().unwrap();
     assert!(waiting.spec.approval_required, "{waiting:#?}");
@@ -487,26 +501,8 @@ async fn a_status_a_tenant_forges_to_skip_approval_is_refused_and_nothing_runs()
         "healingactions/status",
     )
     .await;
-    cluster
-        .apply("admin", &app(&namespace, "oom-always", "64Mi"))
-        .await
-        .unwrap();
-    cluster
-        .apply("admin", &restart_policy(&namespace, &namespace, "manual"))
-        .await
-        .unwrap();
-    let mut daemon = cluster.daemon(&namespace, &[&namespace], &[]);
-    daemon.ready().await;
+    let (daemon, waiting) = awaiting_approval(cluster, &namespace).await;
     let admin = cluster.client("admin").await;
-    let waiting = eventually(
-        Duration::from_secs(120),
-        "a HealingAction awaiting approval",
-        async || {
-            let action = actions(&admin, &namespace).await.pop()?;
-            (action.status.as_ref()?.phase == Phase::Pending).then_some(action)
-        },
-    )
-    .await;
     let name = waiting.metadata.name.clone().unwrap();
 
     // The tenant may write the status subresource: they move it on to
