@@ -818,6 +818,47 @@ async fn an_interrupted_scale_is_rolled_back_and_an_interrupted_restart_fails() 
 // ---- retries ----
 
 #[tokio::test]
+async fn a_rejection_recorded_while_an_action_waits_to_retry_ends_it() {
+    let shop = shop();
+    let scale_path = format!("{APP}/scale");
+    shop.fake.fail_next("PATCH", &scale_path, 503, 1);
+    shop.add(healing_action(
+        "scale",
+        "Deployment",
+        "app",
+        scale_to(3),
+        json!({"retryPolicy": {"maxAttempts": 3, "backoffSeconds": 30}}),
+    ));
+    shop.step("scale").await;
+    let step = shop.step("scale").await;
+    assert_eq!(step, Step::after(Phase::Approved, Duration::from_secs(30)));
+
+    // The policy needs no approval, yet someone rejects the action while it
+    // waits out its backoff (kubectl patch: `kubeskippy reject` takes only
+    // Pending actions).
+    let path = format!("{ACTIONS}scale");
+    let mut action = shop.fake.get(&path).unwrap();
+    let spec: kubeskippy::core::crd::healing_action::HealingActionSpec =
+        serde_json::from_value(action["spec"].clone()).unwrap();
+    action["spec"]["approval"] = json!({
+        "decision": "rejected", "by": "alice", "at": "2026-03-14T09:00:10Z",
+        "reason": "not now", "specDigest": kubeskippy::core::provenance::spec_digest(&spec),
+    });
+    shop.fake.insert(action);
+
+    shop.clock.advance(30);
+    shop.step("scale").await;
+    let status = shop.status("scale");
+    assert_eq!(status["phase"], "Cancelled", "{status}");
+    assert_eq!(status["message"], "rejected by alice: not now");
+    assert_eq!(
+        shop.fake.get(APP).unwrap()["spec"]["replicas"],
+        json!(2),
+        "the rejected scale never ran"
+    );
+}
+
+#[tokio::test]
 async fn api_errors_are_retried_with_exponential_backoff_until_attempts_run_out() {
     let shop = shop();
     let scale_path = format!("{APP}/scale");

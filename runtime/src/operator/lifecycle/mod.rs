@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use crate::core::change::{Bounds, Change};
 use crate::core::crd::healing_action::{
-    ApprovalDecision, HealingAction, HealingActionStatus, Observed, Phase, PolicyKind,
+    Approval, ApprovalDecision, HealingAction, HealingActionStatus, Observed, Phase, PolicyKind,
 };
 use crate::core::crd::policy::{HealingPolicy, Mode, SafetyRules};
 use crate::core::crd::set_condition;
@@ -780,7 +780,22 @@ async fn run(
 ) -> Result<Step, LifecycleError> {
     let now = ctx.clock.now();
     let policy = checked.policy;
-    let approved = matches!(valid_decision(action), Ok(Some(decision)) if decision.decision == ApprovalDecision::Approved);
+    let decision = valid_decision(action);
+    // A rejection, or a decision for other content, recorded after the
+    // action was approved (while it waits out a retry, say) ends it as it
+    // would have while Pending, even where the policy needs no approval.
+    if matches!(
+        &decision,
+        Err(_)
+            | Ok(Some(Approval {
+                decision: ApprovalDecision::Rejected,
+                ..
+            }))
+    ) {
+        return approval(ctx, action, status, checked).await;
+    }
+    let approved =
+        matches!(decision, Ok(Some(decision)) if decision.decision == ApprovalDecision::Approved);
     if needs_approval(action, policy) && !approved {
         return await_approval(ctx, action, status).await;
     }
