@@ -448,26 +448,42 @@ def check_policies(docs: list[dict], values: dict, label: str) -> None:
 
 
 def check_admission(docs: list[dict], values: dict, service_account: str, label: str) -> None:
-    policies = [doc for doc in docs if doc["kind"] == "ValidatingAdmissionPolicy"]
+    policies = {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == "ValidatingAdmissionPolicy"}
     bindings = [doc for doc in docs if doc["kind"] == "ValidatingAdmissionPolicyBinding"]
     if not values["admissionPolicy"]["enabled"]:
         check(not policies and not bindings, f"{label}: admissionPolicy is off but rendered")
         return
-    check(len(policies) == 1 and len(bindings) == 1,
-          f"{label}: expected one ValidatingAdmissionPolicy and its binding")
-    policy, binding = policies[0], bindings[0]
-    check(binding["spec"]["policyName"] == policy["metadata"]["name"]
-          and binding["spec"]["validationActions"] == ["Deny"],
-          f"{label}: the binding does not deny through the policy")
-    rules = policy["spec"]["matchConstraints"]["resourceRules"]
+    check(len(policies) == 2 and len(bindings) == 2,
+          f"{label}: expected two ValidatingAdmissionPolicies and their bindings")
+    for binding in bindings:
+        check(binding["spec"]["policyName"] in policies
+              and binding["spec"]["validationActions"] == ["Deny"],
+              f"{label}: the binding {binding['metadata']['name']} does not deny through a policy")
+    check(len({binding["spec"]["policyName"] for binding in bindings}) == 2,
+          f"{label}: a ValidatingAdmissionPolicy without a binding")
+    authorship = policies.get(f"{RELEASE}-healingactions")
+    check(authorship is not None, f"{label}: no {RELEASE}-healingactions admission policy")
+    rules = authorship["spec"]["matchConstraints"]["resourceRules"]
     check(rules == [{"apiGroups": ["kubeskippy.io"], "apiVersions": ["*"],
                      "operations": ["CREATE", "UPDATE"], "resources": ["healingactions"]}],
           f"{label}: the admission policy matches {rules}")
-    expressions = " ".join(item["expression"] for item in policy["spec"]["validations"])
+    expressions = " ".join(item["expression"] for item in authorship["spec"]["validations"])
     daemon = f"system:serviceaccount:{NAMESPACE}:{service_account}"
     check(f"'{daemon}'" in expressions, f"{label}: creation is not limited to {daemon}: {expressions}")
     check("object.spec.approval.by == request.userInfo.username" in expressions,
           f"{label}: an approval is not bound to its author")
+    # The expressions themselves are evaluated by the real API server's
+    # authorizer in the e2e suite; here, that they cover what they must.
+    delegation = policies.get(f"{RELEASE}-delegation")
+    check(delegation is not None, f"{label}: no {RELEASE}-delegation admission policy")
+    covered = {(tuple(rule["resources"]), tuple(rule["operations"]))
+               for rule in delegation["spec"]["matchConstraints"]["resourceRules"]}
+    check(covered == {(("healingpolicies", "clusterhealingpolicies"), ("CREATE", "UPDATE")),
+                      (("healingactions",), ("UPDATE",))},
+          f"{label}: the delegation policy matches {covered}")
+    asked = [item["expression"] for item in delegation["spec"]["validations"]]
+    check(all(item.count("authorizer.") == 1 for item in asked),
+          f"{label}: each delegation check must ask the authorizer once (CEL cost)")
 
 
 def check_value_set(path: Path | None, validators: dict) -> int:

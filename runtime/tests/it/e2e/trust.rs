@@ -42,16 +42,40 @@ rules:
         .await
         .unwrap();
     bind(cluster, user, namespace, "Role", "tenant").await;
-    allowed(cluster, user, namespace, "create", "healingactions").await;
+    allowed(
+        cluster,
+        user,
+        namespace,
+        "create",
+        KUBESKIPPY,
+        "healingactions",
+    )
+    .await;
 }
+
+/// Lets `user` change the workloads in `namespace` themselves, through the
+/// built-in `edit` ClusterRole.
+async fn grant_edit(cluster: &RealCluster, user: &str, namespace: &str) {
+    bind(cluster, user, namespace, "ClusterRole", "edit").await;
+    allowed(cluster, user, namespace, "patch", "apps", "deployments").await;
+}
+
+const KUBESKIPPY: &str = "kubeskippy.io";
 
 /// Waits until RBAC lets `user` `verb` `resource` in `namespace`: the API
 /// server's authorizer learns of new bindings from a watch, a moment later.
-async fn allowed(cluster: &RealCluster, user: &str, namespace: &str, verb: &str, resource: &str) {
+async fn allowed(
+    cluster: &RealCluster,
+    user: &str,
+    namespace: &str,
+    verb: &str,
+    group: &str,
+    resource: &str,
+) {
     let reviews: Api<SelfSubjectAccessReview> = Api::all(cluster.client(user).await);
     let review: SelfSubjectAccessReview = serde_json::from_value(json!({
         "spec": {"resourceAttributes": {
-            "namespace": namespace, "verb": verb, "group": "kubeskippy.io", "resource": resource
+            "namespace": namespace, "verb": verb, "group": group, "resource": resource
         }}
     }))
     .unwrap();
@@ -179,6 +203,26 @@ async fn a_tenants_policy_acts_in_their_namespace_and_never_in_anothers() {
         .apply("admin", &app(&other, "oom-always", "64Mi"))
         .await
         .unwrap();
+
+    // A policy that would act needs its writer to hold the rights its actions
+    // use: the API server's authorizer answers, at admission.
+    let response = refusal(
+        cluster
+            .apply("tenant-a", &restart_policy(&own, &own, "automatic"))
+            .await,
+    );
+    assert_eq!(response.code, 403, "{response:?}");
+    let borrowed = format!(
+        "this policy would have the KubeSkippy daemon do what you may not: patch \
+         apps/deployments in {own}"
+    );
+    assert!(response.message.contains(&borrowed), "{}", response.message);
+    // One that only watches is theirs to write.
+    cluster
+        .apply("tenant-a", &restart_policy(&own, &own, "monitor"))
+        .await
+        .unwrap();
+    grant_edit(cluster, "tenant-a", &own).await;
 
     // RBAC keeps the tenant's policies out of the other namespace...
     let refused = cluster
@@ -362,6 +406,18 @@ async fn approval_for_real_only_an_approver_decides_and_never_the_daemon() {
     );
     assert_eq!(response.code, 422, "{response:?}");
 
+    // The approver role alone lets them decide, but an approval has the
+    // daemon make the change: only someone who could make it may give it.
+    let (ok, output) = decide(cluster, "approver", "approve", &name, &namespace);
+    assert!(!ok, "{output}");
+    assert!(
+        output.contains(&format!(
+            "approving this action would have the KubeSkippy daemon do what you may not: \
+             patch apps/deployments shop in {namespace}"
+        )),
+        "{output}"
+    );
+    grant_edit(cluster, "approver", &namespace).await;
     let (ok, output) = decide(cluster, "approver", "approve", &name, &namespace);
     assert!(ok, "{output}");
     let approved = actions.get(&name).await.unwrap();
@@ -498,6 +554,7 @@ async fn a_status_a_tenant_forges_to_skip_approval_is_refused_and_nothing_runs()
         "tenant-a",
         &namespace,
         "patch",
+        KUBESKIPPY,
         "healingactions/status",
     )
     .await;
