@@ -23,7 +23,8 @@ CHART = Path(__file__).resolve().parents[2] / "deploy" / "kubeskippy"
 TOKEN_SECONDS = 6 * 3600
 
 
-def admin_request(directory: Path, method: str, path: str, body: dict | None = None) -> dict:
+def admin_request(directory: Path, method: str, path: str, body: dict | None = None,
+                  content_type: str = "application/json") -> dict:
     config = yaml.safe_load((directory / "kubeconfig").read_text())
     server = config["clusters"][0]["cluster"]["server"]
     token = config["users"][0]["user"]["token"]
@@ -32,10 +33,23 @@ def admin_request(directory: Path, method: str, path: str, body: dict | None = N
         server + path,
         method=method,
         data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
     )
     with urllib.request.urlopen(request, context=context, timeout=30) as reply:
         return json.load(reply)
+
+
+def apply_crds(directory: Path) -> None:
+    """What deploy/README.md's upgrade does before `helm upgrade`: Helm never
+    upgrades the CRDs in crds/."""
+    for crd in yaml.safe_load_all((CHART / "crds" / "kubeskippy.io.yaml").read_text()):
+        if crd:
+            admin_request(
+                directory, "PATCH",
+                f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}"
+                "?fieldManager=install-chart&force=true",
+                crd, content_type="application/apply-patch+yaml",
+            )
 
 
 def daemon_kubeconfig(directory: Path, namespace: str, service_account: str) -> None:
@@ -65,6 +79,7 @@ def main() -> int:
             values = {"replicaCount": 1}
             # A second run of the suite on the same control plane upgrades.
             if any(r.get("name") == release for r in config.list(all_namespaces=True)):
+                apply_crds(directory)
                 installed = config.upgrade(CHART, release, values, namespace=namespace, timeout=120)
             else:
                 installed = config.install(

@@ -63,6 +63,17 @@ fn api_error(kind: &'static str, namespace: &str, name: &str, error: kube::Error
             namespace: namespace.into(),
             name: name.into(),
         },
+        // The server's own message says why (RBAC, an admission policy);
+        // kube's rendering of an API error appends the whole Status again.
+        kube::Error::Api(status) => ApprovalError::Api {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+            message: crate::operator::execute::one_line(&format!(
+                "{} (HTTP {})",
+                status.message, status.code
+            )),
+        },
         other => ApprovalError::Api {
             kind,
             namespace: namespace.into(),

@@ -165,9 +165,12 @@ pub fn crds_yaml() -> String {
     out
 }
 
-/// The HealingAction CRD, with the one rule on the whole object the derive
-/// cannot express: a status, once written, cannot be removed (an action with
-/// none looks like one never started, and would run again).
+/// The HealingAction CRD, with what the derive cannot express: a status,
+/// once written, cannot be removed (an action with none looks like one never
+/// started, and would run again); and `spec.approval` is not nullable, so an
+/// explicit null is pruned rather than stored — CRD rules read a stored null
+/// as absent and admission policies as present, and an approval written over
+/// one would slip past both.
 pub fn healing_action_crd() -> CustomResourceDefinition {
     let mut crd = HealingAction::crd();
     for version in &mut crd.spec.versions {
@@ -176,6 +179,14 @@ pub fn healing_action_crd() -> CustomResourceDefinition {
             .as_mut()
             .and_then(|validation| validation.open_api_v3_schema.as_mut())
         {
+            let approval = schema
+                .properties
+                .as_mut()
+                .and_then(|properties| properties.get_mut("spec"))
+                .and_then(|spec| spec.properties.as_mut())
+                .and_then(|properties| properties.get_mut("approval"))
+                .expect("the HealingAction schema has spec.approval");
+            approval.nullable = None;
             schema
                 .x_kubernetes_validations
                 .get_or_insert_with(Vec::new)

@@ -75,6 +75,7 @@ pub async fn shared() -> Option<(
     tokio::sync::RwLockReadGuard<'static, ()>,
 )> {
     let cluster = cluster()?;
+    admission_in_force(cluster).await;
     Some((cluster, RUNNING.read().await))
 }
 
@@ -83,7 +84,39 @@ pub async fn exclusive() -> Option<(
     tokio::sync::RwLockWriteGuard<'static, ()>,
 )> {
     let cluster = cluster()?;
+    admission_in_force(cluster).await;
     Some((cluster, RUNNING.write().await))
+}
+
+/// The API server compiles admission policies from a watch, a moment after
+/// Helm wrote them: until a dry-run creation by an admin is refused, a test
+/// could see a change the chart forbids go through.
+async fn admission_in_force(cluster: &RealCluster) {
+    static IN_FORCE: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    IN_FORCE
+        .get_or_init(async || {
+            let api: Api<HealingAction> = Api::namespaced(cluster.client("admin").await, "default");
+            let action = trust::hand_written_action("default", "default");
+            eventually(
+                Duration::from_secs(30),
+                "the chart's admission policies to be in force",
+                async || match api
+                    .create(
+                        &PostParams {
+                            dry_run: true,
+                            ..PostParams::default()
+                        },
+                        &action,
+                    )
+                    .await
+                {
+                    Err(kube::Error::Api(status)) if status.code == 403 => Some(()),
+                    _ => None,
+                },
+            )
+            .await
+        })
+        .await;
 }
 
 fn repository() -> PathBuf {

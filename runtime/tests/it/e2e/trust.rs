@@ -131,7 +131,7 @@ spec:
     )
 }
 
-fn hand_written_action(namespace: &str, target_namespace: &str) -> HealingAction {
+pub(super) fn hand_written_action(namespace: &str, target_namespace: &str) -> HealingAction {
     serde_json::from_value(json!({
         "apiVersion": "kubeskippy.io/v1alpha1",
         "kind": "HealingAction",
@@ -222,6 +222,18 @@ async fn a_tenants_policy_acts_in_their_namespace_and_never_in_anothers() {
         .apply("tenant-a", &restart_policy(&own, &own, "monitor"))
         .await
         .unwrap();
+    // An acting policy someone with the rights wrote, they may resume: that
+    // leaves the spec as it was.
+    cluster
+        .apply("admin", &restart_policy(&own, &own, "automatic"))
+        .await
+        .unwrap();
+    let resumed = Command::new(env!("CARGO_BIN_EXE_kubeskippy"))
+        .args(["resume", "heal", "--namespace", &own])
+        .env("KUBECONFIG", cluster.kubeconfig("tenant-a"))
+        .output()
+        .unwrap();
+    assert!(resumed.status.success(), "{resumed:?}");
     grant_edit(cluster, "tenant-a", &own).await;
 
     // RBAC keeps the tenant's policies out of the other namespace...
@@ -405,6 +417,23 @@ async fn approval_for_real_only_an_approver_decides_and_never_the_daemon() {
             .await,
     );
     assert_eq!(response.code, 422, "{response:?}");
+
+    // A null written over the approval is pruned by the CRD, not stored:
+    // stored, admission would take it for a decision already made.
+    actions
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::<()>::Json(
+                serde_json::from_value(
+                    json!([{"op": "add", "path": "/spec/approval", "value": null}]),
+                )
+                .unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(actions.get(&name).await.unwrap().spec.approval, None);
 
     // The approver role alone lets them decide, but an approval has the
     // daemon make the change: only someone who could make it may give it.
