@@ -21,6 +21,20 @@ use kubeskippy::operator::approval;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in the v2 header libmimalloc-sys 0.1.49 builds
+/// (`c_src/mimalloc/v2/include/mimalloc.h`); the crate names no constant
+/// for it, hence both crates pinned in Cargo.toml.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Pages freed go back to the OS at once. With mimalloc's default delay
+/// (10 ms, acted on only when the freeing thread allocates again) what each
+/// evaluation pass and watch page freed stayed resident: against 10 000 real
+/// pods, 184 MiB instead of 141, for about 25 ms more CPU a second.
+fn return_freed_memory_at_once() {
+    // SAFETY: sets one integer option, before any thread but this one runs.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
+
 #[derive(Parser)]
 #[command(
     name = "kubeskippy",
@@ -195,6 +209,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    return_freed_memory_at_once();
     let cli = Cli::parse();
     // The daemon's log is its record of what it did; the commands print
     // their results and log only problems.

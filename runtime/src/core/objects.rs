@@ -4,11 +4,11 @@
 //! [`CachedWorkload`]) that hold only what the pipeline reads: names, labels,
 //! annotations, uid, owners, container names and CPU and memory, replica
 //! counts, container states, event texts and times; container `env`, volumes
-//! and probes are never even built. Each object is then stripped as it
-//! arrives ([`Strip`]): managedFields and annotations other than KubeSkippy's
-//! (kubectl's last-applied copy among them) go from every kind; a pod also
-//! loses its resourceVersion and every condition but PodScheduled; an event
-//! keeps only its name, namespace and creation time of its metadata.
+//! and probes are never even built, nor are managedFields and annotations
+//! other than KubeSkippy's (kubectl's last-applied copy among them:
+//! `lean_metadata`). Each object is then stripped as it arrives ([`Strip`]):
+//! a pod loses its resourceVersion and every condition but PodScheduled; an
+//! event keeps only its name, namespace and creation time of its metadata.
 //! [`ClusterObjects`] lends them all to facts.
 
 use std::borrow::Cow;
@@ -20,7 +20,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use kube::Resource;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -95,12 +95,93 @@ where
     Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
 }
 
+/// Metadata as the cached kinds keep it, read field by field: name,
+/// namespace, uid, resourceVersion, labels, owners, creation time and
+/// KubeSkippy's own annotations. Everything else — managedFields above all,
+/// often larger than the rest of a pod, and other tools' annotations — is
+/// skipped by the parser, never built and then dropped: across ten thousand
+/// pods that garbage, freed, was tens of MiB the allocator kept.
+pub(crate) fn lean_metadata<'de, D>(deserializer: D) -> Result<ObjectMeta, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase")]
+    struct Lean {
+        name: Option<String>,
+        namespace: Option<String>,
+        uid: Option<String>,
+        resource_version: Option<String>,
+        labels: Option<std::collections::BTreeMap<String, String>>,
+        #[serde(default, deserialize_with = "kubeskippy_annotations")]
+        annotations: Option<std::collections::BTreeMap<String, String>>,
+        owner_references: Option<Vec<OwnerReference>>,
+        creation_timestamp: Option<Time>,
+    }
+    let lean = Option::<Lean>::deserialize(deserializer)?.unwrap_or_default();
+    Ok(ObjectMeta {
+        name: lean.name,
+        namespace: lean.namespace,
+        uid: lean.uid,
+        resource_version: lean.resource_version,
+        labels: lean.labels,
+        annotations: lean.annotations,
+        owner_references: lean.owner_references,
+        creation_timestamp: lean.creation_timestamp,
+        ..ObjectMeta::default()
+    })
+}
+
+/// The annotations under [`KEPT_ANNOTATIONS`]; the values of the rest are
+/// skipped unread.
+fn kubeskippy_annotations<'de, D>(
+    deserializer: D,
+) -> Result<Option<std::collections::BTreeMap<String, String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Kept;
+    impl<'de> serde::de::Visitor<'de> for Kept {
+        type Value = Option<std::collections::BTreeMap<String, String>>;
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("a map of annotations")
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
+            deserializer.deserialize_map(self)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut kept = std::collections::BTreeMap::new();
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                if key.starts_with(KEPT_ANNOTATIONS) {
+                    kept.insert(key.into_owned(), map.next_value()?);
+                } else {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            Ok((!kept.is_empty()).then_some(kept))
+        }
+    }
+    deserializer.deserialize_option(Kept)
+}
+
 /// A pod as the cache keeps it: what facts read, deserialized straight from
 /// the API server's JSON, so the full object (env, volumes, probes, a
 /// `Container` of over 2 KB before any of its strings) is never built.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CachedPod {
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "lean_metadata")]
     pub metadata: ObjectMeta,
     #[serde(default, deserialize_with = "null_as_default")]
     pub spec: CachedPodSpec,
@@ -247,7 +328,7 @@ impl CachedPod {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CachedEvent {
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "lean_metadata")]
     pub metadata: ObjectMeta,
     #[serde(default, deserialize_with = "null_as_default")]
     pub involved_object: InvolvedObject,
@@ -317,7 +398,7 @@ impl CachedEvent {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(bound = "")]
 pub struct CachedWorkload<K> {
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "lean_metadata")]
     pub metadata: ObjectMeta,
     #[serde(default, deserialize_with = "null_as_default")]
     pub spec: WorkloadSpec,
