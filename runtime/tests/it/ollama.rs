@@ -392,12 +392,13 @@ async fn configured_options_reach_the_request() {
     let stub = serve(ollama(good_reply)).await;
     let analyzer = analyzer(
         &stub.endpoint(),
-        "  seed: 42\n  keepAlive: 10m\n  contextWindow: 16384\n  temperature: 0.3\n",
+        "  seed: 42\n  keepAlive: 10m\n  contextWindow: 16384\n  temperature: 0.3\n  replyTokens: 700\n",
     );
     analyze_snapshot(&analyzer, "oom-crashloop.yaml").await;
     let body: Value = serde_json::from_str(&chat_calls(&stub)[0].body).unwrap();
     assert_eq!(body["options"]["seed"], 42);
     assert_eq!(body["options"]["num_ctx"], 16384);
+    assert_eq!(body["options"]["num_predict"], 700);
     assert_eq!(body["keep_alive"], "10m");
     assert_eq!(
         body["options"]["temperature"]

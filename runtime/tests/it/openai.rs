@@ -166,7 +166,7 @@ async fn analyze_runs_through_the_openai_provider() {
     }))
     .await;
     let config = Config::parse(&format!(
-        "ai:\n  provider: openai\n  endpoint: {}/v1\n  model: gemma-3-270m\n  apiKeyEnv: KUBESKIPPY_TEST_KEY_THAT_IS_UNSET\n",
+        "ai:\n  provider: openai\n  endpoint: {}/v1\n  model: gemma-3-270m\n  apiKeyEnv: KUBESKIPPY_TEST_KEY_THAT_IS_UNSET\n  replyTokens: 700\n",
         stub.endpoint()
     ))
     .unwrap();
@@ -194,6 +194,13 @@ async fn analyze_runs_through_the_openai_provider() {
             .next(),
         Some("ai")
     );
+    let chat = stub
+        .requests()
+        .into_iter()
+        .find(|request| request.path == "/v1/chat/completions")
+        .expect("a chat completion");
+    let body: Value = serde_json::from_str(&chat.body).unwrap();
+    assert_eq!(body["max_tokens"], 700, "ai.replyTokens caps the reply");
     let call = incident.model_call.as_ref().unwrap();
     assert_eq!(
         (call.prompt_tokens, call.reply_tokens),

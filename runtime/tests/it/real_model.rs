@@ -55,7 +55,7 @@ async fn guardrails_hold_with_a_small_model_on_a_real_ollama() {
     };
     // No contextWindow: the provider reads it from /api/show.
     guardrails_hold(&format!(
-        "ai:\n  provider: ollama\n  endpoint: {base_url}\n  model: gemma3-270m\n  timeout: 120s\n  temperature: 0.2\n  seed: 7\n  maxRetries: 1\n"
+        "ai:\n  provider: ollama\n  endpoint: {base_url}\n  model: gemma3-270m\n  timeout: 120s\n  temperature: 0.2\n  seed: 7\n  maxRetries: 1\n  replyTokens: 512\n"
     ))
     .await;
 }

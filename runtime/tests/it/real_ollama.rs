@@ -45,7 +45,7 @@ fn prompt() -> Prompt {
 /// The provider as the daemon builds it from the `ai:` config.
 fn model(url: &str, name: &str, keep_alive: &str) -> Box<dyn ModelProvider> {
     let config = Config::parse(&format!(
-        "ai:\n  provider: ollama\n  endpoint: {url}\n  model: {name}\n  timeout: 120s\n  seed: 7\n  contextWindow: 2048\n  keepAlive: {keep_alive}\n  maxRetries: 0\n"
+        "ai:\n  provider: ollama\n  endpoint: {url}\n  model: {name}\n  timeout: 120s\n  seed: 7\n  contextWindow: 2048\n  keepAlive: {keep_alive}\n  maxRetries: 0\n  replyTokens: 512\n"
     ))
     .unwrap();
     kubeskippy::analyze::llm::from_config(&config.ai)

@@ -176,11 +176,13 @@ pub fn from_config_with_key(
                 seed: ai.seed,
                 num_ctx: Some(ai.context_window.unwrap_or(ollama::DEFAULT_NUM_CTX)),
                 keep_alive: ai.keep_alive.clone(),
+                num_predict: Some(ai.reply_tokens),
             },
         )?),
-        Provider::Openai => Box::new(OpenAi::new(
-            endpoint, &ai.model, ai.timeout, api_key, ai.seed,
-        )?),
+        Provider::Openai => Box::new(
+            OpenAi::new(endpoint, &ai.model, ai.timeout, api_key, ai.seed)?
+                .with_max_reply_tokens(ai.reply_tokens),
+        ),
     };
     Ok(Some(Box::new(resilience::Resilient::new(
         provider,

@@ -23,6 +23,10 @@ pub struct OllamaOptions {
     pub num_ctx: Option<u64>,
     /// How long the server keeps the model loaded after a request (`5m`, `-1`).
     pub keep_alive: Option<String>,
+    /// The most tokens to generate (`ai.replyTokens`): the prompt was fitted
+    /// to leave that room, and without it a model's own default (the
+    /// Modelfile's `num_predict`) cuts replies short or lets one run on.
+    pub num_predict: Option<u64>,
 }
 
 pub struct Ollama {
@@ -69,6 +73,9 @@ impl Ollama {
         }
         if let Some(num_ctx) = self.options.num_ctx {
             options["num_ctx"] = json!(num_ctx);
+        }
+        if let Some(num_predict) = self.options.num_predict {
+            options["num_predict"] = json!(num_predict);
         }
         let mut body = json!({
             "model": self.model,

@@ -16,6 +16,7 @@ pub struct OpenAi {
     model: String,
     api_key: Option<String>,
     seed: Option<i64>,
+    max_reply_tokens: Option<u64>,
 }
 
 impl OpenAi {
@@ -31,7 +32,15 @@ impl OpenAi {
             model: model.to_string(),
             api_key: api_key.filter(|key| !key.is_empty()),
             seed,
+            max_reply_tokens: None,
         })
+    }
+
+    /// Caps the reply (`max_tokens`) at what the prompt was fitted to leave
+    /// room for (`ai.replyTokens`).
+    pub fn with_max_reply_tokens(mut self, tokens: u64) -> OpenAi {
+        self.max_reply_tokens = Some(tokens);
+        self
     }
 
     /// The request body, separate from sending so its shape can be tested.
@@ -48,6 +57,9 @@ impl OpenAi {
         }
         if let Some(seed) = self.seed {
             body["seed"] = json!(seed);
+        }
+        if let Some(tokens) = self.max_reply_tokens {
+            body["max_tokens"] = json!(tokens);
         }
         body["response_format"] = match prompt
             .json_schema
