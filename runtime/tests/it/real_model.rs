@@ -43,7 +43,7 @@ async fn guardrails_hold_with_a_small_real_model() {
         return;
     };
     guardrails_hold(&format!(
-        "ai:\n  provider: openai\n  endpoint: {base_url}\n  model: gemma-3-270m\n  timeout: 120s\n  temperature: 0.2\n  seed: 7\n  contextWindow: 4096\n  maxRetries: 1\n"
+        "ai:\n  provider: openai\n  endpoint: {base_url}\n  model: gemma-3-270m\n  timeout: 120s\n  temperature: 0.2\n  seed: 7\n  contextWindow: 4096\n  maxRetries: 1\n  replyTokens: 512\n"
     ))
     .await;
 }
