@@ -96,6 +96,8 @@ pub fn breaker(
     now: DateTime<Utc>,
 ) -> Option<Paused> {
     let safety = &policy.spec.safety;
+    // A stamp in the future counts from when it comes: written far ahead, it
+    // would otherwise keep every failure from counting, for good.
     let resumed_at = time(
         policy
             .metadata
@@ -103,7 +105,8 @@ pub fn breaker(
             .as_ref()
             .and_then(|annotations| annotations.get(RESUMED_AT))
             .map(String::as_str),
-    );
+    )
+    .filter(|resumed| *resumed <= now);
     let mut finished: Vec<(DateTime<Utc>, &HealingAction, bool)> =
         policy_peers(policy, namespace, None, peers)
             .filter(|peer| for_real(peer))

@@ -555,6 +555,22 @@ async fn the_breaker_opens_after_three_failures_then_cools_off_or_is_resumed() {
         shop.clock.now() + chrono::Duration::minutes(30)
     );
 
+    // A resume stamped far ahead (anyone who may patch the policy can write
+    // one) does not switch the breaker off for good: it counts from then.
+    let mut stamped_ahead = policy.clone();
+    stamped_ahead.metadata.annotations = Some(
+        [(
+            gates::RESUMED_AT.to_string(),
+            "9999-12-31T00:00:00Z".to_string(),
+        )]
+        .into(),
+    );
+    assert_eq!(
+        gates::breaker(&stamped_ahead, "shop", &shop.peers(), shop.clock.now()),
+        Some(paused.clone()),
+        "a future resume changes nothing yet"
+    );
+
     kubeskippy::operator::approval::resume(
         &shop.ctx.client,
         Some("shop"),
