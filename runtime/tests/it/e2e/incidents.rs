@@ -205,3 +205,51 @@ async fn monitor_mode_records_an_event_and_no_healing_action() {
     assert_eq!(memory_limit(&admin, &namespace).await, "64Mi");
     daemon.stop_and_check_rbac();
 }
+
+#[tokio::test]
+async fn memory_near_its_limit_in_the_metrics_api_is_healed_by_more_memory() {
+    let Some((cluster, _running)) = super::shared().await else {
+        return;
+    };
+    let namespace = cluster.namespace("e2e-metrics").await;
+    // kwok reports the pod's working set from this annotation to
+    // metrics-server, as a kubelet would: 60Mi of a 64Mi limit.
+    let manifest = app(&namespace, "none", "64Mi").replace(
+        "    metadata: {labels: {app: shop, kubeskippy.test/fault: none}}",
+        "    metadata:\n      labels: {app: shop, kubeskippy.test/fault: none}\n      annotations: {kwok.x-k8s.io/usage-memory: 60Mi, kwok.x-k8s.io/usage-cpu: 20m}",
+    );
+    assert!(manifest.contains("usage-memory"), "{manifest}");
+    cluster.apply("admin", &manifest).await.unwrap();
+    cluster
+        .apply(
+            "admin",
+            &format!(
+                r#"
+apiVersion: kubeskippy.io/v1alpha1
+kind: HealingPolicy
+metadata: {{name: shop-healing, namespace: {namespace}}}
+spec:
+  mode: automatic
+  selector: {{namespaces: [{namespace}]}}
+  triggers:
+  - name: memory
+    metric: {{name: memoryPercentOfLimit, threshold: 90}}
+  actions:
+  - {{name: more-memory, type: patch, triggers: [memory], patch: {{maxMemoryLimit: 1Gi}}}}
+  safety:
+    minHealthyPercent: 0
+    verificationWindow: 15s
+"#
+            ),
+        )
+        .await
+        .unwrap();
+    let mut daemon = cluster.daemon(&namespace, &[&namespace], &["--metrics-interval=5s"]);
+    daemon.ready().await;
+    let admin = cluster.client("admin").await;
+    let action = settled(&admin, &namespace, Duration::from_secs(180)).await;
+    daemon.stop_and_check_rbac();
+    assert_eq!(phase(&action), Phase::Succeeded, "{}", message(&action));
+    assert_eq!(action.spec.triggers, ["memory"], "{action:#?}");
+    assert_eq!(memory_limit(&admin, &namespace).await, "128Mi");
+}
