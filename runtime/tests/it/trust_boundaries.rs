@@ -637,6 +637,47 @@ async fn a_decision_or_a_label_written_during_the_execution_does_not_lose_its_ou
     assert_eq!(shop.status("scale")["phase"], "Verifying");
 }
 
+#[tokio::test]
+async fn a_flood_of_edits_during_the_execution_does_not_lose_its_outcome() {
+    let shop = shop();
+    shop.plan("scale", "Deployment", "app", scale_to(3));
+    assert_eq!(shop.step("scale").await.phase, Phase::Approved);
+    // Whoever may patch the action relabels it after every request the
+    // daemon makes: no resourceVersion the daemon read is current when it
+    // writes, however often it reads again.
+    let action = format!("{ACTIONS}scale");
+    let relabel = {
+        let action = action.clone();
+        move |fake: &crate::fake_api::FakeApi| {
+            let mut object = fake.get(&action).unwrap();
+            let edits = object["metadata"]["labels"]["edits"]
+                .as_str()
+                .map_or(0, |n| n.parse::<u32>().unwrap());
+            object["metadata"]["labels"] = json!({"edits": (edits + 1).to_string()});
+            fake.insert(object);
+        }
+    };
+    for (method, path) in [
+        ("PATCH", format!("{APP}/scale")),
+        ("GET", action.clone()),
+        ("PUT", format!("{action}/status")),
+        ("PATCH", format!("{action}/status")),
+    ] {
+        shop.fake.after(method, &path, relabel.clone());
+    }
+    let step = shop.step("scale").await;
+    assert_eq!(step.phase, Phase::Verifying);
+    assert_eq!(shop.status("scale")["phase"], "Verifying");
+    assert_eq!(shop.deployment()["spec"]["replicas"], 3);
+    assert!(
+        shop.action("scale").metadata.labels.unwrap()["edits"]
+            .parse::<u32>()
+            .unwrap()
+            >= 2,
+        "relabelled after the execution and after the outcome"
+    );
+}
+
 // ---- 3 and 4: policies and namespaces (through the controller) ----
 
 const TENANT_POLICIES: &str = r#"

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kube::api::{Api, PostParams};
-use serde_json::Value;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
 
 use crate::core::change::{Bounds, Change};
 use crate::core::crd::healing_action::{
@@ -947,18 +947,56 @@ async fn run(
     }
 }
 
-/// The write that follows an execution, guarded by the resourceVersion of the
-/// InProgress write. An edit of the action in between (a label) is no reason
-/// to lose the outcome: while the action is still InProgress for this very
-/// attempt, the write is made on the newer copy, again if it moved on again
-/// meanwhile (up to [`OUTCOME_WRITES`] times). Anything else moved it on — a
-/// new leader that found it interrupted — and this late write must not land.
+/// The write that follows an execution. It is guarded by the sealed
+/// InProgress status it follows, not by a resourceVersion: a JSON patch that
+/// tests the uid and the seal, then replaces the status. The seal covers
+/// phase, attempts, start and rollback record, so the test holds exactly
+/// while the action is still this attempt's; edits of anything else (a
+/// label, a decision recorded meanwhile), however many, cannot make the
+/// outcome miss. A new leader that found the action interrupted wrote
+/// another status, and this late write does not land.
 async fn write_outcome(
     ctx: &Context,
     in_progress: &HealingAction,
     status: HealingActionStatus,
     reason: Reason,
 ) -> Result<HealingAction, LifecycleError> {
+    let Some(seal) = in_progress
+        .status
+        .as_ref()
+        .and_then(|status| status.seal.clone())
+    else {
+        // Every InProgress status this daemon writes is sealed; without one
+        // the resourceVersion is all there is to guard by.
+        return transition(ctx, in_progress, status, reason).await;
+    };
+    fenced(ctx, in_progress)?;
+    let sealed_over = in_progress.status.as_ref().map(|status| {
+        (
+            status.phase,
+            status.attempts,
+            status.started_at.clone(),
+            status.seal.clone(),
+        )
+    });
+    let mut sealed = status;
+    ctx.key.seal_status(in_progress, &mut sealed);
+    // The seal's fields are tested one by one too: someone with status
+    // rights could change them and keep the seal's text.
+    let (phase, attempts, started_at, _) = sealed_over.clone().unwrap_or_default();
+    let test = |path: &str, value: Value| json!({ "op": "test", "path": path, "value": value });
+    let mut operations = vec![
+        test("/metadata/uid", json!(in_progress.metadata.uid)),
+        test("/status/seal", json!(seal)),
+        test("/status/phase", json!(phase)),
+        test("/status/attempts", json!(attempts)),
+    ];
+    if let Some(started_at) = started_at {
+        operations.push(test("/status/startedAt", json!(started_at)));
+    }
+    operations.push(json!({ "op": "replace", "path": "/status", "value": sealed }));
+    let operations: json_patch::Patch =
+        serde_json::from_value(Value::Array(operations)).expect("the operations form a JSON patch");
     let api: Api<HealingAction> = Api::namespaced(
         ctx.client.clone(),
         in_progress
@@ -968,47 +1006,57 @@ async fn write_outcome(
             .unwrap_or_default(),
     );
     let name = in_progress.metadata.name.as_deref().unwrap_or_default();
-    // The same object, still at the InProgress status this replica sealed
-    // (the seal covers phase, attempts, start, rollback record and uid), with
-    // the same plan: an approval written meanwhile (outside the digest) or a
-    // label is no reason to lose the outcome; another replica's takeover
-    // changes the status, and the CRD never lets it change back.
-    let ours = |action: &HealingAction| {
-        (
-            action.metadata.uid.clone(),
-            action.status.as_ref().map(|status| {
-                (
-                    status.seal.clone(),
-                    status.phase,
-                    status.started_at.clone(),
-                    status.attempts,
-                )
-            }),
-            crate::core::provenance::spec_digest(&action.spec),
-        )
+    let params = PatchParams {
+        field_manager: Some(execute::FIELD_MANAGER.into()),
+        ..PatchParams::default()
     };
-    let mut latest = in_progress.clone();
-    for _ in 0..OUTCOME_WRITES {
-        match transition(ctx, &latest, status.clone(), reason).await {
-            Err(LifecycleError::Conflict { .. }) => {}
-            done => return done,
+    match api
+        .patch_status(name, &params, &Patch::<()>::Json(operations))
+        .await
+    {
+        Ok(updated) => {
+            let note = sealed.message.as_deref().unwrap_or_default();
+            ctx.events.transition(&updated, reason, note).await;
+            Ok(updated)
         }
-        latest = api
-            .get(name)
-            .await
-            .map_err(|error| LifecycleError::api(in_progress, error))?;
-        if ours(&latest) != ours(in_progress) {
-            break;
+        // A failed test is a 422, as is a status the CRD refuses: which one,
+        // the action as it is now tells.
+        Err(kube::Error::Api(refusal)) if refusal.code == 422 => {
+            let latest = api
+                .get_opt(name)
+                .await
+                .map_err(|error| LifecycleError::api(in_progress, error))?;
+            let still_this_attempt = latest.is_some_and(|latest| {
+                latest.metadata.uid == in_progress.metadata.uid
+                    && latest.status.map(|status| {
+                        (
+                            status.phase,
+                            status.attempts,
+                            status.started_at,
+                            status.seal,
+                        )
+                    }) == sealed_over
+            });
+            Err(if still_this_attempt {
+                LifecycleError::api(
+                    in_progress,
+                    format!("cannot write status: {}", refusal.message),
+                )
+            } else {
+                LifecycleError::Conflict {
+                    action: action_name(in_progress),
+                }
+            })
         }
+        Err(kube::Error::Api(gone)) if gone.code == 404 => Err(LifecycleError::Conflict {
+            action: action_name(in_progress),
+        }),
+        Err(error) => Err(LifecycleError::api(
+            in_progress,
+            format!("cannot write status: {error}"),
+        )),
     }
-    Err(LifecycleError::Conflict {
-        action: action_name(in_progress),
-    })
 }
-
-/// How often an outcome is written again on a newer copy of the action
-/// before the reconcile gives up (and the next one finds it interrupted).
-const OUTCOME_WRITES: usize = 8;
 
 /// Errors worth another attempt (the API failed, or the target moved under
 /// the write) are retried with exponential backoff until the retry policy's
