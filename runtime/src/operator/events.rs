@@ -28,6 +28,7 @@ pub enum Reason {
     Failed,
     RolledBack,
     Cancelled,
+    DecidedLate,
 }
 
 impl Reason {
@@ -44,14 +45,17 @@ impl Reason {
             Reason::Failed => "Failed",
             Reason::RolledBack => "RolledBack",
             Reason::Cancelled => "Cancelled",
+            Reason::DecidedLate => "DecidedLate",
         }
     }
 
     fn event_type(self) -> EventType {
         match self {
-            Reason::Blocked | Reason::Retrying | Reason::Failed | Reason::RolledBack => {
-                EventType::Warning
-            }
+            Reason::Blocked
+            | Reason::Retrying
+            | Reason::Failed
+            | Reason::RolledBack
+            | Reason::DecidedLate => EventType::Warning,
             _ => EventType::Normal,
         }
     }

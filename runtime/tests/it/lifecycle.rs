@@ -21,6 +21,52 @@ use shop_app::{APP, POD_1};
 // ---- the main path ----
 
 #[tokio::test]
+async fn a_rejection_recorded_after_the_change_ran_is_reported_and_verification_goes_on() {
+    let shop = shop();
+    shop.plan("heal", "Deployment", "app", restart());
+    assert_eq!(shop.step("heal").await.phase, Phase::Approved);
+    assert_eq!(shop.step("heal").await.phase, Phase::Verifying);
+    // The policy needed no approval; someone rejects once it has run.
+    let path = format!("{ACTIONS}heal");
+    let mut action = shop.fake.get(&path).unwrap();
+    action["spec"]["approval"] = json!({
+        "decision": "rejected", "by": "alice\u{202e}", "at": "2026-03-14T09:00:30Z",
+        "reason": "not during the sale", "specDigest": "a".repeat(64),
+    });
+    shop.fake.insert(action);
+
+    let step = shop.step("heal").await;
+    assert_eq!(step, Step::after(Phase::Verifying, Duration::ZERO));
+    let status = shop.status("heal");
+    let late = condition(&status, "DecidedLate");
+    assert_eq!(late["status"], "True");
+    assert!(
+        late["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("rejected by alice: not during the sale after the change was made"),
+        "{late}"
+    );
+    assert_eq!(
+        shop.action_event_reasons(),
+        ["Approved", "Started", "Verifying", "DecidedLate"]
+    );
+    // Reported once; the change is verified as any other.
+    shop.clock.advance(120);
+    assert_eq!(shop.step("heal").await, Step::wait(Phase::Succeeded));
+    assert_eq!(
+        shop.action_event_reasons(),
+        [
+            "Approved",
+            "Started",
+            "Verifying",
+            "DecidedLate",
+            "Succeeded"
+        ]
+    );
+}
+
+#[tokio::test]
 async fn automatic_restart_is_approved_run_verified_and_succeeds_with_events() {
     let shop = shop();
     shop.plan("heal", "Deployment", "app", restart());

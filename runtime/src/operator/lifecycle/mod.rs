@@ -46,6 +46,8 @@ pub const AWAITING_APPROVAL: &str = "AwaitingApproval";
 pub const INTERRUPTED: &str = "Interrupted";
 /// True while a failed scale or patch still has to be rolled back.
 pub const ROLLBACK_PENDING: &str = "RollbackPending";
+/// A rejection recorded after the change was made: it cannot stop what ran.
+pub const DECIDED_LATE: &str = "DecidedLate";
 
 /// Who approves actions that need no human approval.
 pub const AUTOMATIC: &str = "kubeskippy (automatic mode)";
@@ -1112,6 +1114,9 @@ async fn verifying(
     status: HealingActionStatus,
 ) -> Result<Step, LifecycleError> {
     let now = ctx.clock.now();
+    if let Some(rejection) = late_rejection(action, &status) {
+        return record_late_rejection(ctx, action, status, rejection).await;
+    }
     let Some(baseline) = status.verification.clone() else {
         let message = "nothing recorded to verify against".to_string();
         return fail(ctx, action, status, message).await;
@@ -1164,6 +1169,45 @@ async fn verifying(
             Ok(Step::after(Phase::Verifying, left.min(VERIFY_POLL)))
         }
     }
+}
+
+/// A rejection written after the action was approved and carried out (an
+/// action that needed no approval, say), not yet reported.
+fn late_rejection(action: &HealingAction, status: &HealingActionStatus) -> Option<String> {
+    let decision = action.spec.approval.as_ref()?;
+    if decision.decision != ApprovalDecision::Rejected || status.condition(DECIDED_LATE).is_some() {
+        return None;
+    }
+    let why = decision
+        .reason
+        .as_deref()
+        .map(|reason| format!(": {}", clean(reason, MAX_MESSAGE)))
+        .unwrap_or_default();
+    Some(format!(
+        "rejected by {}{why} after the change was made; the change stands and is verified as any other, and the daemon undoes it only if verification fails: revert it by hand if it must not stay",
+        clean(&decision.by, MAX_NAME)
+    ))
+}
+
+/// Says so on the status and in an Event, so the person who rejected learns
+/// their decision came too late; verification goes on at the next call.
+async fn record_late_rejection(
+    ctx: &Context,
+    action: &HealingAction,
+    mut status: HealingActionStatus,
+    message: String,
+) -> Result<Step, LifecycleError> {
+    set_condition(
+        &mut status.conditions,
+        DECIDED_LATE,
+        true,
+        "RejectedAfterExecution",
+        &message,
+        ctx.clock.now(),
+    );
+    status.message = Some(message);
+    transition(ctx, action, status, Reason::DecidedLate).await?;
+    Ok(Step::after(Phase::Verifying, Duration::ZERO))
 }
 
 /// InProgress at the start of a reconcile: the daemon stopped between saving
