@@ -40,12 +40,10 @@ async fn a_rejection_recorded_after_the_change_ran_is_reported_and_verification_
     let status = shop.status("heal");
     let late = condition(&status, "DecidedLate");
     assert_eq!(late["status"], "True");
+    let told = late["message"].as_str().unwrap();
     assert!(
-        late["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("rejected by alice: not during the sale after the change was made"),
-        "{late}"
+        told.starts_with("rejected by alice: not during the sale after the change was made"),
+        "{told}"
     );
     assert_eq!(
         shop.action_event_reasons(),
