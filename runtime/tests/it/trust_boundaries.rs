@@ -594,6 +594,37 @@ async fn a_replica_whose_fence_closed_writes_nothing() {
     assert_eq!(shop.fake.snapshot(), before);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_write_the_server_keeps_refusing_is_given_up_when_the_fence_closes() {
+    let mut shop = shop();
+    shop.ctx.client = shop.fake.client_with_retries();
+    let fence = Fence::closed();
+    fence.extend(tokio::time::Instant::now() + Duration::from_secs(10));
+    shop.ctx.fence = fence;
+    shop.plan("scale", "Deployment", "app", scale_to(3));
+    assert_eq!(shop.step("scale").await.phase, Phase::Approved);
+    // The API server answers the scale with 503 for minutes; kube's client
+    // would retry it for about two and a half.
+    let scale = format!("{APP}/scale");
+    shop.fake.fail_next("PATCH", &scale, 503, 1000);
+    let tries = |fake: &crate::fake_api::FakeApi| {
+        fake.requests()
+            .iter()
+            .filter(|request| request.method == "PATCH" && request.path == scale)
+            .count()
+    };
+    let error = shop.try_step("scale").await.unwrap_err();
+    assert!(matches!(error, LifecycleError::NotLeader { .. }), "{error}");
+    let tried = tries(&shop.fake);
+    assert!(tried > 1, "retried while the fence held: {tried}");
+    // Long after: not one more try, and the action is left InProgress for
+    // whoever leads next to find interrupted.
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    assert_eq!(tries(&shop.fake), tried);
+    assert_eq!(shop.status("scale")["phase"], "InProgress");
+    assert_eq!(shop.deployment()["spec"]["replicas"], 2);
+}
+
 #[tokio::test]
 async fn a_deposed_leaders_late_write_does_not_land() {
     let shop = shop();

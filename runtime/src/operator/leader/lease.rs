@@ -193,6 +193,16 @@ impl Fence {
             .expect("the fence lock is never poisoned") = Holding::Never;
     }
 
+    /// How much longer writes may go on as the fence stands now: `None`
+    /// without leader election, zero once it has closed.
+    pub fn remaining(&self) -> Option<Duration> {
+        match *self.until.read().expect("the fence lock is never poisoned") {
+            Holding::Always => None,
+            Holding::Until(deadline) => Some(deadline.saturating_duration_since(Instant::now())),
+            Holding::Never => Some(Duration::ZERO),
+        }
+    }
+
     /// Whether a write may be made now.
     pub fn holds(&self) -> bool {
         match *self.until.read().expect("the fence lock is never poisoned") {

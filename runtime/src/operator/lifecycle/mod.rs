@@ -181,6 +181,34 @@ fn fenced(ctx: &Context, action: &HealingAction) -> Result<(), LifecycleError> {
     }
 }
 
+/// Runs a write (an execution, a rollback, a status write) only while the
+/// fence holds, and gives it up when the fence closes: kube's client retries
+/// a throttled or unavailable server for minutes, and a retry sent after
+/// another replica took over could land a change nobody records. A request
+/// already sent when the fence closes is the API server's to finish.
+async fn within_fence<T>(
+    ctx: &Context,
+    action: &HealingAction,
+    write: impl Future<Output = T>,
+) -> Result<T, LifecycleError> {
+    fenced(ctx, action)?;
+    let mut write = std::pin::pin!(write);
+    loop {
+        let Some(left) = ctx.fence.remaining() else {
+            return Ok(write.await);
+        };
+        if left.is_zero() {
+            return Err(LifecycleError::NotLeader {
+                action: action_name(action),
+            });
+        }
+        // Renewed meanwhile, the fence holds longer: look again.
+        if let Ok(done) = tokio::time::timeout(left, &mut write).await {
+            return Ok(done);
+        }
+    }
+}
+
 /// Writes `status` with a merge patch guarded by the resourceVersion the
 /// action was read at; fields the new status drops are sent as `null`.
 async fn write(
@@ -188,7 +216,6 @@ async fn write(
     action: &HealingAction,
     status: &HealingActionStatus,
 ) -> Result<HealingAction, LifecycleError> {
-    fenced(ctx, action)?;
     let mut status = status.clone();
     ctx.key.seal_status(action, &mut status);
     // The whole status is replaced, under the resourceVersion it was
@@ -205,7 +232,7 @@ async fn write(
         field_manager: Some(execute::FIELD_MANAGER.into()),
         ..PostParams::default()
     };
-    match api.replace_status(name, &params, &updated).await {
+    match within_fence(ctx, action, api.replace_status(name, &params, &updated)).await? {
         Ok(updated) => Ok(updated),
         Err(kube::Error::Api(status)) if status.code == 409 => Err(LifecycleError::Conflict {
             action: action_name(action),
@@ -907,21 +934,24 @@ async fn run(
     ));
     let action = transition(ctx, action, status.clone(), Reason::Started).await?;
 
-    fenced(ctx, &action)?;
     let mode = if dry_run { DryRun::Server } else { DryRun::Off };
     let client = match checked.change {
         Change::Evict => &ctx.evictions,
         _ => &ctx.client,
     };
-    let outcome = execute::execute(
-        client,
-        target,
-        &checked.change,
-        status.rollback.as_deref(),
-        mode,
-        ctx.clock.as_ref(),
+    let outcome = within_fence(
+        ctx,
+        &action,
+        execute::execute(
+            client,
+            target,
+            &checked.change,
+            status.rollback.as_deref(),
+            mode,
+            ctx.clock.as_ref(),
+        ),
     )
-    .await;
+    .await?;
     match outcome {
         Ok(outcome) if dry_run => {
             status.dry_run_result = outcome.dry_run_result;
@@ -972,7 +1002,6 @@ async fn write_outcome(
         // the resourceVersion is all there is to guard by.
         return transition(ctx, in_progress, status, reason).await;
     };
-    fenced(ctx, in_progress)?;
     let sealed_over = in_progress.status.as_ref().map(|status| {
         (
             status.phase,
@@ -1012,9 +1041,12 @@ async fn write_outcome(
         field_manager: Some(execute::FIELD_MANAGER.into()),
         ..PatchParams::default()
     };
-    match api
-        .patch_status(name, &params, &Patch::<()>::Json(operations))
-        .await
+    match within_fence(
+        ctx,
+        in_progress,
+        api.patch_status(name, &params, &Patch::<()>::Json(operations)),
+    )
+    .await?
     {
         Ok(updated) => {
             let note = sealed.message.as_deref().unwrap_or_default();
@@ -1249,9 +1281,8 @@ async fn rollback(
     let failure = status.message.clone().unwrap_or_default();
     let result = match (&status.rollback, action.spec.target.uid.as_deref()) {
         (Some(fields), Some(uid)) => {
-            fenced(ctx, action)?;
             let target = Target::of(&action.spec.target, uid);
-            execute::rollback(&ctx.client, &target, fields).await
+            within_fence(ctx, action, execute::rollback(&ctx.client, &target, fields)).await?
         }
         _ => Err(ExecuteError::CannotRollBack {
             target: execute::describe(&action.spec.target.object_ref()),

@@ -21,7 +21,6 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -125,12 +124,29 @@ impl FakeApi {
 
     /// A client whose every request this fake answers.
     pub fn client(&self) -> kube::Client {
-        let fake = self.clone();
-        let service = tower::service_fn(move |request: Request<Body>| {
-            let fake = fake.clone();
-            async move { Ok::<_, Infallible>(fake.handle(request).await) }
-        });
+        kube::Client::new(self.service(), "default")
+    }
+
+    /// The same, retrying 429, 503 and 504 answers as a client built from a
+    /// kubeconfig does by default (kube's server-aware policy: 15 retries
+    /// over about two and a half minutes).
+    pub fn client_with_retries(&self) -> kube::Client {
+        let service = tower::ServiceBuilder::new()
+            .layer(tower::retry::RetryLayer::new(
+                kube::client::retry::RetryPolicy::server_retry(),
+            ))
+            .service(self.service());
         kube::Client::new(service, "default")
+    }
+
+    fn service(
+        &self,
+    ) -> tower::util::BoxCloneService<Request<Body>, Response<Full<Bytes>>, tower::BoxError> {
+        let fake = self.clone();
+        tower::util::BoxCloneService::new(tower::service_fn(move |request: Request<Body>| {
+            let fake = fake.clone();
+            async move { Ok::<_, tower::BoxError>(fake.handle(request).await) }
+        }))
     }
 
     /// Stores every document of a (multi-document) YAML stream.
