@@ -10,4 +10,4 @@ pub mod execute;
 pub mod leader;
 pub mod lifecycle;
 pub mod prometheus;
-pub(crate) mod signing_key;
+pub mod signing_key;

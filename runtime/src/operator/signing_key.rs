@@ -25,6 +25,47 @@ pub enum SigningKeyError {
     Unusable { secret: String, message: String },
 }
 
+impl SigningKeyError {
+    /// Worth trying again: the API server unreachable, throttling or failing.
+    /// A refusal (RBAC's 403, say) or a Secret without a usable key is not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SigningKeyError::Read { source, .. } | SigningKeyError::Create { source, .. } => {
+                !matches!(source, kube::Error::Api(status) if status.code < 500 && status.code != 429)
+            }
+            SigningKeyError::Unusable { .. } => false,
+        }
+    }
+}
+
+/// [`load_or_create_key`], tried again with backoff (eight times, up to about
+/// a minute) while the API server is unreachable, throttling or failing: one
+/// restarting when the pod starts is no reason to exit. A refusal is an error
+/// at once.
+pub async fn load_or_create_key_patiently(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<SigningKey, SigningKeyError> {
+    use backon::Retryable;
+    (|| load_or_create_key(client, namespace, name))
+        .retry(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(std::time::Duration::from_millis(500))
+                .with_max_delay(std::time::Duration::from_secs(10))
+                .with_max_times(8),
+        )
+        .sleep(tokio::time::sleep)
+        .when(SigningKeyError::is_transient)
+        .notify(|error, again_in| {
+            tracing::warn!(
+                "{}; trying again in {again_in:?}",
+                crate::core::text::with_causes(error)
+            )
+        })
+        .await
+}
+
 /// The daemon's key from the Secret `namespace/name`, which the daemon makes
 /// with a fresh random key when it does not exist. Two replicas starting at
 /// once race to create it; the loser reads the winner's.

@@ -82,3 +82,36 @@ fn the_reference_is_configured_in_the_ai_block() {
         "{error}"
     );
 }
+
+const SIGNING_KEY: &str = "/api/v1/namespaces/kubeskippy/secrets/kubeskippy-signing-key";
+
+fn reads_of_the_signing_key(fake: &FakeApi) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|request| request.method == "GET" && request.path == SIGNING_KEY)
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_signing_key_is_read_again_while_the_api_server_fails_and_not_after_a_refusal() {
+    use kubeskippy::operator::signing_key::{SigningKeyError, load_or_create_key_patiently};
+
+    // A restarting API server: two 503s, then the Secret is missing and made.
+    let fake = FakeApi::new();
+    fake.fail_next("GET", SIGNING_KEY, 503, 2);
+    load_or_create_key_patiently(&fake.client(), "kubeskippy", "kubeskippy-signing-key")
+        .await
+        .unwrap();
+    assert_eq!(reads_of_the_signing_key(&fake), 3);
+    assert!(fake.get(SIGNING_KEY).is_some(), "the key was created");
+
+    // RBAC refuses: asking again would not help.
+    let fake = FakeApi::new();
+    fake.fail_next("GET", SIGNING_KEY, 403, 100);
+    let error =
+        load_or_create_key_patiently(&fake.client(), "kubeskippy", "kubeskippy-signing-key")
+            .await
+            .unwrap_err();
+    assert!(matches!(error, SigningKeyError::Read { .. }), "{error}");
+    assert_eq!(reads_of_the_signing_key(&fake), 1);
+}

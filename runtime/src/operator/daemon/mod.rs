@@ -141,7 +141,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         .clone()
         .ok_or(RunError::DaemonNamespace)?;
     health.not_ready("reading the signing key");
-    let key = crate::operator::signing_key::load_or_create_key(
+    let key = crate::operator::signing_key::load_or_create_key_patiently(
         &client,
         &daemon_namespace,
         &options.signing_key_secret,
