@@ -157,6 +157,11 @@ fn a_status_only_moves_forward() {
     // An earlier status written back over a later one.
     let backward = [
         (
+            ("Approved", 1, Some(&t1)),
+            ("InProgress", 1, Some(&t1)),
+            "a HealingAction enters InProgress only as a new attempt",
+        ),
+        (
             ("Succeeded", 1, Some(&t1)),
             ("Approved", 0, None),
             "a finished HealingAction's phase is final",

@@ -334,7 +334,8 @@ pub enum Phase {
 /// rules keep anyone (the daemon included) from writing an earlier one back —
 /// a finished action made runnable again, an attempt count or start time
 /// wound back to escape the limits, a verified change made to look
-/// interrupted so it is rolled back.
+/// interrupted so it is rolled back, an attempt's InProgress written back
+/// over its outcome or its retry so the change runs twice or is undone.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -347,7 +348,9 @@ pub enum Phase {
     {"rule": "!has(oldSelf.attempts) || (has(self.attempts) && self.attempts >= oldSelf.attempts)",
      "message": "status.attempts never decreases"},
     {"rule": "!has(oldSelf.startedAt) || (has(self.startedAt) && self.startedAt >= oldSelf.startedAt)",
-     "message": "status.startedAt never moves back"}
+     "message": "status.startedAt never moves back"},
+    {"rule": "self.phase != 'InProgress' || oldSelf.phase == 'InProgress' || (has(self.attempts) && (!has(oldSelf.attempts) || self.attempts > oldSelf.attempts))",
+     "message": "a HealingAction enters InProgress only as a new attempt"}
 ]))]
 pub struct HealingActionStatus {
     pub phase: Phase,
