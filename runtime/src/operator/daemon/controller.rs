@@ -309,11 +309,15 @@ impl Controller {
             evaluated.without_action += 1;
             return;
         }
+        let fence = self.lifecycle.fence.clone();
         for planned in &report.actions {
-            if !self.lifecycle.fence.holds() {
+            if !fence.holds() {
                 return;
             }
-            match self.create(planned, now).await {
+            let Some(created) = fence.bound(self.create(planned, now)).await else {
+                return;
+            };
+            match created {
                 Ok(created) => {
                     let created = self.saw(created);
                     let name = created.metadata.name.clone().unwrap_or_default();

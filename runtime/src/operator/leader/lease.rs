@@ -203,6 +203,27 @@ impl Fence {
         }
     }
 
+    /// Runs `write` while the fence holds and gives it up (`None`) when the
+    /// fence closes first: kube's client retries a throttled or unavailable
+    /// server for minutes, and a retry sent after another replica took over
+    /// could land a change nobody records. A request already sent when the
+    /// fence closes is the API server's to finish.
+    pub async fn bound<T>(&self, write: impl Future<Output = T>) -> Option<T> {
+        let mut write = std::pin::pin!(write);
+        loop {
+            let Some(left) = self.remaining() else {
+                return Some(write.await);
+            };
+            if left.is_zero() {
+                return None;
+            }
+            // Renewed meanwhile, the fence holds longer: look again.
+            if let Ok(done) = tokio::time::timeout(left, &mut write).await {
+                return Some(done);
+            }
+        }
+    }
+
     /// Whether a write may be made now.
     pub fn holds(&self) -> bool {
         match *self.until.read().expect("the fence lock is never poisoned") {

@@ -182,35 +182,23 @@ fn fenced(ctx: &Context, action: &HealingAction) -> Result<(), LifecycleError> {
 }
 
 /// Runs a write (an execution, a rollback, a status write) only while the
-/// fence holds, and gives it up when the fence closes: kube's client retries
-/// a throttled or unavailable server for minutes, and a retry sent after
-/// another replica took over could land a change nobody records. A request
-/// already sent when the fence closes is the API server's to finish.
+/// fence holds ([`Fence::bound`](crate::operator::leader::Fence::bound)).
 async fn within_fence<T>(
     ctx: &Context,
     action: &HealingAction,
     write: impl Future<Output = T>,
 ) -> Result<T, LifecycleError> {
     fenced(ctx, action)?;
-    let mut write = std::pin::pin!(write);
-    loop {
-        let Some(left) = ctx.fence.remaining() else {
-            return Ok(write.await);
-        };
-        if left.is_zero() {
-            return Err(LifecycleError::NotLeader {
-                action: action_name(action),
-            });
-        }
-        // Renewed meanwhile, the fence holds longer: look again.
-        if let Ok(done) = tokio::time::timeout(left, &mut write).await {
-            return Ok(done);
-        }
-    }
+    ctx.fence
+        .bound(write)
+        .await
+        .ok_or_else(|| LifecycleError::NotLeader {
+            action: action_name(action),
+        })
 }
 
-/// Writes `status` with a merge patch guarded by the resourceVersion the
-/// action was read at; fields the new status drops are sent as `null`.
+/// Replaces the status, sealed, under the resourceVersion the action was
+/// read at.
 async fn write(
     ctx: &Context,
     action: &HealingAction,
