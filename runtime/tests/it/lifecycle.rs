@@ -877,11 +877,12 @@ async fn an_interrupted_scale_is_rolled_back_and_an_interrupted_restart_fails() 
 
 // ---- retries ----
 
-#[tokio::test]
-async fn a_rejection_recorded_while_an_action_waits_to_retry_ends_it() {
+/// An approved scale (three attempts, 30 s apart) whose first `failures`
+/// writes the API server answers with 503.
+async fn scale_that_fails(failures: usize) -> Shop {
     let shop = shop();
-    let scale_path = format!("{APP}/scale");
-    shop.fake.fail_next("PATCH", &scale_path, 503, 1);
+    shop.fake
+        .fail_next("PATCH", &format!("{APP}/scale"), 503, failures);
     shop.add(healing_action(
         "scale",
         "Deployment",
@@ -890,6 +891,12 @@ async fn a_rejection_recorded_while_an_action_waits_to_retry_ends_it() {
         json!({"retryPolicy": {"maxAttempts": 3, "backoffSeconds": 30}}),
     ));
     shop.step("scale").await;
+    shop
+}
+
+#[tokio::test]
+async fn a_rejection_recorded_while_an_action_waits_to_retry_ends_it() {
+    let shop = scale_that_fails(1).await;
     let step = shop.step("scale").await;
     assert_eq!(step, Step::after(Phase::Approved, Duration::from_secs(30)));
 
@@ -920,17 +927,7 @@ async fn a_rejection_recorded_while_an_action_waits_to_retry_ends_it() {
 
 #[tokio::test]
 async fn api_errors_are_retried_with_exponential_backoff_until_attempts_run_out() {
-    let shop = shop();
-    let scale_path = format!("{APP}/scale");
-    shop.fake.fail_next("PATCH", &scale_path, 503, 3);
-    shop.add(healing_action(
-        "scale",
-        "Deployment",
-        "app",
-        scale_to(3),
-        json!({"retryPolicy": {"maxAttempts": 3, "backoffSeconds": 30}}),
-    ));
-    shop.step("scale").await;
+    let shop = scale_that_fails(3).await;
 
     let step = shop.step("scale").await;
     assert_eq!(step, Step::after(Phase::Approved, Duration::from_secs(30)));

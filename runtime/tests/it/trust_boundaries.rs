@@ -625,20 +625,31 @@ async fn a_write_the_server_keeps_refusing_is_given_up_when_the_fence_closes() {
     assert_eq!(shop.deployment()["spec"]["replicas"], 2);
 }
 
-#[tokio::test]
-async fn a_deposed_leaders_late_write_does_not_land() {
+/// An approved scale whose HealingAction `edit` changes while the scale is
+/// in flight, as another writer would between the daemon's requests.
+async fn scale_edited_in_flight(edit: impl Fn(&mut Value) + Send + Sync + 'static) -> Shop {
     let shop = shop();
     shop.plan("scale", "Deployment", "app", scale_to(3));
     assert_eq!(shop.step("scale").await.phase, Phase::Approved);
+    shop.fake
+        .after("PATCH", &format!("{APP}/scale"), move |fake| {
+            let path = format!("{ACTIONS}scale");
+            let mut action = fake.get(&path).unwrap();
+            edit(&mut action);
+            fake.insert(action);
+        });
+    shop
+}
+
+#[tokio::test]
+async fn a_deposed_leaders_late_write_does_not_land() {
     // While this replica's scale is in flight, another replica becomes leader,
     // finds the action InProgress and moves it on.
-    shop.fake.after("PATCH", &format!("{APP}/scale"), |fake| {
-        let path = format!("{ACTIONS}scale");
-        let mut action = fake.get(&path).unwrap();
+    let shop = scale_edited_in_flight(|action| {
         action["status"]["phase"] = json!("Failed");
         action["status"]["message"] = json!("interrupted (seen by kubeskippy-1)");
-        fake.insert(action);
-    });
+    })
+    .await;
     let error = shop.try_step("scale").await.unwrap_err();
     assert!(matches!(error, LifecycleError::Conflict { .. }), "{error}");
     let status = shop.status("scale");
@@ -648,21 +659,16 @@ async fn a_deposed_leaders_late_write_does_not_land() {
 
 #[tokio::test]
 async fn a_decision_or_a_label_written_during_the_execution_does_not_lose_its_outcome() {
-    let shop = shop();
-    shop.plan("scale", "Deployment", "app", scale_to(3));
-    assert_eq!(shop.step("scale").await.phase, Phase::Approved);
     // While the scale is in flight, someone labels the action and records a
     // decision on it (outside the signed digest): neither is a takeover.
-    shop.fake.after("PATCH", &format!("{APP}/scale"), |fake| {
-        let path = format!("{ACTIONS}scale");
-        let mut action = fake.get(&path).unwrap();
+    let shop = scale_edited_in_flight(|action| {
         action["metadata"]["labels"] = json!({"seen": "yes"});
         action["spec"]["approval"] = json!({
             "decision": "approved", "by": "alice", "at": "2026-03-14T09:05:00Z",
             "specDigest": "a".repeat(64),
         });
-        fake.insert(action);
-    });
+    })
+    .await;
     let step = shop.step("scale").await;
     assert_eq!(step.phase, Phase::Verifying);
     assert_eq!(shop.status("scale")["phase"], "Verifying");
