@@ -35,7 +35,7 @@ RUN_FLAGS = {
     "config", "namespace", "health-addr", "leader-elect", "lease-name",
     "lease-namespace", "identity", "evaluation-interval", "metrics-interval",
     "cluster-actions-per-hour", "namespace-actions-per-hour", "signing-key-secret",
-    "plugin-dir",
+    "plugin-dir", "plugin-configmaps", "plugin-namespace",
 }
 
 # Everything the daemon does to watched workloads, and nothing more. Pods are
@@ -262,6 +262,14 @@ def check_rbac(docs: list[dict], values: dict, service_account: str, label: str)
             ("coordination.k8s.io", "leases", "get", lease),
             ("coordination.k8s.io", "leases", "update", lease),
         })
+    # Plugin ConfigMaps are only read; the Events on them are written.
+    if values["pluginConfigMaps"]["enabled"]:
+        expected_ns.setdefault(values["pluginConfigMaps"]["namespace"] or NAMESPACE, set()).update({
+            ("", "configmaps", "list", None),
+            ("", "configmaps", "watch", None),
+            ("events.k8s.io", "events", "create", None),
+            ("events.k8s.io", "events", "patch", None),
+        })
     secret_ref = (values["config"].get("ai") or {}).get("apiKeySecretRef")
     if secret_ref:
         expected_ns.setdefault(secret_ref.get("namespace") or NAMESPACE, set()).add(
@@ -324,6 +332,10 @@ def check_deployment(docs: list[dict], manifests: dict[str, str], values: dict, 
         want["namespace"] = list(dict.fromkeys(values["watchNamespaces"]))
     if values["plugins"]:
         want["plugin-dir"] = [PLUGIN_DIR]
+    plugin_configmaps = values["pluginConfigMaps"]
+    want["plugin-configmaps"] = [str(plugin_configmaps["enabled"]).lower()]
+    if plugin_configmaps["namespace"]:
+        want["plugin-namespace"] = [plugin_configmaps["namespace"]]
     check(flags == want, f"{label}: run flags {flags} != expected {want}")
 
     ports = {port["name"]: port["containerPort"] for port in container.get("ports") or []}

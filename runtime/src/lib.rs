@@ -10,7 +10,9 @@
 //! - [`analyze`]: the analysis pipeline, its report and the model providers;
 //! - [`operator`]: what needs a Kubernetes client — collection, execution,
 //!   the lifecycle of HealingActions, leader election, the daemon;
-//! - `bench` (with the `bench` feature): the benchmarks behind `kubeskippy bench`.
+//! - `bench` (with the `bench` feature): the benchmarks behind `kubeskippy bench`;
+//! - [`toolkit`]: `kubeskippy plugin …`, for plugin authors: check, test,
+//!   bench, pack into ConfigMaps, scaffold, list what a daemon serves.
 //!
 //! The binary and the integration tests are the only users of this API; it
 //! makes no promise of stability to anyone else.
@@ -21,3 +23,4 @@ pub mod bench;
 pub mod core;
 pub mod host;
 pub mod operator;
+pub mod toolkit;

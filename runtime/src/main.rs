@@ -63,6 +63,9 @@ enum Command {
     Reject(DecisionArgs),
     /// Lift a HealingPolicy's circuit breaker: earlier failures stop counting.
     Resume(ResumeArgs),
+    /// Write, check, test, measure and ship plugins.
+    #[command(subcommand)]
+    Plugin(kubeskippy::toolkit::cli::PluginCommand),
 }
 
 #[derive(clap::Args)]
@@ -172,6 +175,16 @@ struct RunArgs {
     /// Each NAME.wasm here is a plugin policies can name; reloaded when files change.
     #[arg(long)]
     plugin_dir: Option<PathBuf>,
+    /// Where plugin ConfigMaps (labelled kubeskippy.io/plugin) are watched;
+    /// default: the daemon's namespace.
+    #[arg(long, env = "KUBESKIPPY_PLUGIN_NAMESPACE")]
+    plugin_namespace: Option<String>,
+    /// Take plugins from ConfigMaps while running.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    plugin_configmaps: bool,
+    /// How long a chunked plugin version may miss chunks before it is refused.
+    #[arg(long, default_value = "30s", value_parser = duration_arg)]
+    plugin_chunk_grace: std::time::Duration,
 }
 
 fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
@@ -200,6 +213,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         namespace_actions_per_hour: args.namespace_actions_per_hour,
         signing_key_secret: args.signing_key_secret,
         plugin_dir: args.plugin_dir,
+        plugin_namespace: args.plugin_namespace,
+        plugin_configmaps: args.plugin_configmaps,
+        plugin_chunk_grace: args.plugin_chunk_grace,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -236,6 +252,7 @@ fn main() -> ExitCode {
         Command::Approve(args) => decide(args, ApprovalDecision::Approved),
         Command::Reject(args) => decide(args, ApprovalDecision::Rejected),
         Command::Resume(args) => resume(args),
+        Command::Plugin(command) => kubeskippy::toolkit::cli::run(command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,6 +24,7 @@ use crate::core::snapshot::Snapshot;
 use crate::core::triggers;
 use crate::core::wit::{Analysis, Incident, Issue};
 use crate::host::budget::{self, Budget};
+use crate::host::catalog::{Catalog, PluginStatus, Served};
 use crate::host::review::{self, Reviewed};
 use crate::host::{Limits, Plugin, PluginError, PluginHost, PluginKind, PluginRunner};
 
@@ -74,6 +75,26 @@ pub(crate) fn plugin_dir_files(dir: &std::path::Path) -> std::io::Result<Vec<(St
     Ok(files)
 }
 
+/// A plugin that came with the config, as `plugin list` shows it: built-ins
+/// are named `default-*`, files by their path.
+fn fixed_status(name: &str, plugin: &Plugin) -> PluginStatus {
+    let source = if plugin.name().starts_with("default-") {
+        "built-in".to_string()
+    } else {
+        format!("file {}", plugin.name())
+    };
+    PluginStatus {
+        name: name.to_string(),
+        kind: plugin.kind().as_str().to_string(),
+        version: None,
+        digest: Some(plugin.digest().to_string()),
+        source,
+        loaded_since: None,
+        state: "serving".into(),
+        last_rejection: None,
+    }
+}
+
 /// Loads a component as whichever plugin kind it implements.
 fn load_any_kind(
     host: &PluginHost,
@@ -81,22 +102,22 @@ fn load_any_kind(
     limits: Limits,
     plugin_config: &BTreeMap<String, String>,
 ) -> Result<(PluginRole, Plugin), AnalyzeError> {
-    let mut reasons = Vec::new();
-    for (role, kind) in [
-        (PluginRole::Prompt, PluginKind::Prompt),
-        (PluginRole::Parser, PluginKind::Parser),
-        (PluginRole::Validator, PluginKind::Validator),
-    ] {
-        match host.load_file(path, kind, limits, plugin_config.clone()) {
-            Ok(plugin) => return Ok((role, plugin)),
-            Err(error) => reasons.push(error.to_string()),
-        }
-    }
-    Err(AnalyzeError::Config(format!(
-        "{} is not a prompt, parser or validator plugin: {}",
-        path.display(),
-        reasons.join("; ")
-    )))
+    let not_a_plugin = |why: String| {
+        AnalyzeError::Config(format!(
+            "{} is not a prompt, parser or validator plugin: {why}",
+            path.display()
+        ))
+    };
+    let bytes = std::fs::read(path).map_err(|error| not_a_plugin(error.to_string()))?;
+    let kind = host.identify(&bytes).map_err(not_a_plugin)?.kind;
+    let plugin = host.load(
+        &path.display().to_string(),
+        &bytes,
+        kind,
+        limits,
+        plugin_config.clone(),
+    )?;
+    Ok((role_of(kind), plugin))
 }
 
 /// Which plugin files replace the embedded defaults.
@@ -132,6 +153,11 @@ pub struct Analyzer {
     validators: Vec<Plugin>,
     /// Plugins policies pick by name, with the role each was loaded for.
     named: BTreeMap<String, (PluginRole, Plugin)>,
+    /// Named plugins delivered while running, shared with the analyzers that
+    /// replace this one on a reload.
+    catalog: Arc<Catalog>,
+    limits: Limits,
+    plugin_config: Arc<BTreeMap<String, String>>,
     model: Option<Box<dyn ModelProvider>>,
     model_info: OnceCell<ModelInfo>,
     /// Shared with the analyzers that replace this one on a reload; used
@@ -159,6 +185,15 @@ struct PolicyPlugins<'a> {
     parser: &'a Plugin,
 }
 
+/// The role a plugin of `kind` is loaded for.
+pub fn role_of(kind: PluginKind) -> PluginRole {
+    match kind {
+        PluginKind::Prompt => PluginRole::Prompt,
+        PluginKind::Parser => PluginRole::Parser,
+        PluginKind::Validator => PluginRole::Validator,
+    }
+}
+
 /// Issues of one analysis kept for the report.
 const MAX_ISSUES: usize = 20;
 
@@ -177,6 +212,9 @@ pub struct IncidentReport {
     pub model_call: Option<ModelCall>,
     pub reviewed: Vec<Reviewed>,
     pub actions: Vec<HealingAction>,
+    /// Named plugins the policy asked for that are not served, and what
+    /// stood in for them.
+    pub plugin_notes: Vec<String>,
 }
 
 #[derive(Debug, Default)]
@@ -226,6 +264,7 @@ impl Analyzer {
         Analyzer::with(
             PluginRunner::shared()?,
             Arc::new(ReplyCache::new()),
+            Catalog::new(),
             config,
             files,
             model,
@@ -243,6 +282,7 @@ impl Analyzer {
         Analyzer::with(
             self.plugins.clone(),
             self.cache.clone(),
+            self.catalog.clone(),
             config,
             files,
             model,
@@ -252,6 +292,7 @@ impl Analyzer {
     fn with(
         plugins: PluginRunner,
         cache: Arc<ReplyCache>,
+        catalog: Arc<Catalog>,
         config: &Config,
         files: &PluginFiles,
         model: Option<Box<dyn ModelProvider>>,
@@ -322,12 +363,40 @@ impl Analyzer {
                 named.insert(name, (role, plugin));
             }
         }
+        // Files get the checks a plugin from a ConfigMap gets: one call on
+        // the fixture incident within their limits, before anything serves.
+        let from_files = [&prompt, &parser]
+            .into_iter()
+            .chain(&validators)
+            .chain(named.values().map(|(_, plugin)| plugin))
+            .filter(|plugin| !plugin.name().starts_with("default-"));
+        for plugin in from_files {
+            host.try_out(plugin)?;
+        }
+        let mut fixed = vec![
+            fixed_status(prompt.name(), &prompt),
+            fixed_status(parser.name(), &parser),
+        ];
+        fixed.extend(
+            validators
+                .iter()
+                .map(|validator| fixed_status(validator.name(), validator)),
+        );
+        fixed.extend(
+            named
+                .iter()
+                .map(|(name, (_, plugin))| fixed_status(name, plugin)),
+        );
+        catalog.set_fixed(fixed);
         Ok(Analyzer {
             plugins,
             prompt,
             parser,
             validators,
             named,
+            catalog,
+            limits,
+            plugin_config: Arc::new(plugin_config),
             model,
             model_info: OnceCell::new(),
             cache,
@@ -338,6 +407,21 @@ impl Analyzer {
 
     pub fn host(&self) -> &PluginHost {
         self.plugins.host()
+    }
+
+    /// Plugin calls and loads off the async workers.
+    pub fn runner(&self) -> &PluginRunner {
+        &self.plugins
+    }
+
+    /// Where plugins delivered at run time are swapped in.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The limits and configuration every plugin of this config runs with.
+    pub fn plugin_settings(&self) -> (Limits, BTreeMap<String, String>) {
+        (self.limits, self.plugin_config.as_ref().clone())
     }
 
     pub async fn analyze(&self, snapshot: &Snapshot) -> Result<Report, AnalyzeError> {
@@ -371,7 +455,10 @@ impl Analyzer {
         let incident = &open.incident;
         let policy_ai = &open.policy.spec.ai;
         let mut model_call = None;
-        let asked = match self.policy_plugins(open.policy) {
+        // Taken once: every call of this analysis goes to one version of each plugin.
+        let served = self.catalog.current();
+        let mut plugin_notes = Vec::new();
+        let asked = match self.policy_plugins(open.policy, &served, &mut plugin_notes) {
             Err(reason) => Err(reason),
             Ok(_) if !policy_ai.enabled => {
                 Err(format!("policy {} turns the model off", open.policy.name()))
@@ -393,7 +480,7 @@ impl Analyzer {
                 )),
             ),
         };
-        let mut reviewed = match self.policy_validators(open.policy) {
+        let mut reviewed = match self.policy_validators(open.policy, &served) {
             // One blocking job for every validator call of the incident:
             // each hop to the blocking pool costs tens of µs, as much as a call.
             Ok(validators) => {
@@ -424,35 +511,71 @@ impl Analyzer {
             model_call,
             reviewed,
             actions,
+            plugin_notes,
         }
     }
 
-    fn named_plugin(
-        &self,
+    /// The plugin a policy names for `role`: one loaded with the config,
+    /// else one delivered at run time; `None` when nothing serves the name
+    /// (a ConfigMap deleted, not yet applied, or a typo).
+    fn named_plugin<'a>(
+        &'a self,
         policy: &HealingPolicy,
         name: &str,
         role: PluginRole,
-    ) -> Result<&Plugin, String> {
-        match self.named.get(name) {
-            Some((loaded_role, plugin)) if *loaded_role == role => Ok(plugin),
+        served: &'a Served,
+    ) -> Result<Option<&'a Plugin>, String> {
+        let found = self
+            .named
+            .get(name)
+            .map(|(loaded_role, plugin)| (*loaded_role, plugin))
+            .or_else(|| {
+                served
+                    .get(name)
+                    .map(|plugin| (role_of(plugin.kind()), plugin))
+            });
+        match found {
+            Some((loaded_role, plugin)) if loaded_role == role => Ok(Some(plugin)),
             Some((loaded_role, _)) => Err(format!(
                 "policy {} wants plugin {name:?} as a {} plugin, but it is a {} plugin",
                 policy.name(),
                 role.as_str(),
                 loaded_role.as_str()
             )),
-            None => Err(format!(
-                "policy {} names plugin {name:?}, which plugins.named in the config does not define",
-                policy.name()
-            )),
+            None => Ok(None),
         }
     }
 
-    fn policy_plugins(&self, policy: &HealingPolicy) -> Result<PolicyPlugins<'_>, String> {
+    fn not_served(policy: &HealingPolicy, name: &str, role: PluginRole) -> String {
+        format!(
+            "policy {} names {} plugin {name:?}, which nothing serves (not in plugins.named, the plugin directory or a plugin ConfigMap)",
+            policy.name(),
+            role.as_str()
+        )
+    }
+
+    fn policy_plugins<'a>(
+        &'a self,
+        policy: &HealingPolicy,
+        served: &'a Served,
+        notes: &mut Vec<String>,
+    ) -> Result<PolicyPlugins<'a>, String> {
         let ai = &policy.spec.ai;
-        let pick = |name: &Option<String>, role, default| match name {
-            Some(name) => self.named_plugin(policy, name, role),
-            None => Ok(default),
+        // A prompt or parser nothing serves gets the default one: the
+        // analysis goes on, and says so.
+        let mut pick = |name: &Option<String>, role, default| match name {
+            Some(name) => Ok(match self.named_plugin(policy, name, role, served)? {
+                Some(plugin) => plugin,
+                None => {
+                    notes.push(format!(
+                        "{}; the default {} plugin stood in",
+                        Analyzer::not_served(policy, name, role),
+                        role.as_str()
+                    ));
+                    default
+                }
+            }),
+            None => Ok::<_, String>(default),
         };
         Ok(PolicyPlugins {
             prompt: pick(&ai.prompt_plugin, PluginRole::Prompt, &self.prompt)?,
@@ -461,14 +584,20 @@ impl Analyzer {
     }
 
     /// The configured chain, then the policy's own validators: a policy can
-    /// add checks, never remove one.
-    fn policy_validators(&self, policy: &HealingPolicy) -> Result<Vec<Plugin>, String> {
+    /// add checks, never remove one. A named validator nothing serves denies,
+    /// as one that cannot run does: a default in its place would be the
+    /// policy's check quietly gone.
+    fn policy_validators(
+        &self,
+        policy: &HealingPolicy,
+        served: &Served,
+    ) -> Result<Vec<Plugin>, String> {
         let mut chain = self.validators.clone();
         for name in &policy.spec.ai.validator_plugins {
-            chain.push(
-                self.named_plugin(policy, name, PluginRole::Validator)?
-                    .clone(),
-            );
+            match self.named_plugin(policy, name, PluginRole::Validator, served)? {
+                Some(plugin) => chain.push(plugin.clone()),
+                None => return Err(Analyzer::not_served(policy, name, PluginRole::Validator)),
+            }
         }
         Ok(chain)
     }

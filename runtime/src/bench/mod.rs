@@ -15,6 +15,7 @@ use crate::core::wit;
 use crate::host::{Limits, PluginHost, PluginKind};
 
 mod live;
+mod plugin_reload;
 mod real_cluster;
 pub(crate) mod synthetic;
 
@@ -43,6 +44,16 @@ pub struct BenchArgs {
     /// With --real-cluster: pods put into a crash loop to time detection.
     #[arg(long, default_value_t = 60)]
     pub incidents: usize,
+    /// With --real-cluster: time plugin ConfigMap updates until the new
+    /// version serves, instead of the evaluation benchmarks.
+    #[arg(long, requires = "real_cluster")]
+    pub plugin_reload: bool,
+    /// With --plugin-reload: the component to ship (default: the default validator).
+    #[arg(long, value_name = "FILE")]
+    pub plugin: Option<std::path::PathBuf>,
+    /// With --plugin-reload: updates to time.
+    #[arg(long, default_value_t = 20)]
+    pub updates: usize,
     /// Internal: measure the cache's memory in this (child) process and exit.
     #[arg(long, hide = true)]
     pub cache_memory_child: bool,
@@ -89,6 +100,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.iterations > 0, "--iterations must be at least 1");
     if args.cache_memory_child {
         return live::cache_memory_child(args.pods);
+    }
+    if let (Some(dir), true) = (&args.real_cluster, args.plugin_reload) {
+        return plugin_reload::run(dir, args.plugin.as_deref(), args.updates);
     }
     if let Some(dir) = &args.real_cluster {
         return real_cluster::run(dir, args.deployments, args.replicas, args.incidents);

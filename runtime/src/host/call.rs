@@ -22,6 +22,18 @@ const OUTPUT_CAPACITY: usize = 64 * 1024;
 /// Longest log message kept from a plugin, so a chatty plugin cannot flood logs.
 const MAX_LOG_MESSAGE: usize = 4096;
 
+thread_local! {
+    /// Linear memory the last call on this thread grew to, for `plugin
+    /// bench`; kept aside so no call's result type carries it.
+    static LAST_CALL_MEMORY: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The bytes of linear memory the last plugin call on this thread held at
+/// its peak (memories only grow, so the end of a call is its peak).
+pub fn last_call_memory_bytes() -> usize {
+    LAST_CALL_MEMORY.get()
+}
+
 /// Everything one call owns; dropped with the call's store.
 pub struct CallState {
     wasi: WasiCtx,
@@ -144,6 +156,7 @@ impl PluginHost {
         let _slot = self.slots.as_deref().map(Slots::take);
         let (mut store, stdout, stderr) = self.new_store(plugin);
         let outcome = body(&mut store, &plugin.pre);
+        LAST_CALL_MEMORY.set(store.data().limiter.used);
         forward_output(&plugin.name, "stdout", &stdout);
         forward_output(&plugin.name, "stderr", &stderr);
         outcome.map_err(|error| classify(plugin, &store, error))

@@ -54,6 +54,7 @@ impl PluginHost {
             .compile(bytes)
             .map_err(|error| load_error(format!("not a valid component: {error}")))?;
         check_exports(&self.engine, &component, expected).map_err(load_error)?;
+        super::trial::check_imports(&self.engine, &component).map_err(load_error)?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|error| {
             load_error(format!("imports what the host does not offer: {error}"))
         })?;
@@ -82,6 +83,81 @@ impl PluginHost {
             config: Arc::new(config),
         })
     }
+}
+
+/// What a component is, as `kubeskippy plugin check` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub kind: PluginKind,
+    /// The contract version it was built against, from its export's name.
+    pub wit_version: String,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+}
+
+impl PluginHost {
+    /// Compiles a component and says which plugin it is, refusing what
+    /// [`PluginHost::load`] would refuse before instantiation.
+    pub fn identify(&self, bytes: &[u8]) -> Result<Identity, String> {
+        check_component_header(bytes)?;
+        let component = self
+            .compile(bytes)
+            .map_err(|error| format!("not a valid component: {error}"))?;
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let found = PluginKind::ALL.into_iter().find_map(|kind| {
+            let prefix = format!("{WIT_PACKAGE}/{}@", kind.interface());
+            exports
+                .iter()
+                .find_map(|name| name.strip_prefix(&prefix))
+                .map(|version| (kind, version.to_string()))
+        });
+        let Some((kind, wit_version)) = found else {
+            return Err(exports_none(&exports));
+        };
+        check_exports(&self.engine, &component, kind)?;
+        super::trial::check_imports(&self.engine, &component)?;
+        Ok(Identity {
+            kind,
+            wit_version,
+            imports,
+            exports,
+        })
+    }
+}
+
+/// `component` with a custom section appended: the same plugin to the
+/// component model, another digest to everything that tells versions
+/// apart. Benchmarks and tests make versions of one plugin this way.
+pub fn with_custom_section(component: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    fn leb128(mut value: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::with_capacity(name.len() + payload.len() + 5);
+    leb128(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    let mut out = component.to_vec();
+    out.push(0);
+    leb128(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
 }
 
 /// A core module and a component share the `\0asm` magic and differ in the
@@ -126,19 +202,23 @@ fn check_exports(
         }
         return Ok(());
     }
-    Err(format!(
+    Err(exports_none(&exports))
+}
+
+fn exports_none(exports: &[String]) -> String {
+    format!(
         "exports none of the KubeSkippy plugin interfaces (it exports: {})",
         if exports.is_empty() {
             "nothing".to_string()
         } else {
             exports.join(", ")
         }
-    ))
+    )
 }
 
 /// Semver compatibility as the component linker applies it: for 0.x versions
 /// the minor number is the breaking one.
-fn compatible_version(version: &str) -> bool {
+pub(super) fn compatible_version(version: &str) -> bool {
     let mut ours = WIT_VERSION.split('.');
     let mut theirs = version.split(['.', '-', '+']);
     let (our_major, our_minor) = (ours.next(), ours.next());

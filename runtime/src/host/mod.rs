@@ -17,11 +17,13 @@
 
 pub(crate) mod budget;
 mod call;
+pub mod catalog;
 mod code_cache;
 mod engine;
 mod load;
 pub(crate) mod review;
 mod runner;
+mod trial;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,9 +36,9 @@ use wasmtime::component::{HasSelf, Linker};
 
 use crate::core::wit;
 
-pub use call::CallState;
+pub use call::{CallState, last_call_memory_bytes};
 pub use code_cache::default_cache_dir;
-pub use load::{WIT_PACKAGE, WIT_VERSION};
+pub use load::{Identity, WIT_PACKAGE, WIT_VERSION, with_custom_section};
 pub use runner::PluginRunner;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,21 @@ pub enum PluginKind {
 }
 
 impl PluginKind {
+    /// The kind as configs, annotations and `plugin check` spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Prompt => "prompt",
+            PluginKind::Parser => "parser",
+            PluginKind::Validator => "validator",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<PluginKind> {
+        PluginKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+
     fn interface(self) -> &'static str {
         match self {
             PluginKind::Prompt => "prompt-builder",

@@ -204,3 +204,29 @@ pub fn target_ref(action: &HealingAction) -> ObjectReference {
 fn truncate(note: &str) -> String {
     crate::core::untrusted::clean(note, MAX_NOTE_BYTES)
 }
+
+impl EventRecorder {
+    /// An Event on a plugin ConfigMap: loaded, rejected or removed.
+    pub async fn about_plugin(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: &str,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(truncate(note)),
+            action: "LoadPlugin".into(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, regarding).await {
+            tracing::warn!(
+                reason,
+                object = regarding.name.as_deref().unwrap_or_default(),
+                "event not recorded: {error}"
+            );
+        }
+    }
+}

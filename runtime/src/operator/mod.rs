@@ -9,5 +9,6 @@ pub mod events;
 pub mod execute;
 pub mod leader;
 pub mod lifecycle;
+pub mod plugins;
 pub mod prometheus;
 pub mod signing_key;

@@ -15,6 +15,8 @@ mod realistic;
 mod shop_app;
 #[path = "common/test_clock.rs"]
 mod test_clock;
+#[path = "common/versions.rs"]
+mod versions;
 
 mod analyze;
 mod approval;
@@ -27,12 +29,15 @@ mod e2e;
 mod evaluation;
 mod executors;
 mod fourth_review;
+mod languages;
 mod layout;
 mod lease;
 mod lifecycle;
 mod ollama;
 mod openai;
+mod plugin_delivery;
 mod plugin_pool;
+mod plugin_toolkit;
 mod prometheus;
 mod real_model;
 mod real_ollama;

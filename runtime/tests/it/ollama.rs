@@ -702,7 +702,7 @@ async fn a_policy_naming_a_validator_the_config_lacks_allows_nothing() {
         assert_eq!(
             reviewed.rejections,
             [
-                "policy builtin-default names plugin \"strict\", which plugins.named in the config does not define (denied because the validator could not run)"
+                "policy builtin-default names validator plugin \"strict\", which nothing serves (not in plugins.named, the plugin directory or a plugin ConfigMap) (denied because the validator could not run)"
             ]
         );
     }

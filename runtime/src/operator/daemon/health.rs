@@ -1,6 +1,7 @@
 //! `/healthz` (or `/livez`) and `/readyz`. Liveness fails when the control
 //! loop has stopped ticking; readiness says why the daemon is not ready
-//! (caches not synced, plugins not loaded) until it is.
+//! (caches not synced, plugins not loaded) until it is. `/plugins` lists
+//! the plugins this replica serves, for `kubeskippy plugin list`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +30,7 @@ pub struct Health {
 struct State {
     not_ready: Option<String>,
     last_tick: Instant,
+    plugins: Option<Arc<crate::host::catalog::Catalog>>,
 }
 
 impl Health {
@@ -37,6 +39,7 @@ impl Health {
             inner: Arc::new(Mutex::new(State {
                 not_ready: Some("starting".into()),
                 last_tick: Instant::now(),
+                plugins: None,
             })),
             stall_after,
         }
@@ -48,6 +51,11 @@ impl Health {
 
     pub fn not_ready(&self, reason: impl Into<String>) {
         self.state().not_ready = Some(reason.into());
+    }
+
+    /// Where `/plugins` reads what this replica serves.
+    pub fn set_plugins(&self, catalog: Arc<crate::host::catalog::Catalog>) {
+        self.state().plugins = Some(catalog);
     }
 
     /// The control loop calls this every iteration.
@@ -83,6 +91,14 @@ impl Health {
                 None => (200, "ok\n".into()),
                 Some(reason) => (503, format!("not ready: {reason}\n")),
             },
+            "/plugins" => match &state.plugins {
+                Some(catalog) => (
+                    200,
+                    serde_json::to_string_pretty(&catalog.list())
+                        .expect("plugin statuses serialise"),
+                ),
+                None => (503, "no plugins loaded yet\n".into()),
+            },
             _ => (404, "not found\n".into()),
         }
     }
@@ -93,6 +109,7 @@ impl Health {
             .route("/healthz", get(probe))
             .route("/livez", get(probe))
             .route("/readyz", get(probe))
+            .route("/plugins", get(probe))
             .with_state(self);
         loop {
             let (stream, _) = listener.accept().await?;

@@ -21,8 +21,10 @@ use crate::analyze::llm;
 use crate::analyze::pipeline::{Analyzer, PluginFiles};
 use crate::core::config::Config;
 use crate::operator::collect::ClusterCache;
+use crate::operator::events::EventRecorder;
 use crate::operator::leader::{self, Fence, LeaseLock};
 use crate::operator::lifecycle;
+use crate::operator::plugins::watch::{PluginWatch, Reporting, Settings};
 
 use controller::Controller;
 use health::Health;
@@ -47,6 +49,13 @@ pub struct RunOptions {
     pub cluster_actions_per_hour: u32,
     pub namespace_actions_per_hour: u32,
     pub plugin_dir: Option<PathBuf>,
+    /// Watch plugin ConfigMaps (labelled `kubeskippy.io/plugin`) here;
+    /// `None`: the daemon's namespace.
+    pub plugin_namespace: Option<String>,
+    /// Whether plugins are taken from ConfigMaps at all.
+    pub plugin_configmaps: bool,
+    /// How long a plugin version may miss chunks before it is refused.
+    pub plugin_chunk_grace: Duration,
     /// The Secret holding the key the daemon signs its HealingActions with,
     /// in `daemon_namespace`; made on first start.
     pub signing_key_secret: String,
@@ -140,6 +149,28 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         .daemon_namespace
         .clone()
         .ok_or(RunError::DaemonNamespace)?;
+    health.set_plugins(analyzer.catalog().clone());
+    let (plugin_settings, plugin_settings_rx) =
+        watch::channel(plugin_settings_of(&analyzer, options.plugin_chunk_grace));
+    let mut plugins_synced = watch::channel(true).1;
+    if options.plugin_configmaps {
+        let namespace = options
+            .plugin_namespace
+            .as_deref()
+            .unwrap_or(&daemon_namespace);
+        let (plugin_watch, synced) = PluginWatch::new(
+            client.clone(),
+            namespace,
+            analyzer.catalog().clone(),
+            analyzer.runner().clone(),
+            plugin_settings_rx,
+            Reporting {
+                events: Some(EventRecorder::new(client.clone(), &options.identity)),
+            },
+        );
+        plugins_synced = synced;
+        tokio::spawn(plugin_watch.run());
+    }
     health.not_ready("reading the signing key");
     let key = crate::operator::signing_key::load_or_create_key_patiently(
         &client,
@@ -217,6 +248,10 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
             health.not_ready("caches not synced yet");
             continue;
         }
+        if !*plugins_synced.borrow() {
+            health.not_ready("plugin ConfigMaps not loaded yet");
+            continue;
+        }
         health.ready();
         let now = tokio::time::Instant::now();
         if now >= next_reload_check {
@@ -228,6 +263,12 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
                         config = new_config;
                         analyzer = Arc::new(new_analyzer);
                         controller.set_floor(floor_of(&config));
+                        plugin_settings.send_if_modified(|settings| {
+                            let next = plugin_settings_of(&analyzer, options.plugin_chunk_grace);
+                            let changed = *settings != next;
+                            *settings = next;
+                            changed
+                        });
                     }
                     Err(error) => tracing::error!(
                         error = %crate::core::text::with_causes(&error),
@@ -261,6 +302,15 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         let _ = election.await;
     }
     Ok(())
+}
+
+fn plugin_settings_of(analyzer: &Analyzer, chunk_grace: Duration) -> Settings {
+    let (limits, config) = analyzer.plugin_settings();
+    Settings {
+        limits,
+        config,
+        chunk_grace,
+    }
 }
 
 fn floor_of(config: &Config) -> crate::core::safety::SafetyFloor {

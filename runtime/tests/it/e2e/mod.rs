@@ -12,6 +12,7 @@ mod faults;
 mod guards;
 mod incidents;
 mod install;
+mod plugins;
 mod trust;
 
 use std::io::Read;
@@ -314,6 +315,11 @@ impl Daemon {
             },
         )
         .await;
+    }
+
+    /// Where it serves /readyz and /plugins.
+    pub fn health_port(&self) -> u16 {
+        self.health
     }
 
     /// Kills it with SIGKILL, as a node failure would.

@@ -1,0 +1,129 @@
+//! The plugins served by name, and what became of every version offered.
+//!
+//! Plugins delivered while the daemon runs (ConfigMaps) are swapped in here
+//! one map at a time: an analysis takes the map once and makes all its calls
+//! through it, so it runs entirely on one version of each plugin, and a
+//! version swapped out finishes the calls that hold it. The status list is
+//! what `kubeskippy plugin list` shows: every plugin the process serves,
+//! where it came from, and the last version refused.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use super::Plugin;
+
+/// Named plugins delivered at run time, by name.
+pub type Served = BTreeMap<String, Plugin>;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginStatus {
+    pub name: String,
+    /// prompt, parser or validator.
+    pub kind: String,
+    /// What the author called this version, when they did.
+    pub version: Option<String>,
+    /// sha256 of the component serving; none when nothing serves.
+    pub digest: Option<String>,
+    /// `built-in`, `file PATH`, or `configmap NS/NAME` (and its chunks).
+    pub source: String,
+    /// When the serving version was swapped in (RFC 3339).
+    pub loaded_since: Option<String>,
+    /// serving, rejected (nothing else serves under the name), waiting
+    /// (chunks still arriving) or removed.
+    pub state: String,
+    /// The last version refused, and why: `sha256:… at TIME: reason`.
+    pub last_rejection: Option<String>,
+}
+
+#[derive(Default)]
+pub struct Catalog {
+    served: RwLock<Arc<Served>>,
+    /// Plugins loaded with the config (built-ins and files), by name: their
+    /// names cannot be taken by a run-time plugin.
+    fixed: Mutex<Vec<PluginStatus>>,
+    delivered: Mutex<BTreeMap<String, PluginStatus>>,
+}
+
+impl Catalog {
+    pub fn new() -> Arc<Catalog> {
+        Arc::new(Catalog::default())
+    }
+
+    /// The plugins serving now; later swaps do not change what it holds.
+    pub fn current(&self) -> Arc<Served> {
+        self.served
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Serves `plugin` under its name, replacing any earlier version.
+    pub fn serve(&self, plugin: Plugin) {
+        self.update(|served| {
+            served.insert(plugin.name().to_string(), plugin);
+        });
+    }
+
+    /// Stops serving `name`; analyses already holding it finish with it.
+    pub fn withdraw(&self, name: &str) -> Option<Plugin> {
+        let mut removed = None;
+        self.update(|served| removed = served.remove(name));
+        removed
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Served)) {
+        let mut slot = self
+            .served
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = Served::clone(&slot);
+        change(&mut next);
+        *slot = Arc::new(next);
+    }
+
+    /// Records the plugins that came with the config, replacing the last set.
+    pub fn set_fixed(&self, fixed: Vec<PluginStatus>) {
+        *self.fixed.lock().unwrap_or_else(|p| p.into_inner()) = fixed;
+    }
+
+    /// Whether `name` belongs to a plugin that came with the config.
+    pub fn is_fixed(&self, name: &str) -> bool {
+        self.fixed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|status| status.name == name)
+    }
+
+    pub fn set_status(&self, status: PluginStatus) {
+        self.delivered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(status.name.clone(), status);
+    }
+
+    pub fn status(&self, name: &str) -> Option<PluginStatus> {
+        self.delivered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Every plugin the process knows of: the config's first, then those
+    /// delivered at run time, by name.
+    pub fn list(&self) -> Vec<PluginStatus> {
+        let mut all = self.fixed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        all.extend(
+            self.delivered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned(),
+        );
+        all
+    }
+}
