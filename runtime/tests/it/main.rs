@@ -33,6 +33,7 @@ mod lifecycle;
 mod ollama;
 mod openai;
 mod plugin_pool;
+mod plugin_versions;
 mod prometheus;
 mod real_model;
 mod real_ollama;
