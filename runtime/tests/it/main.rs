@@ -18,6 +18,7 @@ mod test_clock;
 
 mod analyze;
 mod approval;
+mod approval_gate;
 mod bench_smoke;
 mod busy_plugins;
 mod chart;
