@@ -1,5 +1,7 @@
-//! Builds the default plugins (and the hostile test plugin) for wasm32-wasip2 so
-//! the host can embed them and `cargo run` works from a fresh checkout. The
+//! Builds the default plugins (and the test plugins of tests/plugins: the
+//! hostile one, a validator built against the frozen 0.1.0 contract, one with
+//! an approval gate) for wasm32-wasip2 so the host can embed them and
+//! `cargo run` works from a fresh checkout. The
 //! plugins get a target directory of their own: the outer build holds the lock
 //! on the normal one.
 
@@ -7,11 +9,16 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const PLUGINS: [(&str, &str); 4] = [
+const PLUGINS: [(&str, &str); 6] = [
     ("kubeskippy-prompt", "kubeskippy_prompt"),
     ("kubeskippy-parser", "kubeskippy_parser"),
     ("kubeskippy-validator", "kubeskippy_validator"),
     ("kubeskippy-hostile-plugin", "kubeskippy_hostile_plugin"),
+    ("kubeskippy-legacy-validator", "kubeskippy_legacy_validator"),
+    (
+        "kubeskippy-approval-gate-validator",
+        "kubeskippy_approval_gate_validator",
+    ),
 ];
 
 fn main() {

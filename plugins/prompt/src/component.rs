@@ -8,8 +8,8 @@ wit_bindgen::generate!({
     path: "../../wit",
     world: "prompt-plugin",
     with: {
-        "kubeskippy:plugin/types@0.1.0": kubeskippy_plugin_sdk::types,
-        "kubeskippy:plugin/host@0.1.0": kubeskippy_plugin_sdk::host,
+        "kubeskippy:plugin/types@0.1.1": kubeskippy_plugin_sdk::types,
+        "kubeskippy:plugin/host@0.1.1": kubeskippy_plugin_sdk::host,
     },
 });
 

@@ -499,7 +499,15 @@ impl Analyzer {
         let actions = reviewed
             .iter()
             .filter(|r| r.allowed)
-            .filter_map(|r| plan::plan(open, &r.recommendation, source, self.floor.patch_rules()))
+            .filter_map(|r| {
+                plan::plan(
+                    open,
+                    &r.recommendation,
+                    &r.approval_reasons,
+                    source,
+                    self.floor.patch_rules(),
+                )
+            })
             .collect();
         IncidentReport {
             incident: incident.clone(),

@@ -157,6 +157,9 @@ pub fn to_text(report: &Report) -> String {
             for rejection in &reviewed.rejections {
                 let _ = writeln!(out, "     rejected: {rejection}");
             }
+            for reason in &reviewed.approval_reasons {
+                let _ = writeln!(out, "     approval required: {reason}");
+            }
         }
         let _ = writeln!(
             out,

@@ -222,12 +222,32 @@ fn observed(
     })
 }
 
+/// The recommendation's reason, then why approval gates want a person to
+/// approve it: `spec.reasoning` is what the on-call engineer reads on the
+/// action and in its Planned event. The reasons were cleaned in review; the
+/// whole stays well inside the CRD's bound.
+fn reasoning(reason: &str, approval_reasons: &[String]) -> String {
+    if approval_reasons.is_empty() {
+        return reason.to_string();
+    }
+    crate::core::untrusted::clean(
+        &format!(
+            "{reason} Approval required: {}",
+            approval_reasons.join("; ")
+        ),
+        crate::core::untrusted::MAX_PROSE,
+    )
+}
+
 /// Builds the planned HealingAction for an allowed recommendation. Names are
 /// derived from the incident and the action, so the same plan gets the same
-/// name on every run and a controller can tell it already exists.
+/// name on every run and a controller can tell it already exists. Approval
+/// reasons (from validators' approval gates) can only make the action wait
+/// for a person, never spare it a wait the policy asks for.
 pub fn plan(
     open: &OpenIncident,
     recommendation: &Recommendation,
+    approval_reasons: &[String],
     source: Source,
     rules: &PatchRules,
 ) -> Option<HealingAction> {
@@ -278,12 +298,13 @@ pub fn plan(
             action,
             source: source.as_str().into(),
             confidence: recommendation.confidence,
-            reasoning: recommendation.reason.clone(),
+            reasoning: reasoning(&recommendation.reason, approval_reasons),
             risk: recommendation.risk.clone(),
             planned_at: None,
             dry_run: matches!(mode, Mode::Dryrun | Mode::Monitor),
             approval_required: matches!(mode, Mode::Manual)
-                || open.policy.spec.safety.require_approval,
+                || open.policy.spec.safety.require_approval
+                || !approval_reasons.is_empty(),
             approval: None,
             retry_policy: RetryPolicy::default(),
             observed: observed(open, recommendation, rules),

@@ -32,6 +32,20 @@ pub mod validator {
     });
 }
 
+/// A validator that also exports `approval-gate` (added in 0.1.1). Loaded only
+/// for the gate: its `validate` is called through [`validator`], like every
+/// other validator's.
+pub mod gating {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "gating-validator-plugin",
+        with: {
+            "kubeskippy:plugin/types": super::prompt::kubeskippy::plugin::types,
+            "kubeskippy:plugin/host": super::prompt::kubeskippy::plugin::host,
+        },
+    });
+}
+
 pub use prompt::kubeskippy::plugin::{host, types};
 pub use types::*;
 

@@ -149,13 +149,13 @@ impl PluginHost {
     fn call<R>(
         &self,
         plugin: &Plugin,
-        body: impl FnOnce(&mut Store<CallState>, &PluginPre) -> wasmtime::Result<R>,
+        body: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         // Declared before the store, so the slot is given back only after the
         // store, and with it the instance, is gone.
         let _slot = self.slots.as_deref().map(Slots::take);
         let (mut store, stdout, stderr) = self.new_store(plugin);
-        let outcome = body(&mut store, &plugin.pre);
+        let outcome = body(&mut store);
         LAST_CALL_MEMORY.set(store.data().limiter.used);
         forward_output(&plugin.name, "stdout", &stdout);
         forward_output(&plugin.name, "stderr", &stderr);
@@ -168,7 +168,7 @@ impl PluginHost {
         incident: &Incident,
     ) -> Result<Prompt, PluginError> {
         expect_kind(plugin, PluginKind::Prompt)?;
-        let reply = self.call(plugin, |store, pre| match pre {
+        let reply = self.call(plugin, |store| match &plugin.pre {
             PluginPre::Prompt(pre) => pre
                 .instantiate(&mut *store)?
                 .kubeskippy_plugin_prompt_builder()
@@ -185,7 +185,7 @@ impl PluginHost {
         incident: &Incident,
     ) -> Result<Analysis, PluginError> {
         expect_kind(plugin, PluginKind::Parser)?;
-        let parsed = self.call(plugin, |store, pre| match pre {
+        let parsed = self.call(plugin, |store| match &plugin.pre {
             PluginPre::Parser(pre) => pre
                 .instantiate(&mut *store)?
                 .kubeskippy_plugin_response_parser()
@@ -203,12 +203,31 @@ impl PluginHost {
         context: ReviewContext,
     ) -> Result<Verdict, PluginError> {
         expect_kind(plugin, PluginKind::Validator)?;
-        self.call(plugin, |store, pre| match pre {
+        self.call(plugin, |store| match &plugin.pre {
             PluginPre::Validator(pre) => pre
                 .instantiate(&mut *store)?
                 .kubeskippy_plugin_safety_validator()
                 .call_validate(&mut *store, recommendation, incident, context),
             _ => unreachable!("kind checked above"),
+        })
+    }
+
+    /// Why `plugin`'s approval gate wants a person to approve `recommendation`
+    /// before it runs; a validator without a gate never asks.
+    pub fn requires_approval(
+        &self,
+        plugin: &Plugin,
+        recommendation: &Recommendation,
+        incident: &Incident,
+    ) -> Result<Option<String>, PluginError> {
+        expect_kind(plugin, PluginKind::Validator)?;
+        let Some(gate) = &plugin.gate else {
+            return Ok(None);
+        };
+        self.call(plugin, |store| {
+            gate.instantiate(&mut *store)?
+                .kubeskippy_plugin_approval_gate()
+                .call_requires_approval(&mut *store, recommendation, incident)
         })
     }
 }

@@ -1,15 +1,15 @@
 //! Loading a plugin: the component is checked for what it is (a component,
 //! not a core module), which of the plugin interfaces it exports and at which
-//! version, then compiled and pre-instantiated.
+//! version, then compiled and pre-instantiated. A validator that also exports
+//! the approval gate (0.1.1) is pre-instantiated for that too.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use wasmtime::Engine;
-use wasmtime::component::Component;
+use wasmtime::component::InstancePre;
 
-use super::{Limits, Plugin, PluginError, PluginHost, PluginKind, PluginPre};
+use super::{CallState, Limits, Plugin, PluginError, PluginHost, PluginKind, PluginPre};
 use crate::core::wit;
 
 /// The WIT package this host implements, and its version, read from
@@ -17,6 +17,9 @@ use crate::core::wit;
 /// version of the package loads; 0.2 or 1.0 is a breaking change.
 pub const WIT_PACKAGE: &str = "kubeskippy:plugin";
 pub const WIT_VERSION: &str = env!("KUBESKIPPY_WIT_VERSION");
+
+/// The interface a validator may export beside `safety-validator` (from 0.1.1).
+const APPROVAL_GATE: &str = "approval-gate";
 
 impl PluginHost {
     /// Loads a plugin from a file; its name is the file name.
@@ -53,11 +56,20 @@ impl PluginHost {
         let component = self
             .compile(bytes)
             .map_err(|error| load_error(format!("not a valid component: {error}")))?;
-        check_exports(&self.engine, &component, expected).map_err(load_error)?;
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        check_exports(&exports, expected).map_err(load_error)?;
         super::trial::check_imports(&self.engine, &component).map_err(load_error)?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|error| {
             load_error(format!("imports what the host does not offer: {error}"))
         })?;
+        let gate = match expected {
+            PluginKind::Validator => approval_gate(&exports, &instance_pre).map_err(load_error)?,
+            PluginKind::Prompt | PluginKind::Parser => None,
+        };
         let pre = match expected {
             PluginKind::Prompt => {
                 wit::prompt::PromptPluginPre::new(instance_pre).map(PluginPre::Prompt)
@@ -79,6 +91,7 @@ impl PluginHost {
             digest: Arc::from(digest),
             kind: expected,
             pre,
+            gate,
             limits,
             config: Arc::new(config),
         })
@@ -123,7 +136,7 @@ impl PluginHost {
         let Some((kind, wit_version)) = found else {
             return Err(exports_none(&exports));
         };
-        check_exports(&self.engine, &component, kind)?;
+        check_exports(&exports, kind)?;
         super::trial::check_imports(&self.engine, &component)?;
         Ok(Identity {
             kind,
@@ -177,16 +190,7 @@ fn check_component_header(bytes: &[u8]) -> Result<(), String> {
 
 /// Finds which of our interfaces the component exports and at which version,
 /// so a wrong kind or an incompatible package version is named plainly.
-fn check_exports(
-    engine: &Engine,
-    component: &Component,
-    expected: PluginKind,
-) -> Result<(), String> {
-    let exports: Vec<String> = component
-        .component_type()
-        .exports(engine)
-        .map(|(name, _)| name.to_string())
-        .collect();
+fn check_exports(exports: &[String], expected: PluginKind) -> Result<(), String> {
     for kind in PluginKind::ALL {
         let prefix = format!("{WIT_PACKAGE}/{}@", kind.interface());
         let Some(version) = exports.iter().find_map(|name| name.strip_prefix(&prefix)) else {
@@ -202,7 +206,7 @@ fn check_exports(
         }
         return Ok(());
     }
-    Err(exports_none(&exports))
+    Err(exports_none(exports))
 }
 
 fn exports_none(exports: &[String]) -> String {
@@ -214,6 +218,28 @@ fn exports_none(exports: &[String]) -> String {
             exports.join(", ")
         }
     )
+}
+
+/// The gate of a validator that exports `approval-gate`; none for one that
+/// does not, which loads exactly as a 0.1.0 validator. A gate this host cannot
+/// call refuses the plugin instead of loading it without its gate: whoever
+/// deployed it wants approvals asked for.
+fn approval_gate(
+    exports: &[String],
+    instance_pre: &InstancePre<CallState>,
+) -> Result<Option<wit::gating::GatingValidatorPluginPre<CallState>>, String> {
+    let prefix = format!("{WIT_PACKAGE}/{APPROVAL_GATE}@");
+    let Some(version) = exports.iter().find_map(|name| name.strip_prefix(&prefix)) else {
+        return Ok(None);
+    };
+    if !compatible_version(version) {
+        return Err(format!(
+            "its {APPROVAL_GATE} was built for {WIT_PACKAGE}@{version}; this host implements {WIT_PACKAGE}@{WIT_VERSION} and loads 0.1.x plugins only"
+        ));
+    }
+    wit::gating::GatingValidatorPluginPre::new(instance_pre.clone())
+        .map(Some)
+        .map_err(|error| format!("does not match the gating-validator-plugin world: {error}"))
 }
 
 /// Semver compatibility as the component linker applies it: for 0.x versions

@@ -1,5 +1,5 @@
-//! The Wasm host: loads prompt, parser and validator components and calls them
-//! in a sandbox.
+//! The Wasm host: loads prompt, parser and validator components (a validator
+//! possibly with an approval gate) and calls them in a sandbox.
 //!
 //! One `Engine` per process, each plugin compiled once and pre-instantiated,
 //! and a fresh `Store` for every call, so one call can never see another's
@@ -149,6 +149,8 @@ pub struct Plugin {
     digest: Arc<str>,
     kind: PluginKind,
     pre: PluginPre,
+    /// The approval gate of a validator that exports one (added in 0.1.1).
+    gate: Option<wit::gating::GatingValidatorPluginPre<CallState>>,
     limits: Limits,
     config: Arc<BTreeMap<String, String>>,
 }

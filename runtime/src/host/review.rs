@@ -1,6 +1,8 @@
 //! Review: every recommendation passes the host safety floor, then each
 //! validator plugin in turn. A validator that fails (trap, timeout, bad config)
-//! denies: a check that could not run is not a check that passed.
+//! denies: a check that could not run is not a check that passed. What every
+//! check allowed is then put to the validators' approval gates (0.1.1); a
+//! gate that fails asks for approval, for the same reason.
 
 use crate::core::config::AiConfig;
 use crate::core::crd::policy::HealingPolicy;
@@ -17,6 +19,9 @@ pub struct Reviewed {
     pub rejections: Vec<String>,
     /// What validators changed, and why.
     pub adjustments: Vec<String>,
+    /// Why approval gates want a person to approve the change before it runs,
+    /// each naming its plugin; empty when none asked.
+    pub approval_reasons: Vec<String>,
 }
 
 pub fn review(
@@ -94,12 +99,44 @@ fn review_one(
             }
         }
     }
+    let allowed = rejections.is_empty();
+    let approval_reasons = if allowed {
+        approval_reasons(host, validators, &recommendation, open)
+    } else {
+        Vec::new()
+    };
     Reviewed {
         recommendation,
-        allowed: rejections.is_empty(),
+        allowed,
         rejections,
         adjustments,
+        approval_reasons,
     }
+}
+
+/// Every gate is asked, not only up to the first that asks: the person who
+/// approves should see all the reasons.
+fn approval_reasons(
+    host: &PluginHost,
+    validators: &[Plugin],
+    recommendation: &Recommendation,
+    open: &OpenIncident<'_>,
+) -> Vec<String> {
+    validators
+        .iter()
+        .filter_map(|validator| {
+            match host.requires_approval(validator, recommendation, &open.incident) {
+                Ok(None) => None,
+                Ok(Some(reason)) => Some(format!("{}: {}", validator.name(), plugin_text(&reason))),
+                // The error quotes the trap, whose backtrace names the
+                // plugin's own functions: untrusted too.
+                Err(error) => Some(format!(
+                    "{} (approval required because the approval gate could not run)",
+                    plugin_text(&error.to_string())
+                )),
+            }
+        })
+        .collect()
 }
 
 /// What a validator says is shown to people and recorded: untrusted text.
@@ -119,6 +156,7 @@ pub fn deny_all(recommendations: Vec<Recommendation>, reason: &str) -> Vec<Revie
                 "{reason} (denied because the validator could not run)"
             )],
             adjustments: Vec::new(),
+            approval_reasons: Vec::new(),
         })
         .collect()
 }

@@ -329,6 +329,7 @@ fn planned_action(
     let mut action = plan::plan(
         open,
         &analysis.recommendations[0],
+        &[],
         Source::Rules,
         &Default::default(),
     )

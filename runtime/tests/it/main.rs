@@ -20,6 +20,7 @@ mod versions;
 
 mod analyze;
 mod approval;
+mod approval_gate;
 mod bench_smoke;
 mod busy_plugins;
 mod chart;
@@ -38,6 +39,7 @@ mod openai;
 mod plugin_delivery;
 mod plugin_pool;
 mod plugin_toolkit;
+mod plugin_versions;
 mod prometheus;
 mod real_model;
 mod real_ollama;

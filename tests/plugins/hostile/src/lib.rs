@@ -13,8 +13,8 @@ mod component {
         path: "../../../wit",
         world: "validator-plugin",
         with: {
-            "kubeskippy:plugin/types@0.1.0": kubeskippy_plugin_sdk::types,
-            "kubeskippy:plugin/host@0.1.0": kubeskippy_plugin_sdk::host,
+            "kubeskippy:plugin/types@0.1.1": kubeskippy_plugin_sdk::types,
+            "kubeskippy:plugin/host@0.1.1": kubeskippy_plugin_sdk::host,
         },
     });
 
