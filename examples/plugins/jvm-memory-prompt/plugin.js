@@ -8,7 +8,7 @@
 // One self-contained module: jco hands the source to componentize-js as text,
 // so relative imports would not resolve inside the component.
 
-import { config as hostConfig, log } from 'kubeskippy:plugin/host@0.1.0';
+import { config as hostConfig, log } from 'kubeskippy:plugin/host@0.1.1';
 
 const SYSTEM =
   'You are a Kubernetes cluster healing expert. You analyse the state of one workload and ' +

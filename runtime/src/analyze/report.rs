@@ -31,7 +31,7 @@ fn severity_name(severity: Severity) -> &'static str {
 
 fn incident_json(report: &IncidentReport) -> Value {
     let incident = &report.incident;
-    json!({
+    let mut value = json!({
         "id": incident.id,
         "policy": report.policy,
         "target": object_json(&incident.target),
@@ -69,7 +69,11 @@ fn incident_json(report: &IncidentReport) -> Value {
             })
         }).collect::<Vec<_>>(),
         "actions": report.actions,
-    })
+    });
+    if !report.plugin_notes.is_empty() {
+        value["pluginNotes"] = json!(report.plugin_notes);
+    }
+    value
 }
 
 pub fn to_text(report: &Report) -> String {
@@ -119,6 +123,9 @@ pub fn to_text(report: &Report) -> String {
         }
         if let Some(reason) = &incident_report.fallback_reason {
             let _ = writeln!(out, "  (model not used: {reason})");
+        }
+        for note in &incident_report.plugin_notes {
+            let _ = writeln!(out, "  ({note})");
         }
         for issue in &incident_report.issues {
             let _ = writeln!(

@@ -96,6 +96,7 @@ async fn updates_to_serving(
         limits: Limits::default(),
         config: Default::default(),
         chunk_grace: Duration::from_secs(30),
+        fixed_names: Vec::new(),
     });
     let (plugin_watch, mut synced) = PluginWatch::new(
         client.clone(),

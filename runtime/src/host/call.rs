@@ -266,7 +266,9 @@ fn classify(plugin: &Plugin, store: &Store<CallState>, error: wasmtime::Error) -
     }
     PluginError::Trap {
         plugin: name,
-        message: format!("{error:#}").replace('\n', " "),
+        // The chain names functions from the component's own name section:
+        // text its author chose, so one bounded, printable line.
+        message: crate::core::untrusted::clean(&format!("{error:#}"), MAX_LOG_MESSAGE),
     }
 }
 

@@ -38,6 +38,8 @@ pub struct PluginStatus {
     pub last_rejection: Option<String>,
 }
 
+const MAX_STATUSES: usize = 256;
+
 #[derive(Default)]
 pub struct Catalog {
     served: RwLock<Arc<Served>>,
@@ -89,20 +91,24 @@ impl Catalog {
         *self.fixed.lock().unwrap_or_else(|p| p.into_inner()) = fixed;
     }
 
-    /// Whether `name` belongs to a plugin that came with the config.
-    pub fn is_fixed(&self, name: &str) -> bool {
+    /// The names of the plugins that came with the config.
+    pub fn fixed_names(&self) -> Vec<String> {
         self.fixed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .any(|status| status.name == name)
+            .map(|status| status.name.clone())
+            .collect()
     }
 
     pub fn set_status(&self, status: PluginStatus) {
-        self.delivered
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(status.name.clone(), status);
+        let mut delivered = self.delivered.lock().unwrap_or_else(|p| p.into_inner());
+        // Names come and go with ConfigMaps; past this many, those withdrawn
+        // are forgotten rather than kept for ever.
+        if delivered.len() >= MAX_STATUSES && !delivered.contains_key(&status.name) {
+            delivered.retain(|_, known| known.state != "removed");
+        }
+        delivered.insert(status.name.clone(), status);
     }
 
     pub fn status(&self, name: &str) -> Option<PluginStatus> {

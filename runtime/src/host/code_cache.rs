@@ -29,6 +29,44 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     Some(dir)
 }
 
+/// `$KUBESKIPPY_CACHE_MAX_MIB`, else 192 MiB: every new version of a plugin
+/// adds an entry (a JS plugin's is about 37 MB), and the cache lives on a
+/// volume with a size limit (the chart's `cacheSizeLimit`, 256Mi) past which
+/// the kubelet evicts the pod.
+fn max_cache_bytes() -> u64 {
+    std::env::var("KUBESKIPPY_CACHE_MAX_MIB")
+        .ok()
+        .and_then(|mib| mib.parse::<u64>().ok())
+        .unwrap_or(192)
+        << 20
+}
+
+/// Deletes the least recently used entries until the cache holds at most
+/// `max_bytes`, never `keep` (the entry just written).
+fn prune(dir: &std::path::Path, keep: &std::path::Path, max_bytes: u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+        .flatten()
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "cwasm"))
+        .filter_map(|entry| {
+            let metadata = entry.metadata().ok()?;
+            Some((metadata.modified().ok()?, metadata.len(), entry.path()))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|(_, len, _)| len).sum();
+    files.sort();
+    for (_, len, path) in files {
+        if total <= max_bytes {
+            break;
+        }
+        if path != keep && std::fs::remove_file(&path).is_ok() {
+            total -= len;
+        }
+    }
+}
+
 impl PluginHost {
     /// Compiles a component, or loads what an earlier run compiled from it.
     /// Compiling takes most of a plugin's load time; the cache makes a second
@@ -51,6 +89,10 @@ impl PluginHost {
         };
         let path = dir.join(format!("{key}.cwasm"));
         if path.exists() {
+            // The entry's age is its last use: pruning drops the least used.
+            if let Ok(file) = std::fs::File::options().append(true).open(&path) {
+                let _ = file.set_modified(std::time::SystemTime::now());
+            }
             // SAFETY: files in the cache directory are written only by
             // `compile` below, from bytes this engine produced, named by the
             // hash of their source and the engine's configuration; the
@@ -71,7 +113,39 @@ impl PluginHost {
         {
             let _ = std::fs::remove_file(&temporary);
         }
+        prune(dir, &path, max_cache_bytes());
         // SAFETY: `compiled` was just produced by this engine.
         unsafe { Component::deserialize(&self.engine, &compiled) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pruning_drops_the_least_recently_used_and_keeps_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, age_seconds: u64| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, vec![0u8; 1000]).unwrap();
+            let file = std::fs::File::options().append(true).open(&path).unwrap();
+            file.set_modified(
+                std::time::SystemTime::now() - std::time::Duration::from_secs(age_seconds),
+            )
+            .unwrap();
+            path
+        };
+        write("old.cwasm", 300);
+        write("used.cwasm", 100);
+        let newest = write("new.cwasm", 0);
+        write("notes.txt", 500);
+        super::prune(dir.path(), &newest, 2000);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["new.cwasm", "notes.txt", "used.cwasm"]);
+        super::prune(dir.path(), &newest, 10);
+        assert!(newest.exists(), "the entry just written is never pruned");
     }
 }

@@ -141,10 +141,21 @@ pub fn run(
     Ok(outcomes)
 }
 
+/// The case's incident, inline or from a file inside the fixtures
+/// directory: a case file from someone else must not make `plugin test`
+/// read (and echo in its errors) a file elsewhere.
 fn incident_of(case_path: &Path, value: &Value) -> Result<Incident, ToolkitError> {
     let value = match value {
         Value::String(relative) => {
-            let path = case_path.parent().unwrap_or(Path::new(".")).join(relative);
+            let dir = case_path.parent().unwrap_or(Path::new("."));
+            let canonical = |path: &Path| path.canonicalize().map_err(|e| fixture_error(path, e));
+            let path = canonical(&dir.join(relative))?;
+            if !path.starts_with(canonical(dir)?) {
+                return Err(fixture_error(
+                    case_path,
+                    format!("incident file {relative:?} is outside the fixtures directory"),
+                ));
+            }
             read_yaml(&path)?
         }
         inline => inline.clone(),

@@ -35,7 +35,10 @@ pub async fn fetch(daemon: &str) -> Result<Vec<PluginStatus>, ToolkitError> {
         .collect()
 }
 
+/// The daemon's answer is printed to a terminal: every field one bounded,
+/// printable line, whatever the daemon (or whoever answers in its place) sent.
 pub fn render(plugins: &[PluginStatus]) -> String {
+    let shown = |text: &str| crate::core::untrusted::clean(text, 200);
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -46,20 +49,26 @@ pub fn render(plugins: &[PluginStatus]) -> String {
         let _ = writeln!(
             out,
             "{:<24} {:<9} {:<10} {:<14} {:<26} {:<11} {}",
-            plugin.name,
-            plugin.kind,
-            plugin.version.as_deref().unwrap_or("-"),
-            plugin
-                .digest
-                .as_deref()
-                .map(crate::operator::plugins::package::short)
-                .unwrap_or("-"),
-            plugin.loaded_since.as_deref().unwrap_or("-"),
-            plugin.state,
-            plugin.source
+            shown(&plugin.name),
+            shown(&plugin.kind),
+            shown(plugin.version.as_deref().unwrap_or("-")),
+            shown(
+                plugin
+                    .digest
+                    .as_deref()
+                    .map(crate::operator::plugins::package::short)
+                    .unwrap_or("-")
+            ),
+            shown(plugin.loaded_since.as_deref().unwrap_or("-")),
+            shown(&plugin.state),
+            shown(&plugin.source)
         );
         if let Some(rejection) = &plugin.last_rejection {
-            let _ = writeln!(out, "  last rejected: {rejection}");
+            let _ = writeln!(
+                out,
+                "  last rejected: {}",
+                crate::core::untrusted::clean(rejection, 1024)
+            );
         }
     }
     out

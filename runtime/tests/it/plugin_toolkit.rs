@@ -174,6 +174,22 @@ fn test_compares_with_fixtures_and_shows_a_diff() {
         "{stdout}"
     );
     assert!(stderr.contains("1 of 2 fixture cases failed"), "{stderr}");
+
+    // A case cannot make the tool read a file outside its directory.
+    std::fs::write(dir.path().join("secret.json"), "\"token\"").unwrap();
+    std::fs::write(
+        fixtures.join("scale.yaml"),
+        case("{Scale: 3}", 0.9, "expect: Allow\n").replace("incident.json", "../secret.json"),
+    )
+    .unwrap();
+    let output = test(&[]);
+    let (stdout, stderr) = text(&output);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("incident file \"../secret.json\" is outside the fixtures directory"),
+        "{stderr}"
+    );
+    assert!(!format!("{stdout}{stderr}").contains("token"));
 }
 
 #[test]

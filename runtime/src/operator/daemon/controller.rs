@@ -281,6 +281,9 @@ impl Controller {
             return;
         }
         let report = analyzer.analyze_incident(open).await;
+        for note in &report.plugin_notes {
+            tracing::warn!(incident = %incident.id, "{note}");
+        }
         // The analysis may have outlived the lease (a slow model, retries).
         if !self.lifecycle.fence.holds() {
             return;

@@ -71,6 +71,18 @@ impl Health {
 
     /// (status code, body) for a request path.
     pub fn answer(&self, path: &str) -> (u16, String) {
+        if path == "/plugins" {
+            // Listed outside the lock the control loop ticks through.
+            let catalog = self.state().plugins.clone();
+            return match catalog {
+                Some(catalog) => (
+                    200,
+                    serde_json::to_string_pretty(&catalog.list())
+                        .expect("plugin statuses serialise"),
+                ),
+                None => (503, "no plugins loaded yet\n".into()),
+            };
+        }
         let state = self.state();
         match path {
             "/healthz" | "/livez" => {
@@ -90,14 +102,6 @@ impl Health {
             "/readyz" => match &state.not_ready {
                 None => (200, "ok\n".into()),
                 Some(reason) => (503, format!("not ready: {reason}\n")),
-            },
-            "/plugins" => match &state.plugins {
-                Some(catalog) => (
-                    200,
-                    serde_json::to_string_pretty(&catalog.list())
-                        .expect("plugin statuses serialise"),
-                ),
-                None => (503, "no plugins loaded yet\n".into()),
             },
             _ => (404, "not found\n".into()),
         }

@@ -33,6 +33,8 @@ use health::Health;
 const TICK: Duration = Duration::from_secs(1);
 /// How often mounted config and plugin files are checked for changes.
 const RELOAD_CHECK: Duration = Duration::from_secs(10);
+/// How long readiness waits for the plugin ConfigMaps to be loaded.
+const PLUGIN_SYNC_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -169,7 +171,12 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
             },
         );
         plugins_synced = synced;
-        tokio::spawn(plugin_watch.run());
+        let watching = tokio::spawn(plugin_watch.run());
+        tokio::spawn(async move {
+            if let Err(error) = watching.await {
+                tracing::error!(%error, "the plugin ConfigMap watch stopped; plugins are no longer reloaded");
+            }
+        });
     }
     health.not_ready("reading the signing key");
     let key = crate::operator::signing_key::load_or_create_key_patiently(
@@ -235,6 +242,8 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
     context.evictions = evictions;
     let mut controller = Controller::new(cache.clone(), context);
     controller.set_floor(floor_of(&config));
+    let started = tokio::time::Instant::now();
+    let mut plugin_wait_over = false;
     let mut next_evaluation = tokio::time::Instant::now();
     let mut next_reload_check = tokio::time::Instant::now() + RELOAD_CHECK;
     let mut stop = shutdown.clone();
@@ -248,9 +257,21 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
             health.not_ready("caches not synced yet");
             continue;
         }
+        // A plugin nothing serves yet has a safe stand-in (the default
+        // prompt or parser; a validator denies), so a watch that cannot
+        // list (RBAC, an unreachable server) holds the daemon back only so long.
         if !*plugins_synced.borrow() {
-            health.not_ready("plugin ConfigMaps not loaded yet");
-            continue;
+            if started.elapsed() < PLUGIN_SYNC_WAIT {
+                health.not_ready("plugin ConfigMaps not loaded yet");
+                continue;
+            }
+            if !plugin_wait_over {
+                plugin_wait_over = true;
+                tracing::warn!(
+                    "plugin ConfigMaps not loaded after {}s; going on without them until they are",
+                    PLUGIN_SYNC_WAIT.as_secs()
+                );
+            }
         }
         health.ready();
         let now = tokio::time::Instant::now();
@@ -310,6 +331,7 @@ fn plugin_settings_of(analyzer: &Analyzer, chunk_grace: Duration) -> Settings {
         limits,
         config,
         chunk_grace,
+        fixed_names: analyzer.catalog().fixed_names(),
     }
 }
 

@@ -57,7 +57,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "plugin name {:?} must be 1-52 lowercase letters, digits and '-', starting and ending with a letter or digit",
-            crate::core::untrusted::cut(name, 80)
+            crate::core::untrusted::clean(name, 80)
         ))
     }
 }
@@ -196,7 +196,7 @@ fn read_chunk(configmap: &ConfigMap) -> Result<Chunk<'_>, String> {
     let kind = PluginKind::parse(kind_text).ok_or_else(|| {
         format!(
             "{KIND} is {:?}; it must be prompt, parser or validator",
-            crate::core::untrusted::cut(kind_text, 40)
+            crate::core::untrusted::clean(kind_text, 40)
         )
     })?;
     let pin = annotation(configmap, SHA256);
@@ -210,7 +210,7 @@ fn read_chunk(configmap: &ConfigMap) -> Result<Chunk<'_>, String> {
         Some(text) => parse_chunk(text).ok_or_else(|| {
             format!(
                 "{CHUNK} is {:?}; it must be K/N with 1 <= K <= N <= {MAX_CHUNKS}",
-                crate::core::untrusted::cut(text, 40)
+                crate::core::untrusted::clean(text, 40)
             )
         })?,
     };

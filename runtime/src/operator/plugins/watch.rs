@@ -40,6 +40,14 @@ pub const MAX_PLUGIN_BYTES: usize = 48 << 20;
 /// Changes that arrive together (the chunks of one apply) are taken together.
 const SETTLE: Duration = Duration::from_millis(100);
 
+/// Plugins one namespace may deliver; more is a mistake or an attack on
+/// the daemon's memory, and the names past it are refused.
+const MAX_PLUGINS: usize = 64;
+
+/// A fixture run that times out is tried again this often before the
+/// version is refused: a deadline missed once may be a busy node.
+const TRIAL_ATTEMPTS: usize = 3;
+
 /// What every plugin is loaded with; a config reload sends new settings and
 /// every plugin is loaded again under them.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +56,8 @@ pub struct Settings {
     pub config: BTreeMap<String, String>,
     /// How long a version may miss chunks before that is a rejection.
     pub chunk_grace: Duration,
+    /// Names the config's plugins hold, which no ConfigMap may take.
+    pub fixed_names: Vec<String>,
 }
 
 /// Where the watch writes what it did, besides the catalog and the log.
@@ -170,14 +180,14 @@ impl PluginWatch {
 
     async fn reconcile(&mut self, store: &Store<ConfigMap>) {
         let configmaps = store.state();
-        let mut by_plugin: BTreeMap<String, Vec<&ConfigMap>> = BTreeMap::new();
+        let mut by_plugin: BTreeMap<String, Vec<Arc<ConfigMap>>> = BTreeMap::new();
         let mut unclaimed = HashMap::new();
         for configmap in &configmaps {
             match package::plugin_name(configmap) {
                 Ok(name) => by_plugin
                     .entry(name.to_string())
                     .or_default()
-                    .push(configmap),
+                    .push(configmap.clone()),
                 Err(why) => {
                     let configmap_name = configmap.metadata.name.clone().unwrap_or_default();
                     if self.unclaimed.get(&configmap_name) != Some(&why) {
@@ -192,7 +202,14 @@ impl PluginWatch {
             }
         }
         self.unclaimed = unclaimed;
-        for (name, parts) in &by_plugin {
+        for (index, (name, parts)) in by_plugin.iter().enumerate() {
+            if index >= MAX_PLUGINS {
+                let why = format!(
+                    "more than {MAX_PLUGINS} plugins in one namespace; plugin {name} is not read"
+                );
+                self.refuse(name, &why, &parts[0], &why).await;
+                continue;
+            }
             self.reconcile_plugin(name, parts).await;
         }
         let gone: Vec<String> = self
@@ -206,7 +223,7 @@ impl PluginWatch {
         }
     }
 
-    async fn reconcile_plugin(&mut self, name: &str, parts: &[&ConfigMap]) {
+    async fn reconcile_plugin(&mut self, name: &str, parts: &[Arc<ConfigMap>]) {
         let first = parts
             .iter()
             .min_by_key(|configmap| configmap.metadata.name.clone())
@@ -230,12 +247,32 @@ impl PluginWatch {
             return;
         }
         seen.parts = versions;
-        if self.catalog.is_fixed(name) {
+        if self
+            .settings
+            .borrow()
+            .fixed_names
+            .iter()
+            .any(|fixed| fixed == name)
+        {
             let why = format!("plugin name {name:?} is taken by a plugin loaded with the config");
+            self.withdraw_shadowed(name);
             self.refuse(name, &why, first, &why).await;
             return;
         }
-        let package = match package::assemble(name, parts, MAX_PLUGIN_BYTES) {
+        // Unpacking (gunzip and sha256 of up to 48 MiB) is blocking work.
+        let assembled = {
+            let (name, parts) = (name.to_string(), parts.to_vec());
+            tokio::task::spawn_blocking(move || {
+                let refs: Vec<&ConfigMap> = parts.iter().map(|part| part.as_ref()).collect();
+                package::assemble(&name, &refs, MAX_PLUGIN_BYTES)
+            })
+            .await
+        };
+        let assembled = match assembled {
+            Ok(assembled) => assembled,
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        };
+        let package = match assembled {
             Ok(package) => package,
             Err(Problem::Invalid(why)) => {
                 self.refuse(name, &why, first, &why).await;
@@ -308,12 +345,36 @@ impl PluginWatch {
                     .await;
             }
             Err(why) => {
+                // A version loaded again under new settings that no longer
+                // passes must not go on serving under the old ones.
+                let stale = self
+                    .seen
+                    .get(name)
+                    .and_then(|seen| seen.serving.as_ref())
+                    .is_some_and(|(digest, _)| digest.is_empty());
+                if stale {
+                    self.withdraw_shadowed(name);
+                }
                 let note = format!(
                     "version sha256:{} refused: {why}",
                     package::short(&package.digest)
                 );
                 self.refuse(name, &package.digest, first, &note).await;
             }
+        }
+    }
+
+    /// Stops serving `name` while its ConfigMaps stay: the config took the
+    /// name, or the version fails under the config's new settings.
+    fn withdraw_shadowed(&mut self, name: &str) {
+        if let Some(seen) = self.seen.get_mut(name)
+            && seen.serving.take().is_some()
+        {
+            self.catalog.withdraw(name);
+            let mut status = self.status_of(name);
+            status.digest = None;
+            status.loaded_since = None;
+            self.catalog.set_status(status);
         }
     }
 
@@ -331,9 +392,16 @@ impl PluginWatch {
                         settings.config,
                     )
                     .map_err(|error| error.to_string())?;
-                host.try_out(&plugin)
-                    .map_err(|error| format!("the fixture run failed: {error}"))?;
-                Ok(plugin)
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    match host.try_out(&plugin) {
+                        Ok(()) => return Ok(plugin),
+                        Err(crate::host::PluginError::Timeout { .. })
+                            if attempts < TRIAL_ATTEMPTS => {}
+                        Err(error) => return Err(format!("the fixture run failed: {error}")),
+                    }
+                }
             })
             .await
     }
@@ -341,6 +409,9 @@ impl PluginWatch {
     /// Records that the ConfigMaps of `name` did not make a servable version
     /// (`key` tells refusals apart), reporting it once.
     async fn refuse(&mut self, name: &str, key: &str, first: &ConfigMap, note: &str) {
+        // A component's own strings (its name section, in a trap's
+        // backtrace) end up in the reason: one bounded, printable line.
+        let note = &crate::core::untrusted::clean(note, 900);
         let seen = self.seen.entry(name.to_string()).or_default();
         if seen.refused.as_deref() == Some(key) {
             return;
@@ -433,7 +504,7 @@ impl PluginWatch {
     }
 }
 
-fn reference_of(parts: &[&ConfigMap], package: &Package) -> ObjectReference {
+fn reference_of(parts: &[Arc<ConfigMap>], package: &Package) -> ObjectReference {
     let first = parts
         .iter()
         .find(|configmap| {
