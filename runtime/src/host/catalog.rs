@@ -47,6 +47,9 @@ pub struct Catalog {
     /// names cannot be taken by a run-time plugin.
     fixed: Mutex<Vec<PluginStatus>>,
     delivered: Mutex<BTreeMap<String, PluginStatus>>,
+    /// Why the last reload of the config and its plugin files failed,
+    /// while the previous ones go on serving.
+    reload_failure: Mutex<Option<String>>,
 }
 
 impl Catalog {
@@ -119,10 +122,36 @@ impl Catalog {
             .cloned()
     }
 
-    /// Every plugin the process knows of: the config's first, then those
-    /// delivered at run time, by name.
+    /// Records that the config and plugin files failed to reload (`None`:
+    /// the last reload worked).
+    pub fn set_reload_failure(&self, failure: Option<String>) {
+        *self
+            .reload_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = failure;
+    }
+
+    /// Every plugin the process knows of: the config's first (and a failed
+    /// reload of them), then those delivered at run time, by name.
     pub fn list(&self) -> Vec<PluginStatus> {
         let mut all = self.fixed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(failure) = self
+            .reload_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            all.push(PluginStatus {
+                name: "(config reload)".into(),
+                kind: "-".into(),
+                version: None,
+                digest: None,
+                source: "config file and plugin files".into(),
+                loaded_since: None,
+                state: "rejected".into(),
+                last_rejection: Some(failure),
+            });
+        }
         all.extend(
             self.delivered
                 .lock()
@@ -131,5 +160,51 @@ impl Catalog {
                 .cloned(),
         );
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(name: &str, state: &str) -> PluginStatus {
+        PluginStatus {
+            name: name.into(),
+            kind: "validator".into(),
+            version: None,
+            digest: None,
+            source: "configmap ops".into(),
+            loaded_since: None,
+            state: state.into(),
+            last_rejection: None,
+        }
+    }
+
+    #[test]
+    fn a_failed_reload_is_listed_until_one_works() {
+        let catalog = Catalog::new();
+        catalog.set_fixed(vec![status("default-validator", "serving")]);
+        catalog.set_reload_failure(Some("plugin strict.wasm: trapped".into()));
+        let listed = catalog.list();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[1].state, "rejected");
+        assert_eq!(
+            listed[1].last_rejection.as_deref(),
+            Some("plugin strict.wasm: trapped")
+        );
+        catalog.set_reload_failure(None);
+        assert_eq!(catalog.list().len(), 1);
+    }
+
+    #[test]
+    fn withdrawn_names_are_forgotten_before_the_list_grows_without_bound() {
+        let catalog = Catalog::new();
+        for i in 0..MAX_STATUSES {
+            catalog.set_status(status(&format!("gone-{i}"), "removed"));
+        }
+        catalog.set_status(status("kept", "serving"));
+        let listed = catalog.list();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].name, "kept");
     }
 }

@@ -281,6 +281,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
                 match reload(&client, &watched, options.plugin_dir.as_ref(), &analyzer).await {
                     Ok((new_config, new_analyzer)) => {
                         tracing::info!("config or plugins changed; reloaded");
+                        new_analyzer.catalog().set_reload_failure(None);
                         config = new_config;
                         analyzer = Arc::new(new_analyzer);
                         controller.set_floor(floor_of(&config));
@@ -291,10 +292,18 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
                             changed
                         });
                     }
-                    Err(error) => tracing::error!(
-                        error = %crate::core::text::with_causes(&error),
-                        "config or plugins changed but do not load; keeping the previous ones"
-                    ),
+                    Err(error) => {
+                        let why = crate::core::text::with_causes(&error);
+                        tracing::error!(
+                            error = %why,
+                            "config or plugins changed but do not load; keeping the previous ones"
+                        );
+                        analyzer.catalog().set_reload_failure(Some(format!(
+                            "{} {}",
+                            chrono::Utc::now().to_rfc3339(),
+                            crate::core::untrusted::clean(&why, 1024)
+                        )));
+                    }
                 }
                 watched.settle(&config);
             }
