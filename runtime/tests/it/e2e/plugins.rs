@@ -211,6 +211,39 @@ async fn plugin_configmaps_are_served_swapped_refused_and_withdrawn() {
     apply(cluster, &chunks[1..2]).await;
     serving(health, "big", &package::sha256_hex(&big)).await;
 
+    // What an on-call engineer sees: the CLI's table of the daemon's plugins.
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_kubeskippy"))
+        .args([
+            "plugin",
+            "list",
+            "--daemon",
+            &format!("http://127.0.0.1:{health}"),
+        ])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{table}");
+    let strict = table
+        .lines()
+        .find(|line| line.starts_with("strict "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        strict.contains("validator")
+            && strict.contains("serving")
+            && strict.contains(&package::sha256_hex(&second)[..12]),
+        "{table}"
+    );
+    assert!(
+        table.contains("last rejected:") && table.contains("timed out"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|line| line.starts_with("default-prompt ")),
+        "{table}"
+    );
+
     // Deleting the ConfigMap withdraws the plugin.
     let configmaps: Api<ConfigMap> = Api::namespaced(cluster.client("admin").await, &namespace);
     configmaps
