@@ -62,7 +62,7 @@ async fn measure(dir: &Path, component: Vec<u8>, updates: usize) -> anyhow::Resu
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
     println!(
-        "plugin reload through the real API server: {:.2} MB ({} {kind}, {} ConfigMap(s)), {} updates",
+        "plugin reload through the real API server: {:.2} MB ({}, a {kind}, {} ConfigMap(s)), {} updates",
         component.len() as f64 / 1e6,
         if component.as_slice() == defaults::VALIDATOR {
             "the default validator"
