@@ -370,9 +370,20 @@ impl Analyzer {
             .chain(&validators)
             .chain(named.values().map(|(_, plugin)| plugin))
             .filter(|plugin| !plugin.name().starts_with("default-"));
-        for plugin in from_files {
-            host.try_out(plugin)?;
-        }
+        // On a thread of its own: a plugin that prints does a blocking write
+        // through WASI, which must not happen on an async runtime's thread,
+        // and this may be called from one (a daemon's reload).
+        let from_files: Vec<&Plugin> = from_files.collect();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    from_files
+                        .iter()
+                        .try_for_each(|plugin| host.try_out(plugin))
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
         let mut fixed = vec![
             fixed_status(prompt.name(), &prompt),
             fixed_status(parser.name(), &parser),

@@ -106,12 +106,13 @@ impl PluginHost {
             }
         }
         let compiled = self.engine.precompile_component(bytes)?;
-        let temporary = dir.join(format!("{key}.{}.tmp", std::process::id()));
-        if std::fs::write(&temporary, &compiled)
-            .and_then(|()| std::fs::rename(&temporary, &path))
-            .is_err()
-        {
-            let _ = std::fs::remove_file(&temporary);
+        // A temporary file of its own: two threads compiling the same bytes
+        // must not write one file; a failed write leaves nothing behind.
+        if let Ok(mut temporary) = tempfile::NamedTempFile::new_in(dir) {
+            use std::io::Write as _;
+            if temporary.write_all(&compiled).is_ok() {
+                let _ = temporary.persist(&path);
+            }
         }
         prune(dir, &path, max_cache_bytes());
         // SAFETY: `compiled` was just produced by this engine.

@@ -233,4 +233,9 @@ impl Plugin {
     pub fn digest(&self) -> &str {
         &self.digest
     }
+
+    /// Whether this validator also exports an approval gate.
+    pub fn has_approval_gate(&self) -> bool {
+        self.gate.is_some()
+    }
 }

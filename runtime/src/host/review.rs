@@ -62,7 +62,7 @@ fn review_one(
         .collect();
     let mut adjustments = Vec::new();
     if rejections.is_empty() {
-        for validator in validators {
+        for (position, validator) in validators.iter().enumerate() {
             match host.validate(validator, &recommendation, &open.incident, context) {
                 Ok(Verdict::Allow) => {}
                 Ok(Verdict::Deny(reason)) => {
@@ -70,10 +70,14 @@ fn review_one(
                     break;
                 }
                 Ok(Verdict::Adjust(adjustment)) => {
+                    let mut adjusted = adjustment.recommendation;
+                    // Shown to people and recorded, like the model's prose.
+                    adjusted.reason = plugin_text(&adjusted.reason);
+                    adjusted.risk = plugin_text(&adjusted.risk);
                     // A validator may change a recommendation, but the floor
                     // judges the changed one again: adjusting cannot smuggle a
                     // refused target past it.
-                    let objections = floor.objections(&adjustment.recommendation, open);
+                    let objections = floor.objections(&adjusted, open);
                     if !objections.is_empty() {
                         rejections.extend(objections.into_iter().map(|why| {
                             format!(
@@ -83,12 +87,21 @@ fn review_one(
                         }));
                         break;
                     }
+                    // Nor past a validator that allowed the recommendation
+                    // before the change: each earlier one judges the
+                    // changed one, and must allow it as it is.
+                    if let Some(why) =
+                        recheck_earlier(host, &validators[..position], &adjusted, open, context)
+                    {
+                        rejections.push(format!("{why}, after {} adjusted it", validator.name()));
+                        break;
+                    }
                     adjustments.push(format!(
                         "{}: {}",
                         validator.name(),
                         plugin_text(&adjustment.reason)
                     ));
-                    recommendation = adjustment.recommendation;
+                    recommendation = adjusted;
                 }
                 Err(error) => {
                     rejections.push(format!(
@@ -112,6 +125,32 @@ fn review_one(
         adjustments,
         approval_reasons,
     }
+}
+
+/// Why one of `earlier` does not allow `adjusted` as it is; none when all do.
+/// An earlier validator adjusting it in turn is a disagreement, and denies.
+fn recheck_earlier(
+    host: &PluginHost,
+    earlier: &[Plugin],
+    adjusted: &Recommendation,
+    open: &OpenIncident<'_>,
+    context: ReviewContext,
+) -> Option<String> {
+    earlier.iter().find_map(|validator| {
+        match host.validate(validator, adjusted, &open.incident, context) {
+            Ok(Verdict::Allow) => None,
+            Ok(Verdict::Deny(reason)) => {
+                Some(format!("{}: {}", validator.name(), plugin_text(&reason)))
+            }
+            Ok(Verdict::Adjust(_)) => Some(format!(
+                "{} would change it again (validators that disagree deny)",
+                validator.name()
+            )),
+            Err(error) => Some(format!(
+                "{error} (denied because the validator could not run)"
+            )),
+        }
+    })
 }
 
 /// Every gate is asked, not only up to the first that asks: the person who

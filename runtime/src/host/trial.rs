@@ -83,6 +83,7 @@ impl PluginHost {
                     allowed_so_far: 0,
                 };
                 self.validate(plugin, &recommendation, &incident, context)
+                    .and_then(|_| self.requires_approval(plugin, &recommendation, &incident))
                     .map(drop)
             }
         };

@@ -8,6 +8,7 @@
 //! context: { rank: 0, allowed_so_far: 0 }   # validator cases, optional
 //! config: { maxReplicas: "5" }      # optional: the plugin's config keys
 //! expect: …                         # prompt/parser: {Ok: …} or {Err: "…"}; validator: the verdict
+//! expect_approval: "…"               # a validator with an approval gate: why it asks, or null
 //! ```
 //!
 //! Values are in the host's serde shape of the WIT types (snake_case
@@ -39,6 +40,9 @@ struct Case {
     config: BTreeMap<String, String>,
     #[serde(default)]
     expect: Option<Value>,
+    /// What the approval gate answers; absent: not checked.
+    #[serde(default)]
+    expect_approval: Option<Value>,
 }
 
 #[derive(Debug)]
@@ -57,13 +61,19 @@ fn read_yaml(path: &Path) -> Result<Value, ToolkitError> {
     serde_yaml_ng::from_str(&text).map_err(|e| fixture_error(path, e))
 }
 
+/// A file that is no link: a fixtures directory from someone else must not
+/// make `plugin test` read a file elsewhere (and echo it in its errors).
+fn is_plain_file(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|metadata| metadata.is_file())
+}
+
 fn case_files(dir: &Path) -> Result<Vec<PathBuf>, ToolkitError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| fixture_error(dir, e))?
         .flatten()
         .map(|entry| entry.path())
         .filter(|path| {
-            path.is_file()
+            is_plain_file(path)
                 && path
                     .extension()
                     .is_some_and(|ext| ext == "yaml" || ext == "yml")
@@ -90,7 +100,7 @@ pub fn run(
         .identify(bytes)
         .map_err(|why| ToolkitError::Plugin(format!("{name}: {why}")))?;
     let shared_config: BTreeMap<String, String> = match dir.join("config.yaml") {
-        path if path.exists() => {
+        path if is_plain_file(&path) => {
             serde_json::from_value(read_yaml(&path)?).map_err(|e| fixture_error(&path, e))?
         }
         _ => BTreeMap::new(),
@@ -117,8 +127,28 @@ pub fn run(
                 continue;
             }
         };
+        let gate = if identity.kind == PluginKind::Validator
+            && (plugin.has_approval_gate() || case.expect_approval.is_some())
+        {
+            let recommendation = case
+                .recommendation
+                .as_ref()
+                .ok_or_else(|| fixture_error(&path, "a validator case needs `recommendation`"))?;
+            match host.requires_approval(&plugin, recommendation, &incident) {
+                Ok(answer) => Some(serde_json::to_value(answer).expect("options serialise")),
+                Err(error) => {
+                    outcomes.push(Outcome {
+                        case: case_name,
+                        failure: Some(format!("the approval gate failed: {error}")),
+                    });
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
         if update {
-            write_expectation(&path, &actual)?;
+            write_expectation(&path, &actual, gate.as_ref())?;
             outcomes.push(Outcome {
                 case: case_name,
                 failure: None,
@@ -132,7 +162,13 @@ pub fn run(
             ));
         };
         let expected = normalise(identity.kind, expected).map_err(|e| fixture_error(&path, e))?;
-        let failure = (expected != actual).then(|| diff(&expected, &actual));
+        let mut failure = (expected != actual).then(|| diff(&expected, &actual));
+        if let (Some(expected), Some(actual)) = (&case.expect_approval, &gate)
+            && expected != actual
+        {
+            let gate_diff = format!("approval gate:\n{}", diff(expected, actual));
+            failure = Some(failure.map_or(gate_diff.clone(), |f| format!("{f}{gate_diff}")));
+        }
         outcomes.push(Outcome {
             case: case_name,
             failure,
@@ -233,12 +269,19 @@ fn diff(expected: &Value, actual: &Value) -> String {
         .to_string()
 }
 
-fn write_expectation(path: &Path, actual: &Value) -> Result<(), ToolkitError> {
+fn write_expectation(
+    path: &Path,
+    actual: &Value,
+    gate: Option<&Value>,
+) -> Result<(), ToolkitError> {
     let mut case = read_yaml(path)?;
     let object = case
         .as_object_mut()
         .ok_or_else(|| fixture_error(path, "a case is a mapping"))?;
     object.insert("expect".into(), actual.clone());
+    if let Some(gate) = gate {
+        object.insert("expect_approval".into(), gate.clone());
+    }
     let text = serde_yaml_ng::to_string(&case).expect("JSON values are YAML");
     std::fs::write(path, text).map_err(|e| fixture_error(path, e))
 }

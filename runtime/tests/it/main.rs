@@ -29,6 +29,7 @@ mod crd_rules;
 mod e2e;
 mod evaluation;
 mod executors;
+mod fifth_review;
 mod fourth_review;
 mod languages;
 mod layout;

@@ -207,6 +207,7 @@ impl PluginWatch {
                 let why = format!(
                     "more than {MAX_PLUGINS} plugins in one namespace; plugin {name} is not read"
                 );
+                self.withdraw_shadowed(name);
                 self.refuse(name, &why, &parts[0], &why).await;
                 continue;
             }
@@ -275,6 +276,7 @@ impl PluginWatch {
         let package = match assembled {
             Ok(package) => package,
             Err(Problem::Invalid(why)) => {
+                self.withdraw_if_stale(name);
                 self.refuse(name, &why, first, &why).await;
                 return;
             }
@@ -287,6 +289,7 @@ impl PluginWatch {
                 let seen = self.seen.entry(name.to_string()).or_default();
                 if since.elapsed() >= grace {
                     seen.waiting = false;
+                    self.withdraw_if_stale(name);
                     let note = format!("{why} after {}s", grace.as_secs());
                     self.refuse(name, &why, first, &note).await;
                 } else {
@@ -345,16 +348,7 @@ impl PluginWatch {
                     .await;
             }
             Err(why) => {
-                // A version loaded again under new settings that no longer
-                // passes must not go on serving under the old ones.
-                let stale = self
-                    .seen
-                    .get(name)
-                    .and_then(|seen| seen.serving.as_ref())
-                    .is_some_and(|(digest, _)| digest.is_empty());
-                if stale {
-                    self.withdraw_shadowed(name);
-                }
+                self.withdraw_if_stale(name);
                 let note = format!(
                     "version sha256:{} refused: {why}",
                     package::short(&package.digest)
@@ -364,8 +358,22 @@ impl PluginWatch {
         }
     }
 
+    /// A version that was to be loaded again under new settings and could
+    /// not be must not go on serving under the old ones.
+    fn withdraw_if_stale(&mut self, name: &str) {
+        let stale = self
+            .seen
+            .get(name)
+            .and_then(|seen| seen.serving.as_ref())
+            .is_some_and(|(digest, _)| digest.is_empty());
+        if stale {
+            self.withdraw_shadowed(name);
+        }
+    }
+
     /// Stops serving `name` while its ConfigMaps stay: the config took the
-    /// name, or the version fails under the config's new settings.
+    /// name, the namespace has too many plugins, or the version fails under
+    /// the config's new settings.
     fn withdraw_shadowed(&mut self, name: &str) {
         if let Some(seen) = self.seen.get_mut(name)
             && seen.serving.take().is_some()

@@ -1,7 +1,7 @@
 //! A validator that does what its `mode` config key says, so the sandbox tests
 //! can check the host contains each kind of misbehaviour. Modes: `loop`,
 //! `allocate`, `read-file`, `read-env`, `connect`, `panic`, `print`, `count`,
-//! `spin`, `allow`.
+//! `spin`, `allow`, `raise` (adjusts any scale to 15 replicas).
 //! `read-file`, `read-env` and `connect` deny with what they saw, so a test can
 //! tell a denied capability from a granted one.
 
@@ -21,8 +21,11 @@ mod component {
     struct Component;
 
     impl exports::kubeskippy::plugin::safety_validator::Guest for Component {
-        fn validate(_: Recommendation, _: Incident, _: ReviewContext) -> Verdict {
+        fn validate(recommendation: Recommendation, _: Incident, _: ReviewContext) -> Verdict {
             let mode = kubeskippy_plugin_sdk::host::config("mode").unwrap_or_default();
+            if mode == "raise" {
+                return crate::raise(recommendation);
+            }
             crate::misbehave(&mode)
         }
     }
@@ -33,6 +36,19 @@ mod component {
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use kubeskippy_plugin_sdk::types::Verdict;
+
+/// A validator that loosens what it is shown: any scale becomes 15 replicas.
+pub fn raise(mut recommendation: kubeskippy_plugin_sdk::types::Recommendation) -> Verdict {
+    use kubeskippy_plugin_sdk::types::{Action, Adjustment};
+    if !matches!(recommendation.action, Action::Scale(_)) {
+        return Verdict::Allow;
+    }
+    recommendation.action = Action::Scale(15);
+    Verdict::Adjust(Adjustment {
+        recommendation,
+        reason: "more is better".into(),
+    })
+}
 
 /// Calls this instance has served; a fresh instance per call always says 1.
 static CALLS: AtomicU32 = AtomicU32::new(0);
