@@ -3,6 +3,7 @@
 //! execution → verification.
 //!
 //! The crate is layered; each layer uses only those above it in this list:
+//! - [`telemetry`]: the metrics every stage records into, and the log format;
 //! - [`core`]: everything that needs no cluster connection — the plugin
 //!   interface's types, the object model, the CRDs, snapshots and facts,
 //!   triggers, incidents, rules, the safety floor, planning and signing;
@@ -23,4 +24,5 @@ pub mod bench;
 pub mod core;
 pub mod host;
 pub mod operator;
+pub mod telemetry;
 pub mod toolkit;

@@ -15,6 +15,7 @@ use kubeskippy::core::crd::healing_action::ApprovalDecision;
 use kubeskippy::core::snapshot::Snapshot;
 use kubeskippy::core::text::parse_duration;
 use kubeskippy::operator::approval;
+use kubeskippy::telemetry::logs::{self, LogFormat};
 
 // An evaluation pass allocates and frees many small, short-lived objects;
 // glibc's allocator spent close to half the pass in malloc and free.
@@ -42,6 +43,16 @@ fn return_freed_memory_at_once() {
     about = "Keeps Kubernetes workloads healthy with sandboxed, pluggable LLM analysis"
 )]
 struct Cli {
+    /// `json`: one JSON object per line, with the incident, HealingAction,
+    /// policy and target as fields.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "KUBESKIPPY_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -233,13 +244,7 @@ fn main() -> ExitCode {
         Command::Run(_) => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KUBESKIPPY_LOG")
-                .unwrap_or_else(|_| default_level.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logs::init(cli.log_format, default_level);
     let outcome = match cli.command {
         Command::Analyze(args) => analyze(args),
         Command::Run(args) => run(args),

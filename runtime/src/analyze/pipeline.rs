@@ -27,6 +27,7 @@ use crate::host::budget::{self, Budget};
 use crate::host::catalog::{Catalog, PluginStatus, Served};
 use crate::host::review::{self, Reviewed};
 use crate::host::{Limits, Plugin, PluginError, PluginHost, PluginKind, PluginRunner};
+use crate::telemetry::metrics::metrics;
 
 /// The default plugins, built for wasm32-wasip2 by the build script.
 pub mod defaults {
@@ -507,6 +508,9 @@ impl Analyzer {
         };
         review::refuse_repeats(&mut reviewed);
         review::apply_limits(&mut reviewed, open.policy, &self.ai);
+        for outcome in &reviewed {
+            metrics().recommendation(outcome.refusal.map(review::Refusal::as_str));
+        }
         let actions = reviewed
             .iter()
             .filter(|r| r.allowed)
@@ -673,13 +677,24 @@ impl Analyzer {
         let cache = self.ai.cache_enabled.then_some(self.cache.as_ref());
         let cached = cache.and_then(|cache| cache.get(&key, started, self.ai.cache_ttl));
         let was_cached = cached.is_some();
+        let (provider, model_name) = model.labels();
         let (text, prompt_tokens, reply_tokens) = match cached {
-            Some(text) => (text, None, None),
+            Some(text) => {
+                metrics().model_cache_hit(provider, model_name);
+                (text, None, None)
+            }
             None => {
-                let reply = model
-                    .complete(&fitted.prompt)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let reply = model.complete(&fitted.prompt).await.map_err(|error| {
+                    metrics().model_error(provider, model_name, error.metric_reason());
+                    error.to_string()
+                })?;
+                metrics().model_request(
+                    provider,
+                    model_name,
+                    started.elapsed(),
+                    reply.prompt_tokens,
+                    reply.reply_tokens,
+                );
                 (reply.text, reply.prompt_tokens, reply.reply_tokens)
             }
         };

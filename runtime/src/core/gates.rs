@@ -21,9 +21,34 @@ pub const RESUMED_AT: &str = "kubeskippy.io/resumed-at";
 /// Why an action may not run now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blocked {
+    pub gate: Gate,
     pub reason: String,
     /// When the block lifts by itself, if that is known.
     pub until: Option<DateTime<Utc>>,
+}
+
+/// Which gate holds an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    Breaker,
+    PolicyRate,
+    NamespaceBudget,
+    ClusterBudget,
+    MaxConcurrent,
+    MinHealthy,
+}
+
+impl Gate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Gate::Breaker => "breaker",
+            Gate::PolicyRate => "policy_rate",
+            Gate::NamespaceBudget => "namespace_budget",
+            Gate::ClusterBudget => "cluster_budget",
+            Gate::MaxConcurrent => "max_concurrent",
+            Gate::MinHealthy => "min_healthy",
+        }
+    }
 }
 
 /// A policy whose circuit breaker is open.
@@ -175,12 +200,13 @@ fn started_within_hour<'a>(
 
 /// Blocked when `limit` actions already started in the last hour; lifts
 /// when enough of them are an hour old.
-fn hourly(started: &[DateTime<Utc>], limit: u32, what: String) -> Option<Blocked> {
+fn hourly(started: &[DateTime<Utc>], limit: u32, gate: Gate, what: String) -> Option<Blocked> {
     let limit = limit as usize;
     if started.len() < limit {
         return None;
     }
     Some(Blocked {
+        gate,
         reason: format!(
             "{what}: {} actions started in the last hour, the limit is {limit}",
             started.len()
@@ -206,6 +232,7 @@ pub fn policy_rate(
     hourly(
         &started,
         policy.spec.safety.max_actions_per_hour,
+        Gate::PolicyRate,
         format!("rate limit of {}{scope}", policy_name(policy)),
     )
 }
@@ -234,6 +261,7 @@ pub fn cluster_budget(
     hourly(
         &started_within_hour(others, now),
         per_hour,
+        Gate::ClusterBudget,
         "cluster-wide budget".into(),
     )
 }
@@ -254,6 +282,7 @@ pub fn namespace_budget(
     hourly(
         &started_within_hour(others, now),
         per_hour,
+        Gate::NamespaceBudget,
         format!("budget of namespace {}", namespace.unwrap_or_default()),
     )
 }
@@ -274,6 +303,7 @@ pub fn max_concurrent(
         .collect();
     let limit = policy.spec.safety.max_concurrent;
     (running.len() >= limit as usize).then(|| Blocked {
+        gate: Gate::MaxConcurrent,
         reason: format!(
             "{} allows {limit} action(s) at once and {} running: {}",
             policy_name(policy),
@@ -293,6 +323,7 @@ pub fn min_healthy(policy: &HealingPolicy, disruption: &Disruption) -> Option<Bl
     let needed = (u64::from(disruption.desired) * u64::from(percent)).div_ceil(100);
     let after = disruption.available.saturating_sub(disruption.takes_down);
     (disruption.takes_down > 0 && u64::from(after) < needed).then(|| Blocked {
+        gate: Gate::MinHealthy,
         reason: format!(
             "minHealthyPercent {percent}: {} would have {after} of {} replicas available ({} taken down at once), below the {needed} required",
             disruption.workload, disruption.desired, disruption.takes_down
@@ -315,6 +346,7 @@ pub fn check(
 ) -> Option<Blocked> {
     if let Some(paused) = breaker(policy, namespace_of(action), peers, now) {
         return Some(Blocked {
+            gate: Gate::Breaker,
             reason: paused.reason,
             until: Some(paused.until),
         });

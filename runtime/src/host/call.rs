@@ -16,6 +16,7 @@ use crate::core::wit;
 use crate::core::wit::{
     Analysis, Incident, Prompt, Recommendation, ReviewContext, Verdict, host::LogLevel,
 };
+use crate::telemetry::metrics::{CallOutcome, metrics};
 
 /// What a plugin may print per call before its writes fail.
 const OUTPUT_CAPACITY: usize = 64 * 1024;
@@ -146,11 +147,15 @@ impl PluginHost {
 
     /// Runs `body` against a fresh instance of `plugin`, turning every failure
     /// into a typed error and forwarding what the plugin printed to tracing.
+    /// `refusal` tells whether what the plugin returned is its own error,
+    /// which the metrics count apart from an answer.
     fn call<R>(
         &self,
         plugin: &Plugin,
         body: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
+        refusal: impl FnOnce(&R) -> bool,
     ) -> Result<R, PluginError> {
+        let started = std::time::Instant::now();
         // Declared before the store, so the slot is given back only after the
         // store, and with it the instance, is gone.
         let _slot = self.slots.as_deref().map(Slots::take);
@@ -159,7 +164,22 @@ impl PluginHost {
         LAST_CALL_MEMORY.set(store.data().limiter.used);
         forward_output(&plugin.name, "stdout", &stdout);
         forward_output(&plugin.name, "stderr", &stderr);
-        outcome.map_err(|error| classify(plugin, &store, error))
+        let outcome = outcome.map_err(|error| classify(plugin, &store, error));
+        let counted = match &outcome {
+            Ok(reply) if refusal(reply) => CallOutcome::Error,
+            Ok(_) => CallOutcome::Ok,
+            Err(PluginError::Timeout { .. }) => CallOutcome::Timeout,
+            Err(PluginError::MemoryLimit { .. }) => CallOutcome::Memory,
+            Err(_) => CallOutcome::Trap,
+        };
+        metrics().plugin_call(
+            &plugin.name,
+            &plugin.kind.to_string(),
+            plugin.version(),
+            counted,
+            started.elapsed(),
+        );
+        outcome
     }
 
     pub fn build_prompt(
@@ -168,13 +188,17 @@ impl PluginHost {
         incident: &Incident,
     ) -> Result<Prompt, PluginError> {
         expect_kind(plugin, PluginKind::Prompt)?;
-        let reply = self.call(plugin, |store| match &plugin.pre {
-            PluginPre::Prompt(pre) => pre
-                .instantiate(&mut *store)?
-                .kubeskippy_plugin_prompt_builder()
-                .call_build_prompt(&mut *store, incident),
-            _ => unreachable!("kind checked above"),
-        })?;
+        let reply = self.call(
+            plugin,
+            |store| match &plugin.pre {
+                PluginPre::Prompt(pre) => pre
+                    .instantiate(&mut *store)?
+                    .kubeskippy_plugin_prompt_builder()
+                    .call_build_prompt(&mut *store, incident),
+                _ => unreachable!("kind checked above"),
+            },
+            Result::is_err,
+        )?;
         reply.map_err(|message| refused(plugin, message))
     }
 
@@ -185,13 +209,17 @@ impl PluginHost {
         incident: &Incident,
     ) -> Result<Analysis, PluginError> {
         expect_kind(plugin, PluginKind::Parser)?;
-        let parsed = self.call(plugin, |store| match &plugin.pre {
-            PluginPre::Parser(pre) => pre
-                .instantiate(&mut *store)?
-                .kubeskippy_plugin_response_parser()
-                .call_parse_response(&mut *store, reply, incident),
-            _ => unreachable!("kind checked above"),
-        })?;
+        let parsed = self.call(
+            plugin,
+            |store| match &plugin.pre {
+                PluginPre::Parser(pre) => pre
+                    .instantiate(&mut *store)?
+                    .kubeskippy_plugin_response_parser()
+                    .call_parse_response(&mut *store, reply, incident),
+                _ => unreachable!("kind checked above"),
+            },
+            Result::is_err,
+        )?;
         parsed.map_err(|message| refused(plugin, message))
     }
 
@@ -203,13 +231,17 @@ impl PluginHost {
         context: ReviewContext,
     ) -> Result<Verdict, PluginError> {
         expect_kind(plugin, PluginKind::Validator)?;
-        self.call(plugin, |store| match &plugin.pre {
-            PluginPre::Validator(pre) => pre
-                .instantiate(&mut *store)?
-                .kubeskippy_plugin_safety_validator()
-                .call_validate(&mut *store, recommendation, incident, context),
-            _ => unreachable!("kind checked above"),
-        })
+        self.call(
+            plugin,
+            |store| match &plugin.pre {
+                PluginPre::Validator(pre) => pre
+                    .instantiate(&mut *store)?
+                    .kubeskippy_plugin_safety_validator()
+                    .call_validate(&mut *store, recommendation, incident, context),
+                _ => unreachable!("kind checked above"),
+            },
+            |_| false,
+        )
     }
 
     /// Why `plugin`'s approval gate wants a person to approve `recommendation`
@@ -224,11 +256,15 @@ impl PluginHost {
         let Some(gate) = &plugin.gate else {
             return Ok(None);
         };
-        self.call(plugin, |store| {
-            gate.instantiate(&mut *store)?
-                .kubeskippy_plugin_approval_gate()
-                .call_requires_approval(&mut *store, recommendation, incident)
-        })
+        self.call(
+            plugin,
+            |store| {
+                gate.instantiate(&mut *store)?
+                    .kubeskippy_plugin_approval_gate()
+                    .call_requires_approval(&mut *store, recommendation, incident)
+            },
+            |_| false,
+        )
     }
 }
 

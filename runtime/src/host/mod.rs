@@ -234,6 +234,13 @@ impl Plugin {
         &self.digest
     }
 
+    /// The digest's first 12 hex digits: which build of a plugin answered,
+    /// short enough for a metric label.
+    pub fn version(&self) -> &str {
+        let digest = self.digest.strip_prefix("sha256:").unwrap_or(&self.digest);
+        digest.get(..12).unwrap_or(digest)
+    }
+
     /// Whether this validator also exports an approval gate.
     pub fn has_approval_gate(&self) -> bool {
         self.gate.is_some()

@@ -17,11 +17,39 @@ pub struct Reviewed {
     pub recommendation: Recommendation,
     pub allowed: bool,
     pub rejections: Vec<String>,
+    /// What refused it first, when something did.
+    pub refusal: Option<Refusal>,
     /// What validators changed, and why.
     pub adjustments: Vec<String>,
     /// Why approval gates want a person to approve the change before it runs,
     /// each naming its plugin; empty when none asked.
     pub approval_reasons: Vec<String>,
+}
+
+/// The kinds of reason a recommendation is refused for: few, so they can
+/// label a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    SafetyFloor,
+    Validator,
+    /// A validator (or the checks a policy names) could not run.
+    ValidatorError,
+    Duplicate,
+    MinConfidence,
+    MaxRecommendations,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::SafetyFloor => "safety_floor",
+            Refusal::Validator => "validator",
+            Refusal::ValidatorError => "validator_error",
+            Refusal::Duplicate => "duplicate",
+            Refusal::MinConfidence => "min_confidence",
+            Refusal::MaxRecommendations => "max_recommendations",
+        }
+    }
 }
 
 pub fn review(
@@ -60,6 +88,7 @@ fn review_one(
         .into_iter()
         .map(|why| format!("safety floor: {why}"))
         .collect();
+    let mut refusal = (!rejections.is_empty()).then_some(Refusal::SafetyFloor);
     let mut adjustments = Vec::new();
     if rejections.is_empty() {
         for (position, validator) in validators.iter().enumerate() {
@@ -67,6 +96,7 @@ fn review_one(
                 Ok(Verdict::Allow) => {}
                 Ok(Verdict::Deny(reason)) => {
                     rejections.push(format!("{}: {}", validator.name(), plugin_text(&reason)));
+                    refusal = Some(Refusal::Validator);
                     break;
                 }
                 Ok(Verdict::Adjust(adjustment)) => {
@@ -85,15 +115,17 @@ fn review_one(
                                 validator.name()
                             )
                         }));
+                        refusal = Some(Refusal::SafetyFloor);
                         break;
                     }
                     // Nor past a validator that allowed the recommendation
                     // before the change: each earlier one judges the
                     // changed one, and must allow it as it is.
-                    if let Some(why) =
+                    if let Some((why, kind)) =
                         recheck_earlier(host, &validators[..position], &adjusted, open, context)
                     {
                         rejections.push(format!("{why}, after {} adjusted it", validator.name()));
+                        refusal = Some(kind);
                         break;
                     }
                     adjustments.push(format!(
@@ -107,6 +139,7 @@ fn review_one(
                     rejections.push(format!(
                         "{error} (denied because the validator could not run)"
                     ));
+                    refusal = Some(Refusal::ValidatorError);
                     break;
                 }
             }
@@ -122,6 +155,7 @@ fn review_one(
         recommendation,
         allowed,
         rejections,
+        refusal,
         adjustments,
         approval_reasons,
     }
@@ -135,19 +169,24 @@ fn recheck_earlier(
     adjusted: &Recommendation,
     open: &OpenIncident<'_>,
     context: ReviewContext,
-) -> Option<String> {
+) -> Option<(String, Refusal)> {
     earlier.iter().find_map(|validator| {
         match host.validate(validator, adjusted, &open.incident, context) {
             Ok(Verdict::Allow) => None,
-            Ok(Verdict::Deny(reason)) => {
-                Some(format!("{}: {}", validator.name(), plugin_text(&reason)))
-            }
-            Ok(Verdict::Adjust(_)) => Some(format!(
-                "{} would change it again (validators that disagree deny)",
-                validator.name()
+            Ok(Verdict::Deny(reason)) => Some((
+                format!("{}: {}", validator.name(), plugin_text(&reason)),
+                Refusal::Validator,
             )),
-            Err(error) => Some(format!(
-                "{error} (denied because the validator could not run)"
+            Ok(Verdict::Adjust(_)) => Some((
+                format!(
+                    "{} would change it again (validators that disagree deny)",
+                    validator.name()
+                ),
+                Refusal::Validator,
+            )),
+            Err(error) => Some((
+                format!("{error} (denied because the validator could not run)"),
+                Refusal::ValidatorError,
             )),
         }
     })
@@ -194,6 +233,7 @@ pub fn deny_all(recommendations: Vec<Recommendation>, reason: &str) -> Vec<Revie
             rejections: vec![format!(
                 "{reason} (denied because the validator could not run)"
             )],
+            refusal: Some(Refusal::ValidatorError),
             adjustments: Vec::new(),
             approval_reasons: Vec::new(),
         })
@@ -216,6 +256,7 @@ pub fn refuse_repeats(reviewed: &mut [Reviewed]) {
         });
         if let Some(first) = same {
             outcome.allowed = false;
+            outcome.refusal = Some(Refusal::Duplicate);
             outcome
                 .rejections
                 .push(format!("the same change as recommendation {}", first + 1));
@@ -233,35 +274,48 @@ pub fn apply_limits(reviewed: &mut [Reviewed], policy: &HealingPolicy, ai: &AiCo
     for outcome in reviewed.iter_mut().filter(|outcome| outcome.allowed) {
         let confidence = outcome.recommendation.confidence;
         let rejection = if confidence < ai.min_confidence {
-            Some(format!(
-                "confidence {confidence:.2} is below ai.minConfidence {:.2}",
-                ai.min_confidence
+            Some((
+                Refusal::MinConfidence,
+                format!(
+                    "confidence {confidence:.2} is below ai.minConfidence {:.2}",
+                    ai.min_confidence
+                ),
             ))
         } else if let Some(minimum) = policy_ai.min_confidence
             && confidence < minimum
         {
-            Some(format!(
-                "policy {}: confidence {confidence:.2} is below its minConfidence {minimum:.2}",
-                policy.name()
+            Some((
+                Refusal::MinConfidence,
+                format!(
+                    "policy {}: confidence {confidence:.2} is below its minConfidence {minimum:.2}",
+                    policy.name()
+                ),
             ))
         } else if allowed >= ai.max_recommendations {
-            Some(format!(
-                "already {} recommendations allowed (ai.maxRecommendations)",
-                ai.max_recommendations
+            Some((
+                Refusal::MaxRecommendations,
+                format!(
+                    "already {} recommendations allowed (ai.maxRecommendations)",
+                    ai.max_recommendations
+                ),
             ))
         } else if let Some(maximum) = policy_ai.max_recommendations
             && allowed >= maximum
         {
-            Some(format!(
-                "policy {}: already {maximum} recommendations allowed (its maxRecommendations)",
-                policy.name()
+            Some((
+                Refusal::MaxRecommendations,
+                format!(
+                    "policy {}: already {maximum} recommendations allowed (its maxRecommendations)",
+                    policy.name()
+                ),
             ))
         } else {
             None
         };
         match rejection {
-            Some(why) => {
+            Some((refusal, why)) => {
                 outcome.rejections.push(why);
+                outcome.refusal = Some(refusal);
                 outcome.allowed = false;
             }
             None => allowed += 1,

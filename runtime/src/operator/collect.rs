@@ -30,6 +30,7 @@ use crate::core::objects::{
 };
 use crate::core::triggers::queries_of;
 use crate::operator::prometheus::Prometheus;
+use crate::telemetry::metrics::metrics;
 
 /// Fills a store as a watcher's initial list would: every object stripped,
 /// then the store marked ready. For tests and benchmarks, which feed stores
@@ -287,15 +288,25 @@ impl ClusterCache {
 
     /// Every store has had its initial list.
     pub fn is_ready(&self) -> bool {
-        self.pods.ready()
-            && self.events.ready()
-            && self.deployments.ready()
-            && self.replica_sets.ready()
-            && self.stateful_sets.ready()
-            && self.daemon_sets.ready()
-            && self.policies.ready()
-            && self.cluster_policies.as_ref().is_none_or(Stores::ready)
-            && self.actions.ready()
+        self.sync_state().iter().all(|(_, synced)| *synced)
+    }
+
+    /// Whether each kind's stores have had their initial list.
+    pub fn sync_state(&self) -> Vec<(&'static str, bool)> {
+        let mut state = vec![
+            ("Pod", self.pods.ready()),
+            ("Event", self.events.ready()),
+            ("Deployment", self.deployments.ready()),
+            ("ReplicaSet", self.replica_sets.ready()),
+            ("StatefulSet", self.stateful_sets.ready()),
+            ("DaemonSet", self.daemon_sets.ready()),
+            ("HealingPolicy", self.policies.ready()),
+            ("HealingAction", self.actions.ready()),
+        ];
+        if let Some(cluster_policies) = &self.cluster_policies {
+            state.push(("ClusterHealingPolicy", cluster_policies.ready()));
+        }
+        state
     }
 
     /// Waits until [`is_ready`](Self::is_ready).
@@ -448,6 +459,7 @@ where
                     .filter_map(move |event| {
                         if let Err(error) = event {
                             tracing::warn!("watching {kind} in {scope}: {error}; retrying");
+                            metrics().watch_restarted(&kind);
                         }
                         futures::future::ready(None)
                     })
@@ -485,6 +497,7 @@ fn watch_cluster(
             .filter_map(|event| {
                 if let Err(error) = event {
                     tracing::warn!("watching ClusterHealingPolicy: {error}; retrying");
+                    metrics().watch_restarted("ClusterHealingPolicy");
                 }
                 futures::future::ready(None)
             })

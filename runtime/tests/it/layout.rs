@@ -1,4 +1,4 @@
-//! The crate's house plan, checked over its sources: the layers `core` →
+//! The crate's house plan, checked over its sources: the layers `telemetry` → `core` →
 //! `host` → `analyze` → `operator` → `bench` → `toolkit` each use only those before them,
 //! no two modules use each other (directly or around a circle), and `core`
 //! needs neither a Kubernetes client nor HTTP.
@@ -11,7 +11,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const LAYERS: [&str; 6] = ["core", "host", "analyze", "operator", "bench", "toolkit"];
+const LAYERS: [&str; 7] = [
+    "telemetry",
+    "core",
+    "host",
+    "analyze",
+    "operator",
+    "bench",
+    "toolkit",
+];
 
 fn sources(dir: &Path, found: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("src/ is readable") {

@@ -65,6 +65,19 @@ pub enum ModelError {
 }
 
 impl ModelError {
+    /// The `reason` label of `kubeskippy_model_errors_total`.
+    pub fn metric_reason(&self) -> &'static str {
+        match self {
+            ModelError::Unreachable { .. } => "unreachable",
+            ModelError::Timeout { .. } => "timeout",
+            ModelError::ModelMissing { .. } => "model_missing",
+            ModelError::Http { .. } => "http",
+            ModelError::BadReply { .. } => "bad_reply",
+            ModelError::CircuitOpen { .. } => "circuit_open",
+            ModelError::Config(_) => "config",
+        }
+    }
+
     /// Worth trying again soon: the server may answer next time.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -96,6 +109,8 @@ pub struct ModelInfo {
 pub trait ModelProvider: Send + Sync {
     /// `provider model@endpoint`, for reports and cache keys.
     fn describe(&self) -> String;
+    /// `ollama` or `openai`, and the model's name: the metrics' labels.
+    fn labels(&self) -> (&'static str, &str);
     /// Checks the model exists and learns what the server says about it.
     fn inspect(&self) -> InfoFuture<'_>;
     fn complete<'a>(&'a self, prompt: &'a Prompt) -> ModelFuture<'a>;

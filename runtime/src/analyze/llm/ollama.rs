@@ -201,6 +201,10 @@ impl ModelProvider for Ollama {
         format!("ollama {}@{}", self.model, self.http.endpoint)
     }
 
+    fn labels(&self) -> (&'static str, &str) {
+        ("ollama", &self.model)
+    }
+
     fn inspect(&self) -> InfoFuture<'_> {
         Box::pin(self.inspect_model())
     }

@@ -182,6 +182,10 @@ impl ModelProvider for OpenAi {
         format!("openai {}@{}", self.model, self.http.endpoint)
     }
 
+    fn labels(&self) -> (&'static str, &str) {
+        ("openai", &self.model)
+    }
+
     fn inspect(&self) -> InfoFuture<'_> {
         Box::pin(self.inspect_model())
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::{InfoFuture, ModelError, ModelFuture, ModelProvider, ModelReply};
 use crate::core::wit::Prompt;
+use crate::telemetry::metrics::metrics;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
@@ -186,6 +187,8 @@ impl Resilient {
             Err(error) if error.counts_against_endpoint() => breaker.record_failure(Instant::now()),
             Err(_) => {}
         }
+        let (provider, model) = self.inner.labels();
+        metrics().model_circuit(provider, model, breaker.state == BreakerState::Open);
         outcome
     }
 }
@@ -204,6 +207,10 @@ fn jitter() -> f64 {
 impl ModelProvider for Resilient {
     fn describe(&self) -> String {
         self.inner.describe()
+    }
+
+    fn labels(&self) -> (&'static str, &str) {
+        self.inner.labels()
     }
 
     fn inspect(&self) -> InfoFuture<'_> {

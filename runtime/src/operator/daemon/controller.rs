@@ -20,10 +20,13 @@ use crate::core::evaluation::{self, PolicyOutcome, TriggerMemory};
 use crate::core::gates;
 use crate::core::incidents::OpenIncident;
 use crate::core::text::stamp;
+use crate::core::untrusted::{MAX_NAME, clean};
 use crate::operator::collect::ClusterCache;
 use crate::operator::events::IncidentNote;
 use crate::operator::execute::FIELD_MANAGER;
 use crate::operator::lifecycle;
+use crate::telemetry::metrics::metrics;
+use tracing::Instrument;
 
 /// Policy status is rewritten at least this often even when nothing changed,
 /// so `lastEvaluation` shows the controller is alive.
@@ -132,6 +135,13 @@ impl Controller {
 
     /// One evaluation pass, then the policies' status.
     pub async fn evaluate(&mut self, analyzer: &Analyzer) -> Result<Evaluated, ControllerError> {
+        let started = std::time::Instant::now();
+        let evaluated = self.evaluate_pass(analyzer).await;
+        metrics().evaluation(started.elapsed());
+        evaluated
+    }
+
+    async fn evaluate_pass(&mut self, analyzer: &Analyzer) -> Result<Evaluated, ControllerError> {
         let now = self.now();
         let view = self.cache.view();
         let objects = view.objects();
@@ -149,7 +159,19 @@ impl Controller {
         };
         self.reported.retain(|_, until| *until > now);
         for open in &pass.incidents {
+            let span = tracing::info_span!(
+                "incident",
+                incident = %open.incident.id,
+                policy = %open.policy.name(),
+                target = %format_args!(
+                    "{} {}/{}",
+                    open.incident.target.kind,
+                    open.incident.target.namespace,
+                    open.incident.target.name
+                ),
+            );
             self.handle_incident(analyzer, open, now, &mut evaluated)
+                .instrument(span)
                 .await;
         }
         for outcome in &pass.policies {
@@ -262,6 +284,12 @@ impl Controller {
         if !self.lifecycle.fence.holds() {
             return;
         }
+        let first_kind = incident.findings.first().map_or_else(
+            || "Other".to_string(),
+            |finding| format!("{:?}", finding.kind),
+        );
+        metrics().incident(&first_kind, policy.name());
+        tracing::info!(findings = %findings.join("; "), "incident raised");
         if policy.spec.mode == Mode::Monitor {
             self.lifecycle
                 .events
@@ -436,7 +464,19 @@ impl Controller {
                 .get(&(reference.namespace.clone(), reference.name.clone()))
                 .map(Arc::as_ref)
                 .filter(|policy| reference.names(policy));
-            let outcome = lifecycle::reconcile(&self.lifecycle, &action, policy, &peers).await;
+            // The spec is whoever wrote the action's: one printable line each.
+            let logged = |text: &str| clean(text, MAX_NAME);
+            let target = &action.spec.target;
+            let span = tracing::info_span!(
+                "action",
+                action = %key.1,
+                incident = %logged(&action.spec.incident_id),
+                policy = %logged(&reference.name),
+                target = %logged(&format!("{} {}/{}", target.kind, target.namespace, target.name)),
+            );
+            let outcome = lifecycle::reconcile(&self.lifecycle, &action, policy, &peers)
+                .instrument(span)
+                .await;
             // The next action of this pass is gated by this one as it is now:
             // one started a moment ago counts as in progress.
             if let Ok(Some(now_stored)) = api.get_opt(&key.1).await {

@@ -1,7 +1,8 @@
 //! `/healthz` (or `/livez`) and `/readyz`. Liveness fails when the control
 //! loop has stopped ticking; readiness says why the daemon is not ready
 //! (caches not synced, plugins not loaded) until it is. `/plugins` lists
-//! the plugins this replica serves, for `kubeskippy plugin list`.
+//! the plugins this replica serves, for `kubeskippy plugin list`;
+//! `/metrics` is the Prometheus scrape.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -114,6 +115,7 @@ impl Health {
             .route("/livez", get(probe))
             .route("/readyz", get(probe))
             .route("/plugins", get(probe))
+            .route("/metrics", get(scrape))
             .with_state(self);
         loop {
             let (stream, _) = listener.accept().await?;
@@ -130,6 +132,14 @@ impl Health {
             });
         }
     }
+}
+
+async fn scrape() -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
+    use crate::telemetry::metrics::{CONTENT_TYPE, metrics};
+    (
+        [(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)],
+        metrics().encode(),
+    )
 }
 
 async fn probe(Shared(health): Shared<Health>, uri: axum::http::Uri) -> (StatusCode, String) {
@@ -178,7 +188,23 @@ mod tests {
         health.ready();
         assert!(get(address, "/readyz").await.starts_with("HTTP/1.1 200"));
         assert!(get(address, "/healthz").await.starts_with("HTTP/1.1 200"));
-        assert!(get(address, "/metrics").await.starts_with("HTTP/1.1 404"));
+        assert!(get(address, "/nothing").await.starts_with("HTTP/1.1 404"));
+
+        crate::telemetry::metrics::metrics().gate_held("max_concurrent");
+        let scrape = get(address, "/metrics").await;
+        assert!(scrape.starts_with("HTTP/1.1 200"), "{scrape}");
+        assert!(
+            scrape.contains("content-type: text/plain; version=0.0.4"),
+            "{scrape}"
+        );
+        assert!(
+            scrape.contains("# TYPE kubeskippy_gate_holds_total counter"),
+            "{scrape}"
+        );
+        assert!(
+            scrape.contains("kubeskippy_gate_holds_total{gate=\"max_concurrent\"}"),
+            "{scrape}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -25,6 +25,7 @@ use crate::operator::events::EventRecorder;
 use crate::operator::leader::{self, Fence, LeaseLock};
 use crate::operator::lifecycle;
 use crate::operator::plugins::watch::{PluginWatch, Reporting, Settings};
+use crate::telemetry::metrics::metrics;
 
 use controller::Controller;
 use health::Health;
@@ -253,6 +254,10 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
             _ = stop.wait_for(|stop| *stop) => break,
         }
         health.tick();
+        metrics().set_leader(*leading.borrow());
+        for (kind, synced) in cache.sync_state() {
+            metrics().set_cache_synced(kind, synced);
+        }
         if !cache.is_ready() {
             health.not_ready("caches not synced yet");
             continue;
@@ -281,6 +286,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
                 match reload(&client, &watched, options.plugin_dir.as_ref(), &analyzer).await {
                     Ok((new_config, new_analyzer)) => {
                         tracing::info!("config or plugins changed; reloaded");
+                        metrics().plugin_reload("config", true);
                         new_analyzer.catalog().set_reload_failure(None);
                         config = new_config;
                         analyzer = Arc::new(new_analyzer);
@@ -298,6 +304,7 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
                             error = %why,
                             "config or plugins changed but do not load; keeping the previous ones"
                         );
+                        metrics().plugin_reload("config", false);
                         analyzer.catalog().set_reload_failure(Some(format!(
                             "{} {}",
                             chrono::Utc::now().to_rfc3339(),

@@ -39,6 +39,7 @@ use crate::core::untrusted::{MAX_MESSAGE, MAX_NAME, clean};
 use crate::operator::events::{EventRecorder, Reason};
 use crate::operator::execute::{self, Clock, DryRun, ExecuteError, SystemClock, Target};
 use crate::operator::leader::Fence;
+use crate::telemetry::metrics::metrics;
 
 /// Condition types the lifecycle writes.
 pub const BLOCKED: &str = "Blocked";
@@ -242,7 +243,24 @@ async fn transition(
     let updated = write(ctx, action, &status).await?;
     let note = status.message.as_deref().unwrap_or_default();
     ctx.events.transition(&updated, reason, note).await;
+    let was_done = action.status.as_ref().is_some_and(done);
+    if done(&status) && !was_done {
+        let kind = action.spec.action.kind.to_string();
+        metrics().healing_action_finished(&kind, &format!("{:?}", status.phase));
+        if status.phase == Phase::RolledBack {
+            metrics().rollback(&kind);
+        }
+    }
     Ok(updated)
+}
+
+/// In a final phase with nothing left to do: a Failed action whose rollback
+/// is pending is not done yet.
+fn done(status: &HealingActionStatus) -> bool {
+    matches!(
+        status.phase,
+        Phase::Succeeded | Phase::Failed | Phase::RolledBack | Phase::Cancelled
+    ) && !condition_on(status, ROLLBACK_PENDING)
 }
 
 /// Moves to a final phase with `message`.
@@ -729,6 +747,7 @@ async fn await_approval(
         status.approved_by = None;
         status.message = Some(message);
         transition(ctx, action, status, Reason::AwaitingApproval).await?;
+        metrics().gate_held("approval");
     }
     Ok(Step::wait(Phase::Pending))
 }
@@ -863,6 +882,7 @@ async fn run(
             );
             status.message = Some(format!("blocked: {}", blocked.reason));
             transition(ctx, action, status, Reason::Blocked).await?;
+            metrics().gate_held(blocked.gate.as_str());
         }
         let delay = blocked.until.map_or(BLOCKED_RECHECK, |at| {
             until(now, at).max(Duration::from_secs(1))
@@ -1164,7 +1184,7 @@ async fn verifying(
     let window = verification_window(policy);
     match verify::judge(&baseline, &pods, now, window) {
         verify::Verdict::Passed(message) => {
-            finish(
+            let step = finish(
                 ctx,
                 action,
                 status,
@@ -1172,16 +1192,20 @@ async fn verifying(
                 message,
                 Reason::Succeeded,
             )
-            .await
+            .await?;
+            metrics().verification(true);
+            Ok(step)
         }
         verify::Verdict::Failed(message) => {
-            fail(
+            let step = fail(
                 ctx,
                 action,
                 status,
                 format!("verification failed: {message}"),
             )
-            .await
+            .await?;
+            metrics().verification(false);
+            Ok(step)
         }
         verify::Verdict::Waiting => {
             let since = parse_time(Some(&baseline.since)).unwrap_or(now);

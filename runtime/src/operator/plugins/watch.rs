@@ -32,6 +32,7 @@ use super::package::{self, Package, Problem};
 use crate::host::catalog::{Catalog, PluginStatus};
 use crate::host::{Limits, PluginHost, PluginKind, PluginRunner};
 use crate::operator::events::EventRecorder;
+use crate::telemetry::metrics::metrics;
 
 /// The largest component, uncompressed, a ConfigMap may deliver: a JS or
 /// Python plugin is 12–18 MB.
@@ -344,6 +345,7 @@ impl PluginWatch {
                     package::short(&package.digest)
                 );
                 tracing::info!(plugin = name, digest = %package.digest, "{note}");
+                metrics().plugin_reload("configmap", true);
                 self.publish(&reference, EventType::Normal, "PluginLoaded", &note)
                     .await;
             }
@@ -437,6 +439,7 @@ impl PluginWatch {
             note.to_string()
         };
         tracing::warn!(plugin = name, "{note}");
+        metrics().plugin_reload("configmap", false);
         self.report_refusal(first, &note).await;
     }
 
