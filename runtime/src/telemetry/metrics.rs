@@ -316,7 +316,7 @@ impl Metrics {
         );
         registry.register(
             "gate_holds",
-            "Times a gate started holding an action: breaker, policy_rate, namespace_budget, cluster_budget, max_concurrent, min_healthy, approval",
+            "Gate holds written to an action (again when the hold's reason changes): breaker, policy_rate, namespace_budget, cluster_budget, max_concurrent, min_healthy, approval",
             m.gate_holds.clone(),
         );
         registry.register(

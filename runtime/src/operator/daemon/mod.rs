@@ -255,10 +255,11 @@ pub async fn run(options: RunOptions) -> Result<(), RunError> {
         }
         health.tick();
         metrics().set_leader(*leading.borrow());
-        for (kind, synced) in cache.sync_state() {
-            metrics().set_cache_synced(kind, synced);
+        let sync_state = cache.sync_state();
+        for (kind, synced) in &sync_state {
+            metrics().set_cache_synced(kind, *synced);
         }
-        if !cache.is_ready() {
+        if !sync_state.iter().all(|(_, synced)| *synced) {
             health.not_ready("caches not synced yet");
             continue;
         }
