@@ -684,17 +684,19 @@ impl Analyzer {
                 (text, None, None)
             }
             None => {
-                let reply = model.complete(&fitted.prompt).await.map_err(|error| {
-                    metrics().model_error(provider, model_name, error.metric_reason());
-                    error.to_string()
-                })?;
+                let answered = model.complete(&fitted.prompt).await;
+                let tokens = answered.as_ref().ok();
                 metrics().model_request(
                     provider,
                     model_name,
                     started.elapsed(),
-                    reply.prompt_tokens,
-                    reply.reply_tokens,
+                    tokens.and_then(|reply| reply.prompt_tokens),
+                    tokens.and_then(|reply| reply.reply_tokens),
                 );
+                let reply = answered.map_err(|error| {
+                    metrics().model_error(provider, model_name, error.metric_reason());
+                    error.to_string()
+                })?;
                 (reply.text, reply.prompt_tokens, reply.reply_tokens)
             }
         };

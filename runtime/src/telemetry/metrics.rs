@@ -111,12 +111,6 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct WebhookLabels {
-    webhook: String,
-    result: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: String,
 }
@@ -178,7 +172,6 @@ pub struct Metrics {
     leader: Gauge,
     cache_synced: Family<KindLabels, Gauge>,
     watch_restarts: Family<KindLabels, Counter>,
-    notifications: Family<WebhookLabels, Counter>,
     capped: Mutex<CappedLabels>,
 }
 
@@ -221,7 +214,6 @@ impl Metrics {
             leader: Gauge::default(),
             cache_synced: Family::default(),
             watch_restarts: Family::default(),
-            notifications: Family::default(),
             capped: Mutex::new(CappedLabels::default()),
             registry: Registry::default(),
         };
@@ -239,12 +231,12 @@ impl Metrics {
         );
         registry.register(
             "model_requests",
-            "Requests sent to a model (a cached reply is not one)",
+            "Calls of a model, answered or failed, retries included (a cached reply is not one)",
             m.model_requests.clone(),
         );
         registry.register_with_unit(
             "model_request_duration",
-            "Wall time of a model request, retries included",
+            "Wall time of a model call, answered or failed, retries included",
             Unit::Seconds,
             m.model_request_seconds.clone(),
         );
@@ -333,11 +325,6 @@ impl Metrics {
             "watch_restarts",
             "Watches of a kind that failed and were started again",
             m.watch_restarts.clone(),
-        );
-        registry.register(
-            "notifications",
-            "Webhook notifications, by webhook and result: sent, failed, dropped",
-            m.notifications.clone(),
         );
         registry.register(
             "build",
@@ -538,16 +525,6 @@ impl Metrics {
             .inc();
     }
 
-    /// `result`: `sent`, `failed` or `dropped`.
-    pub fn notification(&self, webhook: &str, result: &'static str) {
-        self.notifications
-            .get_or_create(&WebhookLabels {
-                webhook: label_value(webhook),
-                result: result.into(),
-            })
-            .inc();
-    }
-
     fn capped(&self) -> std::sync::MutexGuard<'_, CappedLabels> {
         self.capped
             .lock()
@@ -619,7 +596,6 @@ pub const DECLARED: &[(&str, bool)] = &[
     ("kubeskippy_leader", false),
     ("kubeskippy_cache_synced", false),
     ("kubeskippy_watch_restarts_total", false),
-    ("kubeskippy_notifications_total", false),
     ("kubeskippy_build_info", false),
 ];
 
@@ -676,7 +652,6 @@ mod tests {
         m.set_leader(false);
         m.set_cache_synced("Pod", true);
         m.watch_restarted("Pod");
-        m.notification("team", "sent");
         let typed: BTreeSet<(String, bool)> = m
             .encode()
             .lines()

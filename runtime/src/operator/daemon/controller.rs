@@ -288,7 +288,12 @@ impl Controller {
             || "Other".to_string(),
             |finding| format!("{:?}", finding.kind),
         );
-        metrics().incident(&first_kind, policy.name());
+        // Namespaced, so one tenant's policy cannot pass for another's.
+        let policy_label = match &policy.metadata.namespace {
+            Some(namespace) => format!("{namespace}/{}", policy.name()),
+            None => policy.name().to_string(),
+        };
+        metrics().incident(&first_kind, &policy_label);
         tracing::info!(findings = %findings.join("; "), "incident raised");
         if policy.spec.mode == Mode::Monitor {
             self.lifecycle
@@ -470,6 +475,7 @@ impl Controller {
             let span = tracing::info_span!(
                 "action",
                 action = %key.1,
+                namespace = %key.0,
                 incident = %logged(&action.spec.incident_id),
                 policy = %logged(&reference.name),
                 target = %logged(&format!("{} {}/{}", target.kind, target.namespace, target.name)),

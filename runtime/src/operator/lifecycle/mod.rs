@@ -243,15 +243,20 @@ async fn transition(
     let updated = write(ctx, action, &status).await?;
     let note = status.message.as_deref().unwrap_or_default();
     ctx.events.transition(&updated, reason, note).await;
+    count_if_finished(action, &status);
+    Ok(updated)
+}
+
+/// Counts an action that `status`, just written, finishes.
+fn count_if_finished(action: &HealingAction, status: &HealingActionStatus) {
     let was_done = action.status.as_ref().is_some_and(done);
-    if done(&status) && !was_done {
+    if done(status) && !was_done {
         let kind = action.spec.action.kind.to_string();
         metrics().healing_action_finished(&kind, &format!("{:?}", status.phase));
         if status.phase == Phase::RolledBack {
             metrics().rollback(&kind);
         }
     }
-    Ok(updated)
 }
 
 /// In a final phase with nothing left to do: a Failed action whose rollback
@@ -401,6 +406,7 @@ async fn refuse_untrusted(
     };
     let updated = write(ctx, action, &refused).await?;
     ctx.events.refused(&updated, &message).await;
+    count_if_finished(action, &refused);
     Ok(Step::wait(phase))
 }
 
@@ -1059,6 +1065,7 @@ async fn write_outcome(
         Ok(updated) => {
             let note = sealed.message.as_deref().unwrap_or_default();
             ctx.events.transition(&updated, reason, note).await;
+            count_if_finished(in_progress, &sealed);
             Ok(updated)
         }
         // A failed test is a 422, as is a status the CRD refuses: which one,
