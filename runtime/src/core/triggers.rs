@@ -448,6 +448,22 @@ fn condition_detail(pod: &PodRecord, state: &str) -> String {
     }
 }
 
+/// A finding kind as the WIT spells it, the name plugin authors know it by.
+pub fn finding_kind_name(kind: FindingKind) -> &'static str {
+    match kind {
+        FindingKind::Restarts => "restarts",
+        FindingKind::OomKilled => "oom-killed",
+        FindingKind::CrashLoop => "crash-loop",
+        FindingKind::ImagePull => "image-pull",
+        FindingKind::ConfigError => "config-error",
+        FindingKind::Unschedulable => "unschedulable",
+        FindingKind::CpuPressure => "cpu-pressure",
+        FindingKind::MemoryPressure => "memory-pressure",
+        FindingKind::WarningEvents => "warning-events",
+        FindingKind::Other => "other",
+    }
+}
+
 pub fn kind_of_state(state: &str) -> FindingKind {
     match state {
         "CrashLoopBackOff" => FindingKind::CrashLoop,

@@ -155,10 +155,11 @@ impl PluginHost {
         body: impl FnOnce(&mut Store<CallState>) -> wasmtime::Result<R>,
         refusal: impl FnOnce(&R) -> bool,
     ) -> Result<R, PluginError> {
-        let started = std::time::Instant::now();
         // Declared before the store, so the slot is given back only after the
         // store, and with it the instance, is gone.
         let _slot = self.slots.as_deref().map(Slots::take);
+        // After the wait for a slot: the latency is the plugin's, not the queue's.
+        let started = std::time::Instant::now();
         let (mut store, stdout, stderr) = self.new_store(plugin);
         let outcome = body(&mut store);
         LAST_CALL_MEMORY.set(store.data().limiter.used);

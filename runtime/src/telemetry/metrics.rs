@@ -11,9 +11,11 @@
 //! reduced to a safe alphabet and capped at [`MAX_LABEL_VALUES`] distinct
 //! values per label; later ones are counted under `other`, so a tenant who
 //! creates ten thousand policies cannot make the daemon's own metrics
-//! unscrapeable.
+//! unscrapeable. Policies are also capped per namespace
+//! ([`MAX_POLICY_VALUES_PER_NAMESPACE`], later ones as `NAMESPACE/other`), so
+//! one tenant's policies cannot take the others' places under the cap.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
@@ -30,6 +32,8 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 
 /// Distinct values one capped label keeps before it says `other`.
 pub const MAX_LABEL_VALUES: usize = 200;
+/// Distinct policies one namespace keeps in the policy label.
+pub const MAX_POLICY_VALUES_PER_NAMESPACE: usize = 20;
 /// Longer label values are cut: a label is a key, not a message.
 const MAX_LABEL_LENGTH: usize = 63;
 const OTHER: &str = "other";
@@ -178,6 +182,7 @@ pub struct Metrics {
 #[derive(Default)]
 struct CappedLabels {
     policies: HashSet<String>,
+    policies_per_namespace: HashMap<String, usize>,
     triggers: HashSet<String>,
     plugins: HashSet<String>,
 }
@@ -353,7 +358,7 @@ impl Metrics {
             let capped = &mut *capped;
             IncidentLabels {
                 trigger: capped_value(&mut capped.triggers, trigger),
-                policy: capped_value(&mut capped.policies, policy),
+                policy: capped_policy(capped, policy),
             }
         };
         self.incidents.get_or_create(&labels).inc();
@@ -571,6 +576,34 @@ fn capped_value(seen: &mut HashSet<String>, value: &str) -> String {
     cleaned
 }
 
+/// `policy` (`NAMESPACE/NAME`) cleaned, `NAMESPACE/other` once its namespace
+/// has [`MAX_POLICY_VALUES_PER_NAMESPACE`] others, or `other` under the
+/// global cap.
+fn capped_policy(capped: &mut CappedLabels, policy: &str) -> String {
+    let cleaned = label_value(policy);
+    if capped.policies.contains(&cleaned) {
+        return cleaned;
+    }
+    let namespace = policy
+        .split_once('/')
+        .map(|(namespace, _)| label_value(namespace));
+    if let Some(namespace) = namespace {
+        let count = capped
+            .policies_per_namespace
+            .entry(namespace.clone())
+            .or_default();
+        if *count >= MAX_POLICY_VALUES_PER_NAMESPACE {
+            return capped_value(&mut capped.policies, &format!("{namespace}/{OTHER}"));
+        }
+        let kept = capped_value(&mut capped.policies, policy);
+        if kept != OTHER {
+            *count += 1;
+        }
+        return kept;
+    }
+    capped_value(&mut capped.policies, policy)
+}
+
 /// Every metric the registry declares, as its `# TYPE` line names it, and
 /// whether it is a histogram. A family shows in a scrape only once it has a
 /// sample; a test records one in each and checks this list against the scrape.
@@ -634,9 +667,25 @@ mod tests {
     }
 
     #[test]
+    fn one_namespace_cannot_take_the_other_namespaces_policy_labels() {
+        let mut capped = CappedLabels::default();
+        for n in 0..MAX_POLICY_VALUES_PER_NAMESPACE {
+            assert_eq!(
+                capped_policy(&mut capped, &format!("a/p{n}")),
+                format!("a/p{n}")
+            );
+        }
+        for n in 0..1000 {
+            assert_eq!(capped_policy(&mut capped, &format!("a/spam{n}")), "a/other");
+        }
+        assert_eq!(capped_policy(&mut capped, "a/p3"), "a/p3");
+        assert_eq!(capped_policy(&mut capped, "b/web"), "b/web");
+    }
+
+    #[test]
     fn the_declared_list_is_what_the_registry_exports() {
         let m = metrics();
-        m.incident("CrashLoop", "declared-test");
+        m.incident("crash-loop", "declared-test");
         m.evaluation(Duration::from_millis(5));
         m.model_request("ollama", "m", Duration::from_secs(1), Some(1), Some(1));
         m.model_error("ollama", "m", "timeout");

@@ -58,6 +58,10 @@ pub struct Controller {
     /// allowed), by incident id: reported again only after the policy's
     /// cooldown, so an unresolvable problem is not re-analysed every pass.
     reported: HashMap<String, DateTime<Utc>>,
+    /// Incidents counted in the metrics, until their cooldown ends: one
+    /// whose HealingAction could not be created is raised again next pass,
+    /// and counted once.
+    counted: HashMap<String, DateTime<Utc>>,
     /// Per action (namespace, name): the resourceVersion last reconciled and
     /// when to look again (`None`: only when the object changes).
     schedule: HashMap<(String, String), Scheduled>,
@@ -85,6 +89,7 @@ impl Controller {
             lifecycle,
             memory: TriggerMemory::new(),
             reported: HashMap::new(),
+            counted: HashMap::new(),
             schedule: HashMap::new(),
             written_status: HashMap::new(),
             reported_unreadable: HashMap::new(),
@@ -158,6 +163,7 @@ impl Controller {
             ..Evaluated::default()
         };
         self.reported.retain(|_, until| *until > now);
+        self.counted.retain(|_, until| *until > now);
         for open in &pass.incidents {
             let span = tracing::info_span!(
                 "incident",
@@ -284,16 +290,21 @@ impl Controller {
         if !self.lifecycle.fence.holds() {
             return;
         }
-        let first_kind = incident.findings.first().map_or_else(
-            || "Other".to_string(),
-            |finding| format!("{:?}", finding.kind),
-        );
+        let first_kind = incident.findings.first().map_or("other", |finding| {
+            crate::core::triggers::finding_kind_name(finding.kind)
+        });
         // Namespaced, so one tenant's policy cannot pass for another's.
         let policy_label = match &policy.metadata.namespace {
             Some(namespace) => format!("{namespace}/{}", policy.name()),
             None => policy.name().to_string(),
         };
-        metrics().incident(&first_kind, &policy_label);
+        if self
+            .counted
+            .insert(incident.id.clone(), quiet_until)
+            .is_none()
+        {
+            metrics().incident(first_kind, &policy_label);
+        }
         tracing::info!(findings = %findings.join("; "), "incident raised");
         if policy.spec.mode == Mode::Monitor {
             self.lifecycle

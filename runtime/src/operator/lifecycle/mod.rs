@@ -241,14 +241,25 @@ async fn transition(
     reason: Reason,
 ) -> Result<HealingAction, LifecycleError> {
     let updated = write(ctx, action, &status).await?;
+    record_phase_change(action, &status);
     let note = status.message.as_deref().unwrap_or_default();
     ctx.events.transition(&updated, reason, note).await;
-    count_if_finished(action, &status);
     Ok(updated)
 }
 
-/// Counts an action that `status`, just written, finishes.
-fn count_if_finished(action: &HealingAction, status: &HealingActionStatus) {
+/// Logs the phase `status`, just written over `action`'s, moved it to (one
+/// line per change, in the action's span, so an incident's path ends with its
+/// outcome), and counts an action it finishes.
+fn record_phase_change(action: &HealingAction, status: &HealingActionStatus) {
+    let before = action.status.as_ref().map(|status| status.phase);
+    if before != Some(status.phase) {
+        tracing::info!(
+            from = ?before.unwrap_or_default(),
+            to = ?status.phase,
+            note = status.message.as_deref().unwrap_or_default(),
+            "HealingAction phase changed"
+        );
+    }
     let was_done = action.status.as_ref().is_some_and(done);
     if done(status) && !was_done {
         let kind = action.spec.action.kind.to_string();
@@ -405,8 +416,8 @@ async fn refuse_untrusted(
         ..HealingActionStatus::default()
     };
     let updated = write(ctx, action, &refused).await?;
+    record_phase_change(action, &refused);
     ctx.events.refused(&updated, &message).await;
-    count_if_finished(action, &refused);
     Ok(Step::wait(phase))
 }
 
@@ -1063,9 +1074,9 @@ async fn write_outcome(
     .await?
     {
         Ok(updated) => {
+            record_phase_change(in_progress, &sealed);
             let note = sealed.message.as_deref().unwrap_or_default();
             ctx.events.transition(&updated, reason, note).await;
-            count_if_finished(in_progress, &sealed);
             Ok(updated)
         }
         // A failed test is a 422, as is a status the CRD refuses: which one,

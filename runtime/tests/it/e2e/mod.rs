@@ -322,6 +322,25 @@ impl Daemon {
         self.health
     }
 
+    /// Its `/metrics` page, parsed: each sample line (`name{labels}`) to its value.
+    pub async fn metrics(&self) -> std::collections::BTreeMap<String, f64> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.health);
+        let text = reqwest::get(&url)
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .unwrap_or_else(|error| panic!("GET {url}: {error}"))
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .map(|line| {
+                let (sample, value) = line.rsplit_once(' ').expect("`sample value`");
+                (sample.to_string(), value.parse().expect("a number"))
+            })
+            .collect()
+    }
+
     /// Kills it with SIGKILL, as a node failure would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
