@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import os
 import sys
 import traceback
@@ -23,6 +24,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "deploy" / "kubeskippy"
 CRD_FILE = CHART / "crds" / "kubeskippy.io.yaml"
+DASHBOARD = CHART / "dashboards" / "kubeskippy.json"
+# prometheus-operator's own CRD, fetched by scripts/check-chart.
+SERVICEMONITOR_CRD = Path(os.environ.get("KUBESKIPPY_SERVICEMONITOR_CRD", "/nonexistent"))
+DEFAULT_ENDPOINT = "http://ollama.ollama.svc:11434"
 KUBE_VERSION = os.environ.get("KUBESKIPPY_CHART_KUBE_VERSION", "1.37.0")
 RELEASE = "kubeskippy"
 NAMESPACE = "kubeskippy"
@@ -74,7 +79,8 @@ CRD_NAMES = ["clusterhealingpolicies.kubeskippy.io", "healingactions.kubeskippy.
              "healingpolicies.kubeskippy.io"]
 # Kinds the chart renders whose CRD schemas carry no CEL rules; the
 # HealingAction CRD's rules are evaluated by runtime/tests/crd_rules.rs.
-RENDERED_CUSTOM_KINDS = {"HealingPolicy", "ClusterHealingPolicy"}
+RENDERED_CUSTOM_KINDS = {"HealingPolicy", "ClusterHealingPolicy", "ServiceMonitor"}
+CUSTOM_GROUPS = {"kubeskippy.io", "monitoring.coreos.com"}
 
 
 class Failed(Exception):
@@ -147,7 +153,7 @@ def crd_validators(crds: list) -> dict:
 
 def validate_custom(doc: dict, validators: dict, where: str) -> None:
     validator = validators.get((doc["apiVersion"], doc["kind"]))
-    check(validator, f"{where}: no CRD in {CRD_FILE.name} serves {doc['apiVersion']} {doc['kind']}")
+    check(validator, f"{where}: no CRD serves {doc['apiVersion']} {doc['kind']}")
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
         path = ".".join(str(p) for p in errors[0].absolute_path)
@@ -204,10 +210,19 @@ def documents(manifests: dict[str, str]) -> list[tuple[str, dict]]:
     return out
 
 
-def one(docs: list[dict], kind: str, label: str) -> dict:
-    found = [doc for doc in docs if doc["kind"] == kind]
-    check(len(found) == 1, f"{label}: expected one {kind}, rendered {len(found)}")
+def one(docs: list[dict], kind: str, label: str, name: str | None = None) -> dict:
+    found = [doc for doc in docs if doc["kind"] == kind and name in (None, doc["metadata"]["name"])]
+    check(len(found) == 1, f"{label}: expected one {kind} {name or ''}, rendered {len(found)}")
     return found[0]
+
+
+def of_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """matchLabels only: the chart writes no expressions."""
+    return bool(selector) and selector.items() <= (labels or {}).items()
 
 
 def check_rbac(docs: list[dict], values: dict, service_account: str, label: str) -> None:
@@ -270,6 +285,9 @@ def check_rbac(docs: list[dict], values: dict, service_account: str, label: str)
             ("events.k8s.io", "events", "create", None),
             ("events.k8s.io", "events", "patch", None),
         })
+    # Webhook URLs: get on those Secrets only.
+    for webhook in values["notifications"]["webhooks"]:
+        expected_ns.setdefault(NAMESPACE, set()).add(("", "secrets", "get", webhook["urlSecret"]["name"]))
     secret_ref = (values["config"].get("ai") or {}).get("apiKeySecretRef")
     if secret_ref:
         expected_ns.setdefault(secret_ref.get("namespace") or NAMESPACE, set()).add(
@@ -298,7 +316,7 @@ def fullname(values: dict) -> str:
 
 
 def check_deployment(docs: list[dict], manifests: dict[str, str], values: dict, label: str) -> None:
-    deployment = one(docs, "Deployment", label)
+    deployment = one(docs, "Deployment", label, fullname(values))
     pod = deployment["spec"]["template"]
     spec = pod["spec"]
     check(len(spec["containers"]) == 1, f"{label}: expected one container")
@@ -388,7 +406,7 @@ def check_deployment(docs: list[dict], manifests: dict[str, str], values: dict, 
     # mount never changes) and the daemon's reload sees them.
     config_mount = mounts.get(os.path.dirname(CONFIG_PATH)) or {}
     config_volume = volumes.get(config_mount.get("name"), {}).get("configMap", {})
-    configmap = one(docs, "ConfigMap", label)
+    configmap = one(docs, "ConfigMap", label, f"{fullname(values)}-config")
     check(config_volume.get("name") == configmap["metadata"]["name"] and not config_mount.get("subPath")
           and config_volume.get("items") == [{"key": "config.yaml", "path": os.path.basename(CONFIG_PATH)}]
           and config_mount.get("readOnly"),
@@ -416,6 +434,11 @@ def check_deployment(docs: list[dict], manifests: dict[str, str], values: dict, 
         ref = ((env.get(key_env) or {}).get("valueFrom") or {}).get("secretKeyRef")
         check(ref == {"name": secret, "key": values["apiKey"]["key"]},
               f"{label}: env {key_env} must come from Secret {secret}, got {env.get(key_env)}")
+    ai = want_config.get("ai") or {}
+    if values["ollama"]["enabled"] and ai.get("endpoint") == DEFAULT_ENDPOINT:
+        ai["endpoint"] = ollama_endpoint(values)
+    if values["notifications"]["webhooks"]:
+        want_config["notifications"] = {"webhooks": values["notifications"]["webhooks"]}
     check(config == want_config, f"{label}: config.yaml {config} is not .Values.config {want_config}")
 
     pdbs = [doc for doc in docs if doc["kind"] == "PodDisruptionBudget"]
@@ -473,8 +496,8 @@ def check_admission(docs: list[dict], values: dict, service_account: str, label:
               f"{label}: the binding {binding['metadata']['name']} does not deny through a policy")
     check(len({binding["spec"]["policyName"] for binding in bindings}) == 2,
           f"{label}: a ValidatingAdmissionPolicy without a binding")
-    authorship = policies.get(f"{RELEASE}-healingactions")
-    check(authorship is not None, f"{label}: no {RELEASE}-healingactions admission policy")
+    authorship = policies.get(f"{fullname(values)}-healingactions")
+    check(authorship is not None, f"{label}: no {fullname(values)}-healingactions admission policy")
     rules = authorship["spec"]["matchConstraints"]["resourceRules"]
     check(rules == [{"apiGroups": ["kubeskippy.io"], "apiVersions": ["*"],
                      "operations": ["CREATE", "UPDATE"], "resources": ["healingactions"]}],
@@ -486,8 +509,8 @@ def check_admission(docs: list[dict], values: dict, service_account: str, label:
           f"{label}: an approval is not bound to its author")
     # The expressions themselves are evaluated by the real API server's
     # authorizer in the e2e suite; here, that they cover what they must.
-    delegation = policies.get(f"{RELEASE}-delegation")
-    check(delegation is not None, f"{label}: no {RELEASE}-delegation admission policy")
+    delegation = policies.get(f"{fullname(values)}-delegation")
+    check(delegation is not None, f"{label}: no {fullname(values)}-delegation admission policy")
     covered = {(tuple(rule["resources"]), tuple(rule["operations"]))
                for rule in delegation["spec"]["matchConstraints"]["resourceRules"]}
     check(covered == {(("healingpolicies", "clusterhealingpolicies"), ("CREATE", "UPDATE")),
@@ -496,6 +519,190 @@ def check_admission(docs: list[dict], values: dict, service_account: str, label:
     asked = [item["expression"] for item in delegation["spec"]["validations"]]
     check(all(item.count("authorizer.") == 1 for item in asked),
           f"{label}: each delegation check must ask the authorizer once (CEL cost)")
+
+
+# --- metrics, dashboard, NetworkPolicy, Ollama ----------------------------------
+
+def ollama_name(values: dict) -> str:
+    return f"{fullname(values)}-ollama"
+
+
+def ollama_endpoint(values: dict) -> str:
+    return f"http://{ollama_name(values)}.{NAMESPACE}.svc:11434"
+
+
+def daemon_pod_labels(docs: list[dict], values: dict) -> dict:
+    return one(docs, "Deployment", "daemon", fullname(values))["spec"]["template"]["metadata"]["labels"]
+
+
+def other_pod_labels(docs: list[dict], values: dict) -> list[dict]:
+    """The pod labels of every workload the chart renders besides the daemon."""
+    out = []
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "Job") and doc["metadata"]["name"] != fullname(values):
+            out.append(doc["spec"]["template"]["metadata"]["labels"])
+    return out
+
+
+def check_service(docs: list[dict], values: dict, label: str) -> None:
+    pod_labels = daemon_pod_labels(docs, values)
+    others = other_pod_labels(docs, values)
+    services = [doc for doc in of_kind(docs, "Service") if doc["metadata"]["name"] == fullname(values)]
+    if not values["service"]["enabled"]:
+        check(not services, f"{label}: service.enabled is false but the Service rendered")
+    else:
+        check(len(services) == 1, f"{label}: no Service {fullname(values)} for the health port")
+        service = services[0]
+        selector = service["spec"]["selector"]
+        check(selects(selector, pod_labels) and not any(selects(selector, other) for other in others),
+              f"{label}: the Service selects {selector}, not only the daemon's pods")
+        check(service["spec"]["ports"] == [{"name": "http", "port": values["service"]["port"],
+                                            "targetPort": "health", "protocol": "TCP"}],
+              f"{label}: the Service's ports are {service['spec']['ports']}")
+
+    monitors = of_kind(docs, "ServiceMonitor")
+    if not values["serviceMonitor"]["enabled"]:
+        check(not monitors, f"{label}: serviceMonitor.enabled is false but a ServiceMonitor rendered")
+    else:
+        check(len(monitors) == 1, f"{label}: expected one ServiceMonitor")
+        spec = monitors[0]["spec"]
+        check(selects(spec["selector"]["matchLabels"], services[0]["metadata"]["labels"])
+              and spec["namespaceSelector"] == {"matchNames": [NAMESPACE]},
+              f"{label}: the ServiceMonitor does not select the daemon's Service")
+        check([(e["port"], e["path"]) for e in spec["endpoints"]] == [("http", "/metrics")],
+              f"{label}: the ServiceMonitor scrapes {spec['endpoints']}")
+        check(values["serviceMonitor"]["labels"].items() <= monitors[0]["metadata"]["labels"].items(),
+              f"{label}: the ServiceMonitor lacks serviceMonitor.labels")
+
+    dashboards = [doc for doc in of_kind(docs, "ConfigMap") if doc["metadata"]["name"] == f"{fullname(values)}-dashboard"]
+    if not values["dashboard"]["enabled"]:
+        check(not dashboards, f"{label}: dashboard.enabled is false but the dashboard rendered")
+    else:
+        check(len(dashboards) == 1, f"{label}: no dashboard ConfigMap")
+        dashboard = dashboards[0]
+        check(dashboard["metadata"]["namespace"] == (values["dashboard"]["namespace"] or NAMESPACE),
+              f"{label}: the dashboard is in namespace {dashboard['metadata']['namespace']}")
+        check(values["dashboard"]["labels"].items() <= dashboard["metadata"]["labels"].items(),
+              f"{label}: the dashboard ConfigMap lacks the labels {values['dashboard']['labels']}")
+        check(json.loads(dashboard["data"]["kubeskippy.json"]) == json.loads(DASHBOARD.read_text()),
+              f"{label}: the dashboard ConfigMap is not {DASHBOARD.name}")
+
+
+def ports_of(rule: dict) -> set:
+    return {(port["port"], port.get("protocol", "TCP")) for port in rule.get("ports") or []}
+
+
+def check_network_policy(docs: list[dict], values: dict, label: str) -> None:
+    policies = of_kind(docs, "NetworkPolicy")
+    wanted = values["networkPolicy"]
+    if not wanted["enabled"]:
+        check(not policies, f"{label}: networkPolicy.enabled is false but a NetworkPolicy rendered")
+        return
+    check(len(policies) == 1, f"{label}: expected one NetworkPolicy")
+    spec = policies[0]["spec"]
+    check(selects(spec["podSelector"]["matchLabels"], daemon_pod_labels(docs, values))
+          and not any(selects(spec["podSelector"]["matchLabels"], other) for other in other_pod_labels(docs, values)),
+          f"{label}: the NetworkPolicy does not select exactly the daemon's pods")
+    check(spec["policyTypes"] == ["Ingress", "Egress"], f"{label}: policyTypes {spec['policyTypes']}")
+    # An empty `from`, `to` or `ports` would allow every peer or port.
+    for direction, key in (("ingress", "from"), ("egress", "to")):
+        for rule in spec[direction]:
+            check(rule.get(key) and rule.get("ports"), f"{label}: {direction} rule {rule} allows too much")
+    prometheus = wanted["prometheus"]
+    check(spec["ingress"] == [{"from": [{"namespaceSelector": prometheus["namespaceSelector"],
+                                         "podSelector": prometheus["podSelector"]}],
+                               "ports": [{"port": "health", "protocol": "TCP"}]}],
+          f"{label}: ingress is {spec['ingress']}, not the health port from Prometheus only")
+
+    def cidrs(cidr_list: list, ports: list) -> tuple:
+        return ("ip", frozenset(cidr_list), frozenset((port, "TCP") for port in ports))
+    want = {cidrs(wanted["apiServer"]["cidrs"], wanted["apiServer"]["ports"]),
+            ("selector", json.dumps(wanted["dns"], sort_keys=True), frozenset({(53, "UDP"), (53, "TCP")}))}
+    if values["ollama"]["enabled"]:
+        ollama = one(docs, "Deployment", label, ollama_name(values))["spec"]["template"]["metadata"]["labels"]
+        want.add(("pods", json.dumps(ollama, sort_keys=True), frozenset({(11434, "TCP")})))
+    elif wanted["model"]["cidrs"]:
+        want.add(cidrs(wanted["model"]["cidrs"], wanted["model"]["ports"]))
+    if wanted["webhooks"]["cidrs"]:
+        want.add(cidrs(wanted["webhooks"]["cidrs"], wanted["webhooks"]["ports"]))
+    got = set()
+    for rule in spec["egress"]:
+        peers = rule["to"]
+        if all("ipBlock" in peer for peer in peers):
+            check(not any(peer["ipBlock"].get("except") for peer in peers), f"{label}: ipBlock with except")
+            got.add(("ip", frozenset(peer["ipBlock"]["cidr"] for peer in peers), frozenset(ports_of(rule))))
+        elif len(peers) == 1 and set(peers[0]) == {"podSelector"}:
+            got.add(("pods", json.dumps(peers[0]["podSelector"]["matchLabels"], sort_keys=True), frozenset(ports_of(rule))))
+        else:
+            check(len(peers) == 1 and set(peers[0]) == {"namespaceSelector", "podSelector"},
+                  f"{label}: unexpected egress peers {peers}")
+            got.add(("selector", json.dumps(peers[0], sort_keys=True), frozenset(ports_of(rule))))
+    check(got == want, f"{label}: egress allows {sorted(map(str, got - want))} beyond, "
+          f"and lacks {sorted(map(str, want - got))}")
+
+
+def memory_bytes(quantity: str) -> float:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+    for unit, factor in units.items():
+        if str(quantity).endswith(unit):
+            return float(str(quantity)[: -len(unit)]) * factor
+    return float(quantity)
+
+
+def check_ollama(docs: list[dict], values: dict, label: str) -> None:
+    wanted = values["ollama"]
+    name = ollama_name(values)
+    ours = [doc for doc in docs if doc["metadata"]["name"].startswith(name)]
+    jobs = of_kind(docs, "Job")
+    if not wanted["enabled"]:
+        check(not ours and not jobs, f"{label}: ollama.enabled is false but Ollama rendered")
+        return
+    deployment = one(docs, "Deployment", label, name)
+    service = one(docs, "Service", label, name)
+    claim = one(docs, "PersistentVolumeClaim", label, f"{name}-models")
+    pod = deployment["spec"]["template"]
+    spec = pod["spec"]
+    check(selects(service["spec"]["selector"], pod["metadata"]["labels"])
+          and not selects(service["spec"]["selector"], daemon_pod_labels(docs, values)),
+          f"{label}: the Ollama Service does not select only Ollama's pods")
+    check([(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(11434, "http")],
+          f"{label}: the Ollama Service's ports are {service['spec']['ports']}")
+    container = spec["containers"][0]
+    check(len(spec["containers"]) == 1 and container["image"] == f"{wanted['image']['repository']}:{wanted['image']['tag']}",
+          f"{label}: Ollama runs {container['image']}")
+    check([(p["name"], p["containerPort"]) for p in container["ports"]] == [("http", 11434)],
+          f"{label}: Ollama's container ports are {container['ports']}")
+    check(spec.get("automountServiceAccountToken") is False, f"{label}: Ollama gets an API token")
+    check(deployment["spec"]["strategy"] == {"type": "Recreate"}, f"{label}: two Ollama pods would share a ReadWriteOnce volume")
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    check(volumes["models"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"],
+          f"{label}: Ollama's models are not on the chart's PersistentVolumeClaim")
+    check(claim["spec"]["resources"]["requests"]["storage"] == wanted["persistence"]["size"]
+          and claim["spec"].get("storageClassName", "") == wanted["persistence"]["storageClass"],
+          f"{label}: the models claim is {claim['spec']}")
+    gpu = wanted["gpu"]
+    want_resources = copy.deepcopy(wanted["resources"])
+    if gpu["enabled"]:
+        want_resources.setdefault("limits", {})[gpu["resource"]] = gpu["count"]
+    check(container["resources"] == want_resources,
+          f"{label}: Ollama's resources are {container['resources']}, not {want_resources}")
+    for key in ("runtimeClassName", "nodeSelector", "tolerations", "affinity"):
+        check(spec.get(key) == (wanted[key] or None), f"{label}: Ollama's {key} is {spec.get(key)}, not {wanted[key]}")
+    security = container["securityContext"]
+    check(spec["securityContext"].get("runAsNonRoot") is True and security.get("allowPrivilegeEscalation") is False,
+          f"{label}: Ollama may run as root or escalate")
+
+    if not wanted["pull"]["enabled"]:
+        check(not jobs, f"{label}: ollama.pull.enabled is false but a Job rendered")
+        return
+    job = one(docs, "Job", label, f"{name}-pull")
+    hooks = set(job["metadata"]["annotations"]["helm.sh/hook"].split(","))
+    check(hooks == {"post-install", "post-upgrade"}, f"{label}: the pull Job runs at {hooks}")
+    env = {item["name"]: item.get("value") for item in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    check(env.get("OLLAMA_HOST") == ollama_endpoint(values) and env.get("MODEL") == values["config"]["ai"]["model"],
+          f"{label}: the pull Job pulls {env.get('MODEL')} into {env.get('OLLAMA_HOST')}")
+    check(job["spec"]["template"]["spec"].get("automountServiceAccountToken") is False,
+          f"{label}: the pull Job gets an API token")
 
 
 def check_value_set(path: Path | None, validators: dict) -> int:
@@ -508,7 +715,7 @@ def check_value_set(path: Path | None, validators: dict) -> int:
     check(rendered, f"{label}: nothing rendered")
     for template, doc in rendered:
         where = f"{label}: {template}: {doc.get('kind')} {doc.get('metadata', {}).get('name')}"
-        if doc["apiVersion"].split("/")[0] == "kubeskippy.io":
+        if doc["apiVersion"].split("/")[0] in CUSTOM_GROUPS:
             validate_custom(doc, validators, where)
         else:
             validate_builtin(doc, where)
@@ -523,6 +730,9 @@ def check_value_set(path: Path | None, validators: dict) -> int:
     check_policies(docs, effective, label)
     service_account = one(docs, "ServiceAccount", label)["metadata"]["name"]
     check_admission(docs, effective, service_account, label)
+    check_service(docs, effective, label)
+    check_network_policy(docs, effective, label)
+    check_ollama(docs, effective, label)
     return len(rendered)
 
 
@@ -549,8 +759,16 @@ def main() -> int:
             seen = [entry["name"] for entry in chart.crds]
             check(seen == [f"crds/{CRD_FILE.name}"], f"Helm sees {seen} as the chart's CRD files")
             check(chart.metadata.get("appVersion") == "0.1.0", "Chart.yaml appVersion is not 0.1.0")
-        validators = crd_validators(crds)
-        print(f"check-chart: ok: {CRD_FILE.relative_to(ROOT)} ({len(crds)} CRDs)")
+        check(SERVICEMONITOR_CRD.is_file(), f"no ServiceMonitor CRD at {SERVICEMONITOR_CRD} (scripts/check-chart fetches it)")
+        monitor_crds = [doc for doc in yaml.safe_load_all(SERVICEMONITOR_CRD.read_text()) if doc]
+        check([crd["metadata"]["name"] for crd in monitor_crds] == ["servicemonitors.monitoring.coreos.com"],
+              f"{SERVICEMONITOR_CRD}: not the ServiceMonitor CRD")
+        validators = crd_validators(crds + monitor_crds)
+        print(f"check-chart: ok: {CRD_FILE.relative_to(ROOT)} ({len(crds)} CRDs); ServiceMonitor CRD of "
+              f"prometheus-operator {monitor_crds[0]['metadata']['annotations']['operator.prometheus.io/version']}")
+        ollama = merged(None)["ollama"]["resources"]
+        check(4 * 2**30 <= memory_bytes(ollama["requests"]["memory"]) <= memory_bytes(ollama["limits"]["memory"]) <= 8 * 2**30,
+              f"Ollama's default memory is not sized for small models (4-8 GiB): {ollama}")
 
         for path in [None, *sorted((CHART / "ci").glob("*.yaml"))]:
             count = check_value_set(path, validators)
@@ -566,7 +784,28 @@ def main() -> int:
         expect_refusal({"config": {"ai": {"apiKey": "sk-123"}}}, "config.ai.apiKey is refused", "key in config")
         expect_refusal({"apiKey": {"existingSecret": "a"}, "config": {"ai": {"apiKeySecretRef": {"name": "b", "key": "k"}}}},
                        "not both", "two key sources")
-        print("check-chart: ok: config changes roll the pods; unsafe values are refused")
+        # values.schema.json: a bad value stops the install with its path in the message.
+        webhook = {"name": "a", "format": "slack", "urlSecret": {"name": "s", "key": "url"}, "events": ["failed"]}
+        for bad, path in (
+            ({"replicaCount": "two"}, "/replicaCount"),
+            ({"serviceMonitr": {"enabled": True}}, "serviceMonitr"),
+            ({"config": {"ai": {"provider": "anthropic"}}}, "/config/ai/provider"),
+            ({"config": {"ai": {"timeout": "30 seconds"}}}, "/config/ai/timeout"),
+            ({"config": {"safety": {"maxReplica": 3}}}, "maxReplica"),
+            ({"ollama": {"gpu": {"count": 0}}}, "/ollama/gpu/count"),
+            ({"networkPolicy": {"apiServer": {"cidrs": ["10.0.0.1"]}}}, "/networkPolicy/apiServer/cidrs/0"),
+            ({"notifications": {"webhooks": [{**webhook, "format": "xml"}]}}, "/notifications/webhooks/0/format"),
+            ({"notifications": {"webhooks": [{**webhook, "events": ["deleted"]}]}}, "/notifications/webhooks/0/events/0"),
+            ({"notifications": {"webhooks": [{k: v for k, v in webhook.items() if k != "urlSecret"}]}}, "urlSecret"),
+        ):
+            expect_refusal(bad, path, f"schema: {path}")
+        # What a schema cannot say, the templates refuse.
+        expect_refusal({"networkPolicy": {"enabled": True}}, "networkPolicy.apiServer.cidrs is empty", "no API server")
+        expect_refusal({"serviceMonitor": {"enabled": True}, "service": {"enabled": False}},
+                       "serviceMonitor.enabled needs service.enabled", "monitor without Service")
+        expect_refusal({"ollama": {"pull": {"enabled": True}}}, "ollama.pull.enabled needs ollama.enabled", "pull without Ollama")
+        expect_refusal({"notifications": {"webhooks": [webhook, webhook]}}, 'the name "a" is used twice', "webhook twice")
+        print("check-chart: ok: config changes roll the pods; unsafe and malformed values are refused, naming the value")
     except Failed as failure:
         print(f"check-chart: FAILED: {failure}", file=sys.stderr)
         return 1

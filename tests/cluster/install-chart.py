@@ -21,6 +21,16 @@ import yaml
 
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "kubeskippy"
 TOKEN_SECONDS = 6 * 3600
+# The optional pieces the API server can accept without anything running:
+# kwok runs no container, so the Ollama pod never serves and no PVC is bound
+# (nothing waits for either); the pull Job, a hook Helm would wait for, stays
+# off. The API server is on loopback.
+VALUES = {
+    "replicaCount": 1,
+    "ollama": {"enabled": True},
+    "networkPolicy": {"enabled": True, "apiServer": {"cidrs": ["127.0.0.1/32"]}},
+    "dashboard": {"enabled": True},
+}
 
 
 def admin_request(directory: Path, method: str, path: str, body: dict | None = None,
@@ -76,7 +86,7 @@ def main() -> int:
     directory, namespace, release = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     try:
         with helm.Config(kubeconfig_path=directory / "kubeconfig", namespace=namespace) as config:
-            values = {"replicaCount": 1}
+            values = VALUES
             # A second run of the suite on the same control plane upgrades.
             if any(r.get("name") == release for r in config.list(all_namespaces=True)):
                 apply_crds(directory)

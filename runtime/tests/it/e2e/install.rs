@@ -32,6 +32,14 @@ async fn the_chart_installs_with_real_helm_and_its_crds_are_the_binarys() {
         );
     }
 
+    for kind in ["NetworkPolicy", "PersistentVolumeClaim", "Service"] {
+        assert!(
+            cluster.release.kinds.iter().any(|k| k == kind),
+            "the release has a {kind}: {:?}",
+            cluster.release.kinds
+        );
+    }
+
     let crds: Api<CustomResourceDefinition> = Api::all(cluster.client("admin").await);
     for ours in kubeskippy::core::crd::crds() {
         let name = ours.metadata.name.clone().unwrap();
@@ -174,4 +182,117 @@ spec:
         row.as_array().unwrap().iter().any(|cell| cell == "dryrun"),
         "the mode column reads dryrun: {row}"
     );
+}
+
+/// install-chart.py enables the in-cluster Ollama, the NetworkPolicy and the
+/// dashboard: the real API server stored each (kwok runs no container, so
+/// Ollama never serves and its claim stays unbound; nothing waits for them),
+/// and the config it holds is one the daemon accepts, pointing at that Ollama.
+#[tokio::test]
+async fn the_charts_optional_pieces_are_accepted_by_the_api_server() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use kube::api::ListParams;
+
+    let Some((cluster, _running)) = super::shared().await else {
+        return;
+    };
+    let admin = cluster.client("admin").await;
+    let namespace = cluster.release.namespace.as_str();
+    let release = cluster.release.name.as_str();
+    let ollama = format!("{release}-ollama");
+
+    let deployment = Api::<Deployment>::namespaced(admin.clone(), namespace)
+        .get(&ollama)
+        .await
+        .unwrap();
+    let pod = deployment.spec.template.spec.unwrap();
+    assert_eq!(
+        pod.containers[0].image.as_deref(),
+        Some("ollama/ollama:0.17.4")
+    );
+    let claim = Api::<PersistentVolumeClaim>::namespaced(admin.clone(), namespace)
+        .get(&format!("{ollama}-models"))
+        .await
+        .unwrap();
+    assert_eq!(
+        claim.spec.unwrap().resources.unwrap().requests.unwrap()["storage"].0,
+        "20Gi"
+    );
+    let services = Api::<Service>::namespaced(admin.clone(), namespace);
+    let model_port = services
+        .get(&ollama)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .ports
+        .unwrap();
+    assert_eq!(model_port[0].port, 11434);
+    let metrics = services.get(release).await.unwrap().spec.unwrap();
+    assert_eq!(
+        metrics.ports.as_ref().unwrap()[0].name.as_deref(),
+        Some("http")
+    );
+
+    let policy = Api::<NetworkPolicy>::namespaced(admin.clone(), namespace)
+        .get(release)
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(
+        policy.policy_types.as_deref(),
+        Some(&["Ingress".to_string(), "Egress".to_string()][..])
+    );
+    let configmaps = Api::<ConfigMap>::namespaced(admin.clone(), namespace);
+    let dashboard = configmaps
+        .get(&format!("{release}-dashboard"))
+        .await
+        .unwrap();
+    assert_eq!(dashboard.metadata.labels.unwrap()["grafana_dashboard"], "1");
+    let shipped: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            super::repository().join("deploy/kubeskippy/dashboards/kubeskippy.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let stored: serde_json::Value =
+        serde_json::from_str(&dashboard.data.unwrap()["kubeskippy.json"]).unwrap();
+    assert_eq!(stored, shipped);
+
+    // The config the chart's daemon would read, as the API server holds it.
+    let config = configmaps.get(&format!("{release}-config")).await.unwrap();
+    let config = kubeskippy::core::config::Config::parse(&config.data.unwrap()["config.yaml"])
+        .unwrap_or_else(|error| panic!("the installed config: {error}"));
+    assert_eq!(
+        config.ai.endpoint.as_deref(),
+        Some(format!("http://{ollama}.{namespace}.svc:11434").as_str())
+    );
+
+    // The metrics Service selects the daemon's (kwok-run) pod: the endpoint
+    // controller lists it, on the health port.
+    let slices = Api::<EndpointSlice>::namespaced(admin, namespace);
+    let selector = format!("kubernetes.io/service-name={release}");
+    super::eventually(
+        std::time::Duration::from_secs(60),
+        "the metrics Service's EndpointSlice to list the daemon's pod",
+        async || {
+            let list = slices
+                .list(&ListParams::default().labels(&selector))
+                .await
+                .ok()?;
+            list.items.iter().find_map(|slice| {
+                let port = slice.ports.as_ref()?.first()?;
+                (port.name.as_deref() == Some("http")
+                    && port.port == Some(8080)
+                    && !slice.endpoints.as_ref()?.is_empty())
+                .then_some(())
+            })
+        },
+    )
+    .await;
 }
